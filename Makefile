@@ -1,0 +1,88 @@
+# exo-autoscale — the two commands are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Dependency order: a package comes after the packages it needs.
+PACKAGES := exo-client slow-web exo-sd exo-scaler exo-lab exo-testkit
+APT_PACKAGES := prometheus prometheus-alertmanager cloud-init systemd
+SPEED ?= 10
+DEMO_ARGS ?=
+
+.PHONY: help bootstrap system-packages venv test tox demo wheels record-cassettes bench bench-quick lint fmt clean
+
+help:
+	@echo "make demo              run the whole autoscaling loop locally (exo-lab) and write a report"
+	@echo "make test              every test suite (tox: one env per package + lint, type, infra, e2e)"
+	@echo "make wheels            build every package's wheel into dist/ (what cloud-init installs)"
+	@echo "make record-cassettes  re-record exo-client's vcrpy cassettes against a local exo-lab zone"
+	@echo "make bench             benchmarks (make bench-quick for the short smoke run)"
+
+bootstrap: system-packages venv
+
+# Prometheus, Alertmanager and promtool are the real Debian binaries; cloud-init gives
+# `cloud-init schema`, systemd gives `systemd-analyze verify`.
+system-packages:
+	@missing=""; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	command -v cloud-init >/dev/null || missing="$$missing cloud-init"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  elif command -v sudo >/dev/null && command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "missing system packages:$$missing — install them (Debian/Ubuntu: sudo apt-get install$$missing) and re-run"; exit 1; \
+	  fi; \
+	fi
+
+$(BIN)/tox:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "tox>=4.22" "tox-uv>=1.11" "build>=1.2" "ruff>=0.6"
+
+# The development venv: every package editable, so `exo-lab run` and the CLIs work from the tree.
+$(VENV)/.installed: $(BIN)/tox $(foreach p,$(PACKAGES),packages/$(p)/pyproject.toml)
+	$(BIN)/pip install -q $(foreach p,$(PACKAGES),-e packages/$(p))
+	$(BIN)/pip install -q --group test 2>/dev/null || $(BIN)/pip install -q pytest pytest-timeout vcrpy hypothesis httpx pytest-socket jsonschema
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: bootstrap
+	$(BIN)/tox run
+
+tox: test
+
+demo: bootstrap
+	$(BIN)/exo-lab run --speed $(SPEED) $(DEMO_ARGS)
+
+wheels: $(BIN)/tox
+	rm -rf dist && mkdir -p dist
+	@for p in $(PACKAGES); do \
+	  [ "$$p" = exo-testkit ] && continue; \
+	  $(BIN)/python -m build --wheel --outdir dist packages/$$p >/dev/null || exit 1; \
+	done
+	@ls -1 dist
+
+record-cassettes: venv
+	$(BIN)/python -m exo_client.record_cassettes packages/exo-client/tests/cassettes
+
+bench: venv
+	$(BIN)/python -m exo_lab.bench --out bench-results
+
+bench-quick: venv
+	$(BIN)/python -m exo_lab.bench --quick --out bench-results
+
+lint: $(BIN)/tox
+	$(BIN)/tox run -e lint
+
+fmt: $(BIN)/tox
+	$(BIN)/ruff format packages infra
+	$(BIN)/ruff check --fix packages infra
+
+clean:
+	rm -rf $(VENV) .tox dist build
