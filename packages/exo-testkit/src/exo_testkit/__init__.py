@@ -1,3 +1,6 @@
-"""Shared test helpers for the exo-autoscale packages (not shipped)"""
+"""Shared test helpers for the exo-autoscale packages (not shipped)."""
+
+from .zone import FAST_TIMINGS, RunningZone, free_member_network, running_zone
 
 __version__ = "0.1.0"
+__all__ = ["FAST_TIMINGS", "RunningZone", "free_member_network", "running_zone"]

@@ -1,0 +1,234 @@
+"""The zone's HTTP face: the Exoscale v2 operations the project uses, signed like Exoscale.
+
+Bodies follow the official openapi.json shipped in the `exoscale` wheel. Lab-only controls
+(faults, member kills) live under /_lab and need the same signature.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .faults import FaultPlan
+from .signing import SignatureError, verify_request
+from .zone import Zone, ZoneError
+
+log = logging.getLogger("exo_lab.zone_api")
+
+Handler = Callable[[Zone, Request, dict[str, str], Any], Any]
+
+_UUID = r"(?P<id>[0-9a-fA-F-]{36})"
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"message": message}, status_code=status)
+
+
+class ZoneApi:
+    """Routes `<METHOD> <path>` to zone operations; every request is signature-checked."""
+
+    def __init__(self, zone: Zone, credentials: Mapping[str, str], prefix: str = "/v2") -> None:
+        self.zone = zone
+        self.credentials = dict(credentials)
+        self.prefix = prefix
+        self.faults = FaultPlan()
+        self.routes: list[tuple[str, re.Pattern[str], str, Handler]] = []
+        for method, pattern, operation, handler in (
+            ("GET", r"/instance-pool", "list-instance-pools", self._list_pools),
+            ("GET", rf"/instance-pool/{_UUID}", "get-instance-pool", self._get_pool),
+            ("PUT", rf"/instance-pool/{_UUID}:scale", "scale-instance-pool", self._scale),
+            ("PUT", rf"/instance-pool/{_UUID}:evict", "evict-instance-pool-members", self._evict),
+            ("GET", r"/instance", "list-instances", self._list_instances),
+            ("GET", rf"/instance/{_UUID}", "get-instance", self._get_instance),
+            ("DELETE", rf"/instance/{_UUID}", "delete-instance", self._delete_instance),
+            ("GET", rf"/operation/{_UUID}", "get-operation", self._get_operation),
+            ("GET", r"/load-balancer", "list-load-balancers", self._list_lbs),
+            ("GET", rf"/load-balancer/{_UUID}", "get-load-balancer", self._get_lb),
+            ("GET", r"/instance-type", "list-instance-types", self._list_types),
+            ("GET", rf"/instance-type/{_UUID}", "get-instance-type", self._get_type),
+            ("GET", r"/_lab/faults", "lab-get-faults", self._get_faults),
+            ("PUT", r"/_lab/faults", "lab-set-faults", self._set_faults),
+            ("GET", r"/_lab/state", "lab-state", self._lab_state),
+        ):
+            self.routes.append((method, re.compile(f"^{prefix}{pattern}$"), operation, handler))
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        path = request.scope.get("raw_path", request.url.path.encode()).decode()
+        body = await request.body()
+        try:
+            verify_request(
+                method=request.method,
+                path=path,
+                query_string=request.url.query,
+                body=body,
+                authorization=request.headers.get("authorization"),
+                secrets=self.credentials,
+            )
+        except SignatureError as exc:
+            log.info("403 %s %s: %s", request.method, path, exc)
+            return _error(403, str(exc))
+        allowed = False
+        for method, pattern, operation, handler in self.routes:
+            match = pattern.match(path)
+            if not match:
+                continue
+            if method != request.method:
+                allowed = True
+                continue
+            return await self._run(operation, handler, request, match.groupdict(), body)
+        if allowed:
+            return _error(405, f"method {request.method} not allowed on {path}")
+        return _error(404, f"no such endpoint: {request.method} {path}")
+
+    async def _run(
+        self, operation: str, handler: Handler, request: Request, params: dict[str, str], raw: bytes
+    ) -> Response:
+        if not operation.startswith("lab-"):
+            if self.faults.latency and self.faults.applies_to(operation):
+                await asyncio.sleep(self.faults.latency)
+            status = self.faults.draw_error(operation)
+            if status is not None:
+                headers = {"Retry-After": "1"} if status == 429 else None
+                return JSONResponse(
+                    {"message": f"injected fault ({status})"}, status_code=status, headers=headers
+                )
+        try:
+            payload = json.loads(raw) if raw else None
+        except ValueError:
+            return _error(400, "request body is not valid JSON")
+        try:
+            with self.zone.lock:
+                result = handler(self.zone, request, params, payload)
+            if isinstance(result, Awaitable):
+                result = await result
+        except ZoneError as exc:
+            return _error(exc.status, exc.message)
+        return result if isinstance(result, Response) else JSONResponse(result)
+
+    # -- handlers ---------------------------------------------------------------------------
+
+    def _list_pools(self, zone: Zone, *_: Any) -> dict[str, Any]:
+        return {"instance-pools": [zone.pool_body(p) for p in zone.pools.values()]}
+
+    def _get_pool(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
+        return zone.pool_body(zone.pool(params["id"]))
+
+    def _scale(self, zone: Zone, _: Request, params: dict[str, str], payload: Any) -> Any:
+        size = payload.get("size") if isinstance(payload, dict) else None
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise ZoneError(400, "size: an integer is required")
+        return zone.operation_body(zone.scale(params["id"], size))
+
+    def _evict(self, zone: Zone, _: Request, params: dict[str, str], payload: Any) -> Any:
+        ids = payload.get("instances") if isinstance(payload, dict) else None
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise ZoneError(400, "instances: a list of instance ids is required")
+        return zone.operation_body(zone.evict(params["id"], ids))
+
+    def _list_instances(self, zone: Zone, request: Request, *_: Any) -> Any:
+        manager_id = request.query_params.get("manager-id")
+        manager_type = request.query_params.get("manager-type")
+        if manager_type not in (None, "instance-pool"):
+            raise ZoneError(400, f"manager-type: invalid value {manager_type!r}")
+        instances = [
+            i
+            for i in zone.instances.values()
+            if manager_id is None or i.pool_id == manager_id
+        ]
+        ip = request.query_params.get("ip-address")
+        if ip:
+            instances = [i for i in instances if i.address == ip]
+        return {"instances": [zone.instance_body(i) for i in instances]}
+
+    def _get_instance(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
+        return zone.instance_body(zone.instance(params["id"]))
+
+    def _delete_instance(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
+        return zone.operation_body(zone.delete_instance(params["id"]))
+
+    def _get_operation(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
+        return zone.operation_body(zone.operation(params["id"]))
+
+    def _list_lbs(self, zone: Zone, *_: Any) -> Any:
+        return {"load-balancers": [zone.load_balancer_body(lb) for lb in zone.load_balancers.values()]}
+
+    def _get_lb(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
+        lb = zone.load_balancers.get(params["id"])
+        if lb is None:
+            raise ZoneError(404, f"load balancer {params['id']} not found")
+        return zone.load_balancer_body(lb)
+
+    def _list_types(self, zone: Zone, *_: Any) -> Any:
+        return {"instance-types": zone.instance_types_body()}
+
+    def _get_type(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
+        for body in zone.instance_types_body():
+            if body["id"] == params["id"]:
+                return body
+        raise ZoneError(404, f"instance type {params['id']} not found")
+
+    def _get_faults(self, *_: Any) -> Any:
+        return self.faults.to_json()
+
+    def _set_faults(self, _: Zone, __: Request, ___: dict[str, str], payload: Any) -> Any:
+        if not isinstance(payload, dict):
+            raise ZoneError(400, "a JSON object is required")
+        try:
+            self.faults = FaultPlan.from_json(payload)
+        except (TypeError, ValueError) as exc:
+            raise ZoneError(400, f"invalid fault plan: {exc}") from exc
+        log.warning("fault plan set: %s", self.faults.to_json())
+        return self.faults.to_json()
+
+    def _lab_state(self, zone: Zone, *_: Any) -> Any:
+        return {
+            "zone": zone.name,
+            "pools": [zone.pool_body(p) for p in zone.pools.values()],
+            "instances": [zone.instance_body(i) for i in zone.instances.values()],
+            "faults": self.faults.to_json(),
+        }
+
+
+def create_zone_app(zone: Zone, credentials: Mapping[str, str], *, tick: bool = True) -> Starlette:
+    """The zone as an ASGI app; its lifespan runs the ticker that advances zone time."""
+    api = ZoneApi(zone, credentials)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(_ticker(zone)) if tick else None
+        try:
+            yield
+        finally:
+            if task:
+                task.cancel()
+            await asyncio.to_thread(zone.close)
+
+    app = Starlette(
+        routes=[Route("/{path:path}", api.handle, methods=["GET", "PUT", "POST", "DELETE", "PATCH"])],
+        lifespan=lifespan,
+    )
+    app.state.api = api
+    app.state.zone = zone
+    return app
+
+
+async def _ticker(zone: Zone) -> None:
+    while True:
+        try:
+            # Runtime checks may touch processes and sockets: keep them off the event loop.
+            await asyncio.to_thread(zone.tick)
+        except Exception:
+            log.exception("zone tick failed")
+        await asyncio.sleep(zone.timings.tick_interval)
