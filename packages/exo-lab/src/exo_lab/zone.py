@@ -135,6 +135,10 @@ class LoadBalancer:
     services: list[LbService] = field(default_factory=list)
 
 
+def _always() -> bool:
+    return True
+
+
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
@@ -263,7 +267,7 @@ class Zone:
             if size > pool.size:
                 pool.state = "scaling-up"
                 self._grow(pool, size - pool.size)
-                done_when: Callable[[], bool] = lambda: True
+                done_when: Callable[[], bool] = _always
             elif size < pool.size:
                 pool.state = "scaling-down"
                 # Exoscale chooses which members go; the lab drops the newest.
@@ -271,7 +275,7 @@ class Zone:
                 self._shrink(pool, leaving)
                 done_when = self._gone(leaving)
             else:
-                done_when = lambda: True  # noqa: E731
+                done_when = _always
             pool.size = size
             return self._operation(pool, "scale-instance-pool", done_when)
 
@@ -329,7 +333,9 @@ class Zone:
             now = self.clock()
             for inst in list(self.instances.values()):
                 if inst.state in ("starting", "running") and not self.runtime.is_alive(inst.id):
-                    log.warning("member %s (%s) died; the pool replaces it", inst.name, inst.address)
+                    log.warning(
+                        "member %s (%s) died; the pool replaces it", inst.name, inst.address
+                    )
                     pool = self.pools[inst.pool_id]
                     self._shrink(pool, [inst.id])
                     self._grow(pool, 1)

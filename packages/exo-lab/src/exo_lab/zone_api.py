@@ -143,9 +143,7 @@ class ZoneApi:
         if manager_type not in (None, "instance-pool"):
             raise ZoneError(400, f"manager-type: invalid value {manager_type!r}")
         instances = [
-            i
-            for i in zone.instances.values()
-            if manager_id is None or i.pool_id == manager_id
+            i for i in zone.instances.values() if manager_id is None or i.pool_id == manager_id
         ]
         ip = request.query_params.get("ip-address")
         if ip:
@@ -162,7 +160,9 @@ class ZoneApi:
         return zone.operation_body(zone.operation(params["id"]))
 
     def _list_lbs(self, zone: Zone, *_: Any) -> Any:
-        return {"load-balancers": [zone.load_balancer_body(lb) for lb in zone.load_balancers.values()]}
+        return {
+            "load-balancers": [zone.load_balancer_body(lb) for lb in zone.load_balancers.values()]
+        }
 
     def _get_lb(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
         lb = zone.load_balancers.get(params["id"])
@@ -216,7 +216,9 @@ def create_zone_app(zone: Zone, credentials: Mapping[str, str], *, tick: bool = 
             await asyncio.to_thread(zone.close)
 
     app = Starlette(
-        routes=[Route("/{path:path}", api.handle, methods=["GET", "PUT", "POST", "DELETE", "PATCH"])],
+        routes=[
+            Route("/{path:path}", api.handle, methods=["GET", "PUT", "POST", "DELETE", "PATCH"])
+        ],
         lifespan=lifespan,
     )
     app.state.api = api
