@@ -1,0 +1,235 @@
+locals {
+  # The provider ignores null, so labels stay optional everywhere.
+  labels = {
+    project = "exo-autoscale"
+    stack   = var.name_prefix
+  }
+
+  admin_ports = {
+    ssh        = 22
+    grafana    = 3000
+    prometheus = 9090
+  }
+
+  # One rule per (port, CIDR): an empty admin_cidrs produces no rule at all.
+  admin_rules = {
+    for pair in setproduct(keys(local.admin_ports), var.admin_cidrs) :
+    "${pair[0]}-${pair[1]}" => { port = local.admin_ports[pair[0]], cidr = pair[1] }
+  }
+
+  ssh_key_names = var.ssh_public_key == null ? [] : [exoscale_ssh_key.admin[0].name]
+}
+
+data "exoscale_template" "debian" {
+  zone = var.zone
+  name = var.template_name
+}
+
+resource "random_password" "scaler_token" {
+  length  = 48
+  special = false
+}
+
+resource "exoscale_ssh_key" "admin" {
+  count      = var.ssh_public_key == null ? 0 : 1
+  name       = "${var.name_prefix}-admin"
+  public_key = var.ssh_public_key
+}
+
+# --- network security ------------------------------------------------------------------------
+
+resource "exoscale_security_group" "pool" {
+  name        = "${var.name_prefix}-pool"
+  description = "slow-web pool members: 8080 public (NLB keeps client addresses), 9100 from the monitor"
+}
+
+resource "exoscale_security_group" "monitor" {
+  name        = "${var.name_prefix}-monitor"
+  description = "Monitor: Prometheus, Grafana, exo-sd, exo-scaler; admin ports from admin_cidrs only"
+}
+
+# The NLB forwards packets without rewriting the source address, so members see the clients'
+# addresses on 8080: that port must be open to the Internet. Port 80 is the NLB's own listener
+# (NLBs have no security group); nothing listens on 80 on the members.
+resource "exoscale_security_group_rule" "pool_http_public" {
+  security_group_id = exoscale_security_group.pool.id
+  description       = "slow-web behind the NLB"
+  type              = "INGRESS"
+  protocol          = "TCP"
+  cidr              = "0.0.0.0/0"
+  start_port        = 8080
+  end_port          = 8080
+}
+
+resource "exoscale_security_group_rule" "pool_http_healthcheck" {
+  security_group_id     = exoscale_security_group.pool.id
+  description           = "NLB health checks on /health"
+  type                  = "INGRESS"
+  protocol              = "TCP"
+  public_security_group = "public-nlb-healthcheck-sources"
+  start_port            = 8080
+  end_port              = 8080
+}
+
+resource "exoscale_security_group_rule" "pool_node_exporter" {
+  security_group_id      = exoscale_security_group.pool.id
+  description            = "node_exporter, scraped by the monitor's Prometheus only"
+  type                   = "INGRESS"
+  protocol               = "TCP"
+  user_security_group_id = exoscale_security_group.monitor.id
+  start_port             = 9100
+  end_port               = 9100
+}
+
+resource "exoscale_security_group_rule" "pool_ssh_admin" {
+  for_each = toset(var.admin_cidrs)
+
+  security_group_id = exoscale_security_group.pool.id
+  description       = "SSH from an admin network"
+  type              = "INGRESS"
+  protocol          = "TCP"
+  cidr              = each.value
+  start_port        = 22
+  end_port          = 22
+}
+
+resource "exoscale_security_group_rule" "monitor_admin" {
+  for_each = local.admin_rules
+
+  security_group_id = exoscale_security_group.monitor.id
+  description       = "admin access (${each.key})"
+  type              = "INGRESS"
+  protocol          = "TCP"
+  cidr              = each.value.cidr
+  start_port        = each.value.port
+  end_port          = each.value.port
+}
+
+# --- the pool behind the NLB -------------------------------------------------------------------
+
+resource "exoscale_anti_affinity_group" "pool" {
+  name        = "${var.name_prefix}-pool"
+  description = "Spread slow-web members over distinct hypervisors"
+}
+
+resource "exoscale_instance_pool" "web" {
+  zone                    = var.zone
+  name                    = "${var.name_prefix}-web"
+  description             = "slow-web members, sized by exo-scaler"
+  template_id             = data.exoscale_template.debian.id
+  instance_type           = var.pool_instance_type
+  disk_size               = var.pool_disk_size
+  size                    = var.pool_initial_size
+  instance_prefix         = "${var.name_prefix}-web"
+  security_group_ids      = [exoscale_security_group.pool.id]
+  anti_affinity_group_ids = [exoscale_anti_affinity_group.pool.id]
+  key_pair                = var.ssh_public_key == null ? null : exoscale_ssh_key.admin[0].name
+  user_data               = module.cloud_init.pool_user_data
+  labels                  = local.labels
+
+  lifecycle {
+    # exo-scaler owns the size once the pool exists: a re-apply must never undo its work.
+    ignore_changes = [size]
+
+    precondition {
+      condition     = var.pool_min_size <= var.pool_initial_size && var.pool_initial_size <= var.pool_max_size
+      error_message = "Pool sizes must satisfy pool_min_size <= pool_initial_size <= pool_max_size."
+    }
+  }
+}
+
+resource "exoscale_nlb" "web" {
+  zone        = var.zone
+  name        = "${var.name_prefix}-nlb"
+  description = "Public entry point: 80 -> slow-web 8080"
+  labels      = local.labels
+}
+
+resource "exoscale_nlb_service" "http" {
+  zone             = var.zone
+  name             = "${var.name_prefix}-http"
+  description      = "HTTP to slow-web"
+  nlb_id           = exoscale_nlb.web.id
+  instance_pool_id = exoscale_instance_pool.web.id
+  protocol         = "tcp"
+  strategy         = "round-robin"
+  port             = 80
+  target_port      = 8080
+
+  healthcheck {
+    mode     = "http"
+    port     = 8080
+    uri      = "/health"
+    interval = 5
+    timeout  = 3
+    retries  = 1
+  }
+}
+
+# --- least-privilege credentials for exo-sd and exo-scaler ------------------------------------
+
+resource "exoscale_iam_role" "autoscaler" {
+  name        = "${var.name_prefix}-autoscaler"
+  description = "exo-sd and exo-scaler: read the pool and its members, scale and evict"
+  editable    = true
+  labels      = local.labels
+
+  policy = {
+    default_service_strategy = "deny"
+    services = {
+      compute = {
+        type = "rules"
+        rules = [
+          {
+            action = "allow"
+            # Exactly the compute operations exo-sd and exo-scaler call; everything else is denied.
+            expression = "operation in ['get-instance-pool', 'list-instance-pools', 'get-instance', 'list-instances', 'scale-instance-pool', 'evict-instance-pool-members', 'get-operation']"
+          },
+          {
+            action     = "deny"
+            expression = "true"
+          },
+        ]
+      }
+    }
+  }
+}
+
+resource "exoscale_iam_api_key" "autoscaler" {
+  name    = "${var.name_prefix}-autoscaler"
+  role_id = exoscale_iam_role.autoscaler.id
+}
+
+# --- the monitor -------------------------------------------------------------------------------
+
+module "cloud_init" {
+  source = "./modules/cloud-init"
+
+  zone              = var.zone
+  pool_min_size     = var.pool_min_size
+  pool_max_size     = var.pool_max_size
+  scaler_interval   = var.scaler_interval_seconds
+  wheel_source      = var.wheel_source
+  package_index_url = var.package_index_url
+  wheel_dir         = coalesce(var.wheel_dir, "${path.root}/../../dist")
+
+  monitor_secrets = {
+    pool_id                = exoscale_instance_pool.web.id
+    api_key                = exoscale_iam_api_key.autoscaler.key
+    api_secret             = exoscale_iam_api_key.autoscaler.secret
+    scaler_token           = random_password.scaler_token.result
+    grafana_admin_password = var.grafana_admin_password
+  }
+}
+
+resource "exoscale_compute_instance" "monitor" {
+  zone               = var.zone
+  name               = "${var.name_prefix}-monitor"
+  template_id        = data.exoscale_template.debian.id
+  type               = var.monitor_instance_type
+  disk_size          = var.monitor_disk_size
+  security_group_ids = [exoscale_security_group.monitor.id]
+  ssh_keys           = local.ssh_key_names
+  user_data          = module.cloud_init.monitor_user_data
+  labels             = local.labels
+}

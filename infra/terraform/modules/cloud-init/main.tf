@@ -1,0 +1,174 @@
+locals {
+  provisioning_dir = coalesce(var.grafana_provisioning_dir, "${path.module}/../../../../grafana-provisioning")
+  templates        = "${path.module}/templates"
+
+  venv       = "/opt/exo-autoscale/venv"
+  wheels_dir = "/opt/exo-autoscale/wheels"
+  config_dir = "/etc/exo-autoscale"
+  sd_file    = "/srv/targets.json"
+  scaler_url = "http://${var.scaler_listen_host}:${var.scaler_port}"
+
+  # The largest value each runtime entry may take (enforced by the variable's validation);
+  # the plan-time size bound below assumes every one of them at full length, incompressible.
+  runtime_max_length = {
+    pool_id                = 64
+    api_key                = 64
+    api_secret             = 128
+    scaler_token           = 128
+    grafana_admin_password = 128
+  }
+
+  # --- wheels --------------------------------------------------------------------------------
+  embedded       = var.wheel_source == "embedded"
+  available      = sort(tolist(fileset(var.wheel_dir, "*.whl")))
+  monitor_dists  = ["exo_client", "exo_sd", "exo_scaler"]
+  pool_dists     = ["slow_web"]
+  wheel_matches  = { for d in concat(local.monitor_dists, local.pool_dists) : d => [for f in local.available : f if can(regex("^${d}-[^-]+-", f))] }
+  wheels_missing = [for d, files in local.wheel_matches : d if length(files) != 1]
+
+  # Only touched when embedding, and only for wheels that exist: a missing wheel is reported
+  # by the output preconditions below, never as a file() error.
+  wheel_files = {
+    for d, files in local.wheel_matches : d => {
+      name   = files[0]
+      base64 = local.embedded ? filebase64("${var.wheel_dir}/${files[0]}") : ""
+    } if length(files) == 1
+  }
+
+  # pip's requirement for each dist: the embedded file, or the project name on the index.
+  monitor_requirements = local.embedded ? [for d in local.monitor_dists : "${local.wheels_dir}/${try(local.wheel_files[d].name, "")}"] : ["exo-sd", "exo-scaler"]
+  pool_requirements    = local.embedded ? [for d in local.pool_dists : "${local.wheels_dir}/${try(local.wheel_files[d].name, "")}"] : ["slow-web"]
+
+  monitor_wheel_writes = local.embedded ? [
+    for d in local.monitor_dists : {
+      path        = "${local.wheels_dir}/${local.wheel_files[d].name}"
+      encoding    = "b64"
+      content     = local.wheel_files[d].base64
+      permissions = "0644"
+    } if contains(keys(local.wheel_files), d)
+  ] : []
+  pool_wheel_writes = local.embedded ? [
+    for d in local.pool_dists : {
+      path        = "${local.wheels_dir}/${local.wheel_files[d].name}"
+      encoding    = "b64"
+      content     = local.wheel_files[d].base64
+      permissions = "0644"
+    } if contains(keys(local.wheel_files), d)
+  ] : []
+
+  # --- files without secrets ------------------------------------------------------------------
+  common_template_vars = {
+    venv              = local.venv
+    config_dir        = local.config_dir
+    sd_file           = local.sd_file
+    scaler_host       = var.scaler_listen_host
+    scaler_port       = var.scaler_port
+    scaler_interval   = var.scaler_interval
+    pool_min_size     = var.pool_min_size
+    pool_max_size     = var.pool_max_size
+    slow_web_work_ms  = var.slow_web_work_ms
+    package_index_url = var.package_index_url
+    embedded          = local.embedded
+  }
+
+  grafana_files = {
+    "/etc/grafana/provisioning/datasources/prometheus.yaml"  = file("${local.provisioning_dir}/datasources/prometheus.yaml")
+    "/etc/grafana/provisioning/dashboards/provider.yaml"     = file("${local.provisioning_dir}/dashboards/provider.yaml")
+    "/etc/grafana/provisioning/dashboards/autoscaling.json"  = file("${local.provisioning_dir}/dashboards/autoscaling.json")
+    "/etc/grafana/provisioning/alerting/rules.yaml"          = file("${local.provisioning_dir}/alerting/rules.yaml")
+    "/etc/grafana/provisioning/alerting/contact-points.yaml" = file("${local.provisioning_dir}/alerting/contact-points.yaml")
+    "/etc/grafana/provisioning/alerting/policies.yaml"       = file("${local.provisioning_dir}/alerting/policies.yaml")
+  }
+
+  monitor_public_files = merge(local.grafana_files, {
+    "/etc/prometheus/prometheus.yml"                                  = templatefile("${local.templates}/prometheus.yml.tftpl", local.common_template_vars)
+    "/etc/systemd/system/exo-sd.service"                              = templatefile("${local.templates}/exo-sd.service.tftpl", local.common_template_vars)
+    "/etc/systemd/system/exo-scaler.service"                          = templatefile("${local.templates}/exo-scaler.service.tftpl", local.common_template_vars)
+    "/etc/systemd/system/grafana-server.service.d/exo-autoscale.conf" = templatefile("${local.templates}/grafana-server.override.conf.tftpl", local.common_template_vars)
+    "/usr/local/sbin/exo-autoscale-setup" = templatefile("${local.templates}/monitor-setup.sh.tftpl", merge(local.common_template_vars, {
+      requirements = local.monitor_requirements
+    }))
+  })
+
+  pool_files = {
+    "/etc/systemd/system/slow-web.service" = templatefile("${local.templates}/slow-web.service.tftpl", local.common_template_vars)
+    "/usr/local/sbin/exo-autoscale-setup" = templatefile("${local.templates}/pool-setup.sh.tftpl", merge(local.common_template_vars, {
+      requirements = local.pool_requirements
+    }))
+  }
+
+  # --- assembling cloud-config ----------------------------------------------------------------
+  monitor_packages = ["prometheus", "python3-venv", "curl", "gnupg", "ca-certificates"]
+  pool_packages    = ["prometheus-node-exporter", "python3-venv"]
+
+  pool_cloud_config = join("", ["#cloud-config\n", yamlencode({
+    package_update = true
+    packages       = local.pool_packages
+    write_files = concat(
+      [for path, content in local.pool_files : {
+        path        = path
+        content     = content
+        permissions = endswith(path, "-setup") ? "0755" : "0644"
+      }],
+      local.pool_wheel_writes,
+    )
+    runcmd = [["/usr/local/sbin/exo-autoscale-setup"]]
+  })])
+
+  monitor_secret_files = {
+    for name, tpl in {
+      "${local.config_dir}/exoscale.env" = "exoscale.env.tftpl"
+      "${local.config_dir}/grafana.env"  = "grafana.env.tftpl"
+      "${local.config_dir}/scaler-token" = "scaler-token.tftpl"
+    } : name => tpl
+  }
+
+  monitor_cloud_config_for = {
+    for variant, runtime in {
+      real = var.monitor_runtime
+      # Same text with every runtime value empty: known at plan time.
+      empty = { for k, _ in local.runtime_max_length : k => "" }
+      # Every runtime value replaced by a marker, to count where each one appears.
+      marked = { for k, _ in local.runtime_max_length : k => "@@${k}@@" }
+      } : variant => join("", ["#cloud-config\n", yamlencode({
+        package_update = true
+        packages       = local.monitor_packages
+        write_files = concat(
+          [for path, content in local.monitor_public_files : {
+            path        = path
+            content     = content
+            permissions = endswith(path, "-setup") ? "0755" : "0644"
+          }],
+          [for path, tpl in local.monitor_secret_files : {
+            path        = path
+            content     = templatefile("${local.templates}/${tpl}", merge(local.common_template_vars, runtime, { zone = var.zone }))
+            permissions = "0600"
+          }],
+          local.monitor_wheel_writes,
+        )
+        runcmd = [["/usr/local/sbin/exo-autoscale-setup"]]
+    })])
+  }
+
+  # gzip first, then base64: cloud-init inflates gzip user-data itself, and the provider passes
+  # base64 through unchanged, so our wheels (already compressed) pay the base64 cost once.
+  pool_user_data    = base64gzip(local.pool_cloud_config)
+  monitor_user_data = base64gzip(local.monitor_cloud_config_for.real)
+
+  # Upper bound of the monitor's encoded size, known at plan time: the empty-value rendering,
+  # plus every occurrence of every runtime value at its maximum length, as if gzip could not
+  # shrink it at all (base64: 4 bytes per 3, +4 for padding), plus 16 bytes per occurrence for
+  # a broken back-reference.
+  runtime_occurrences = {
+    for k, _ in local.runtime_max_length : k => length(regexall("@@${k}@@", local.monitor_cloud_config_for.marked))
+  }
+  monitor_runtime_bytes = sum([for k, n in local.runtime_occurrences : n * local.runtime_max_length[k]])
+  monitor_bound_bytes = (
+    length(base64gzip(local.monitor_cloud_config_for.empty)) +
+    ceil(local.monitor_runtime_bytes * 4 / 3) + 4 +
+    16 * sum(values(local.runtime_occurrences))
+  )
+  pool_bytes = length(local.pool_user_data)
+
+  oversize_hint = "Build smaller wheels, or set wheel_source = \"index\" with package_index_url so instances pip-install them instead of carrying them in the user-data."
+}

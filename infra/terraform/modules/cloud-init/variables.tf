@@ -1,0 +1,108 @@
+variable "zone" {
+  description = "Exoscale zone exo-sd and exo-scaler talk to."
+  type        = string
+}
+
+variable "pool_min_size" {
+  description = "exo-scaler --min."
+  type        = number
+}
+
+variable "pool_max_size" {
+  description = "exo-scaler --max."
+  type        = number
+}
+
+variable "scaler_interval" {
+  description = "exo-scaler --interval (seconds)."
+  type        = number
+  default     = 60
+}
+
+variable "scaler_listen_host" {
+  description = "Address exo-scaler binds on the monitor. Loopback: only Grafana and Prometheus on the same host call it."
+  type        = string
+  default     = "127.0.0.1"
+}
+
+variable "scaler_port" {
+  description = "exo-scaler's port (webhook, /status, /metrics)."
+  type        = number
+  default     = 8090
+}
+
+variable "slow_web_work_ms" {
+  description = "CPU milliseconds slow-web burns per request by default."
+  type        = number
+  default     = 100
+}
+
+variable "wheel_source" {
+  description = "\"embedded\": wheels from wheel_dir travel inside the user-data; \"index\": pip installs them from package_index_url."
+  type        = string
+  default     = "embedded"
+
+  validation {
+    condition     = contains(["embedded", "index"], var.wheel_source)
+    error_message = "wheel_source must be \"embedded\" or \"index\"."
+  }
+}
+
+variable "package_index_url" {
+  description = "PEP 503 index serving our wheels when wheel_source = \"index\" (PyPI remains the index for dependencies)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.package_index_url == "" || can(regex("^https?://[^\\s'\"]+$", var.package_index_url))
+    error_message = "package_index_url must be an http(s) URL without spaces or quotes."
+  }
+}
+
+variable "wheel_dir" {
+  description = "Folder with the wheels built by `make wheels`."
+  type        = string
+}
+
+variable "grafana_provisioning_dir" {
+  description = "The repository's grafana-provisioning/ folder (null: found relative to this module)."
+  type        = string
+  default     = null
+}
+
+variable "user_data_limit" {
+  description = "The provider rejects user-data whose base64 form is this long or longer."
+  type        = number
+  default     = 32768
+}
+
+variable "monitor_runtime" {
+  description = "Values known only once other resources exist; each is bounded by local.runtime_max_length."
+  sensitive   = true
+  type = object({
+    pool_id                = string
+    api_key                = string
+    api_secret             = string
+    scaler_token           = string
+    grafana_admin_password = string
+  })
+
+  validation {
+    condition     = can(regex("^[^\\s\"'\\\\]{12,128}$", var.monitor_runtime.grafana_admin_password))
+    error_message = "grafana_admin_password: 12 to 128 characters, no whitespace, quotes or backslashes."
+  }
+
+  validation {
+    condition = (
+      length(var.monitor_runtime.pool_id) <= 64 &&
+      length(var.monitor_runtime.api_key) <= 64 &&
+      length(var.monitor_runtime.api_secret) <= 128
+    )
+    error_message = "pool_id, api_key and api_secret exceed the lengths the user-data size bound assumes."
+  }
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{24,128}$", var.monitor_runtime.scaler_token))
+    error_message = "scaler_token: 24 to 128 characters of [A-Za-z0-9_-]."
+  }
+}

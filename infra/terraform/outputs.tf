@@ -1,0 +1,88 @@
+locals {
+  instance_price = {
+    pool    = lookup(var.prices_eur_per_hour, var.pool_instance_type, null)
+    monitor = lookup(var.prices_eur_per_hour, var.monitor_instance_type, null)
+  }
+  pool_member_eur_per_hour = local.instance_price.pool == null ? null : (
+    local.instance_price.pool + var.pool_disk_size * var.prices_eur_per_hour["disk_gib"]
+  )
+  fixed_eur_per_hour = local.instance_price.monitor == null ? null : (
+    local.instance_price.monitor + var.monitor_disk_size * var.prices_eur_per_hour["disk_gib"] + var.prices_eur_per_hour["nlb"]
+  )
+  cost_at = {
+    for name, size in { min = var.pool_min_size, initial = var.pool_initial_size, max = var.pool_max_size } :
+    name => (local.pool_member_eur_per_hour == null || local.fixed_eur_per_hour == null ? null :
+    local.fixed_eur_per_hour + size * local.pool_member_eur_per_hour)
+  }
+}
+
+output "nlb_ip_address" {
+  description = "Public address of the NLB: http://<this>/ reaches slow-web."
+  value       = exoscale_nlb.web.ip_address
+}
+
+output "app_url" {
+  description = "slow-web through the NLB."
+  value       = "http://${exoscale_nlb.web.ip_address}/"
+}
+
+output "monitor_ip_address" {
+  description = "Public address of the monitor."
+  value       = exoscale_compute_instance.monitor.public_ip_address
+}
+
+output "grafana_url" {
+  description = "Grafana (reachable only from admin_cidrs)."
+  value       = "http://${exoscale_compute_instance.monitor.public_ip_address}:3000/"
+}
+
+output "prometheus_url" {
+  description = "Prometheus (reachable only from admin_cidrs)."
+  value       = "http://${exoscale_compute_instance.monitor.public_ip_address}:9090/"
+}
+
+output "scaler_internal_url" {
+  description = "exo-scaler's webhook base, bound to the monitor's loopback (use an SSH tunnel to reach it)."
+  value       = module.cloud_init.scaler_url
+}
+
+output "instance_pool_id" {
+  description = "The pool exo-sd lists and exo-scaler sizes."
+  value       = exoscale_instance_pool.web.id
+}
+
+output "scaler_token" {
+  description = "Bearer token of exo-scaler's mutating routes."
+  value       = random_password.scaler_token.result
+  sensitive   = true
+}
+
+output "autoscaler_api_key" {
+  description = "Key of the least-privilege IAM API key given to exo-sd and exo-scaler."
+  value       = exoscale_iam_api_key.autoscaler.key
+}
+
+output "autoscaler_api_secret" {
+  description = "Secret of the least-privilege IAM API key given to exo-sd and exo-scaler."
+  value       = exoscale_iam_api_key.autoscaler.secret
+  sensitive   = true
+}
+
+output "user_data_bytes" {
+  description = "Encoded size of each user-data against the provider's limit (32768)."
+  value       = module.cloud_init.user_data_bytes
+}
+
+output "cost_estimate_eur_per_hour" {
+  description = "Estimated EUR per hour from var.prices_eur_per_hour (estimates: check https://www.exoscale.com/pricing/)."
+  value = {
+    pool_member            = local.pool_member_eur_per_hour
+    monitor_and_nlb        = local.fixed_eur_per_hour
+    at_min_size            = local.cost_at.min
+    at_initial_size        = local.cost_at.initial
+    at_max_size            = local.cost_at.max
+    budget_eur             = var.budget_eur
+    budget_hours_at_max    = local.cost_at.max == null ? null : floor(var.budget_eur / local.cost_at.max)
+    missing_price_for_type = [for t in [var.pool_instance_type, var.monitor_instance_type] : t if !contains(keys(var.prices_eur_per_hour), t)]
+  }
+}

@@ -1,0 +1,184 @@
+variable "exoscale_api_key" {
+  description = "Exoscale API key used by Terraform. Null: read EXOSCALE_API_KEY from the environment."
+  type        = string
+  default     = null
+}
+
+variable "exoscale_api_secret" {
+  description = "Exoscale API secret used by Terraform. Null: read EXOSCALE_API_SECRET from the environment."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "zone" {
+  description = "Exoscale zone for every resource."
+  type        = string
+  default     = "ch-gva-2"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}-[a-z]{3}-[0-9]+$", var.zone))
+    error_message = "zone must look like ch-gva-2, de-fra-1, at-vie-1, ..."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name; change it to run two stacks in one account."
+  type        = string
+  default     = "exo-autoscale"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,30}$", var.name_prefix))
+    error_message = "name_prefix: lowercase letters, digits and dashes, at most 31 characters, starting with a letter."
+  }
+}
+
+variable "template_name" {
+  description = "Public Exoscale template for every instance (Debian: the cloud-init files use apt and systemd)."
+  type        = string
+  default     = "Linux Debian 12 (Bookworm) 64-bit"
+}
+
+variable "pool_instance_type" {
+  description = "Instance type of the pool members that run slow-web."
+  type        = string
+  default     = "standard.micro"
+}
+
+variable "monitor_instance_type" {
+  description = "Instance type of the monitor (Prometheus, Grafana, exo-sd, exo-scaler)."
+  type        = string
+  default     = "standard.small"
+}
+
+variable "pool_disk_size" {
+  description = "Disk size (GiB) of each pool member; Exoscale's minimum is 10."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.pool_disk_size >= 10
+    error_message = "pool_disk_size must be at least 10 GiB."
+  }
+}
+
+variable "monitor_disk_size" {
+  description = "Disk size (GiB) of the monitor; Exoscale's minimum is 10."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.monitor_disk_size >= 10
+    error_message = "monitor_disk_size must be at least 10 GiB."
+  }
+}
+
+variable "pool_initial_size" {
+  description = "Members created by the first apply; afterwards exo-scaler owns the size (ignore_changes)."
+  type        = number
+  default     = 1
+}
+
+variable "pool_min_size" {
+  description = "exo-scaler never scales below this."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.pool_min_size >= 1
+    error_message = "pool_min_size must be at least 1 (Exoscale pools cannot be empty)."
+  }
+}
+
+variable "pool_max_size" {
+  description = "exo-scaler never scales above this. At most 8: one anti-affinity group holds 8 instances."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.pool_max_size >= 1 && var.pool_max_size <= 8
+    error_message = "pool_max_size must be between 1 and 8 (the anti-affinity group limit)."
+  }
+}
+
+variable "scaler_interval_seconds" {
+  description = "exo-scaler's decision tick."
+  type        = number
+  default     = 60
+}
+
+variable "admin_cidrs" {
+  description = "CIDRs allowed to reach SSH (22), Grafana (3000) and Prometheus (9090). Empty: those ports stay closed."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.admin_cidrs : can(cidrhost(c, 0)) && c != "0.0.0.0/0" && c != "::/0"])
+    error_message = "admin_cidrs must be valid CIDRs and never the whole Internet (0.0.0.0/0 or ::/0)."
+  }
+}
+
+variable "ssh_public_key" {
+  description = "Optional SSH public key authorized on every instance (null: no SSH key)."
+  type        = string
+  default     = null
+}
+
+variable "grafana_admin_password" {
+  description = "Password of Grafana's admin user. No default on purpose: pass it with TF_VAR_grafana_admin_password."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = length(var.grafana_admin_password) >= 12
+    error_message = "grafana_admin_password must be at least 12 characters."
+  }
+}
+
+variable "wheel_source" {
+  description = "\"embedded\": our wheels from wheel_dir travel inside the user-data; \"index\": instances pip-install them from package_index_url."
+  type        = string
+  default     = "embedded"
+
+  validation {
+    condition     = contains(["embedded", "index"], var.wheel_source)
+    error_message = "wheel_source must be \"embedded\" or \"index\"."
+  }
+}
+
+variable "package_index_url" {
+  description = "Package index (PEP 503 simple URL) serving our wheels when wheel_source = \"index\"; PyPI stays the index for third-party dependencies."
+  type        = string
+  default     = ""
+}
+
+variable "wheel_dir" {
+  description = "Folder holding the wheels built by `make wheels` (null: <repo>/dist)."
+  type        = string
+  default     = null
+}
+
+variable "prices_eur_per_hour" {
+  description = "Price table for the cost estimate output (EUR per hour). Defaults are estimates: check https://www.exoscale.com/pricing/ and override."
+  type        = map(number)
+  default = {
+    "standard.micro"  = 0.0090
+    "standard.tiny"   = 0.0160
+    "standard.small"  = 0.0250
+    "standard.medium" = 0.0500
+    "standard.large"  = 0.0960
+    "nlb"             = 0.0280
+    "disk_gib"        = 0.00014
+  }
+
+  validation {
+    condition     = contains(keys(var.prices_eur_per_hour), "nlb") && contains(keys(var.prices_eur_per_hour), "disk_gib")
+    error_message = "prices_eur_per_hour must contain the keys \"nlb\" and \"disk_gib\" and one key per instance type used."
+  }
+}
+
+variable "budget_eur" {
+  description = "Budget used by the cost output to say how many hours the stack may run at its maximum size."
+  type        = number
+  default     = 20
+}
