@@ -69,7 +69,7 @@ wheels: $(BIN)/tox
 	@ls -1 dist
 
 record-cassettes: venv
-	$(BIN)/python -m exo_client.record_cassettes packages/exo-client/tests/cassettes
+	$(BIN)/python packages/exo-client/tests/record_cassettes.py
 
 bench: venv
 	$(BIN)/python -m exo_lab.bench --out bench-results

@@ -148,7 +148,13 @@ class ZoneApi:
         ip = request.query_params.get("ip-address")
         if ip:
             instances = [i for i in instances if i.address == ip]
-        return {"instances": [zone.instance_body(i) for i in instances]}
+        # The list answer is a summary: the spec's list item has no disk-size.
+        return {
+            "instances": [
+                {k: v for k, v in zone.instance_body(i).items() if k != "disk-size"}
+                for i in instances
+            ]
+        }
 
     def _get_instance(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
         return zone.instance_body(zone.instance(params["id"]))
