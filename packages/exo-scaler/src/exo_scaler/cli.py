@@ -1,0 +1,157 @@
+"""`exo-scaler serve`: a thin click layer over ScalerSettings, create_app and serve."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from exo_client import (
+    AuthError,
+    ClientSettings,
+    ExoApiError,
+    ExoClient,
+    MissingCredentialError,
+    NotFoundError,
+    RetryPolicy,
+)
+
+from .app import create_app
+from .server import serve as serve_app
+from .settings import DEFAULT_DRAIN_URL, SCALE_DOWN_POLICIES, ScalerSettings, SettingsError
+
+log = logging.getLogger("exo_scaler.cli")
+
+
+def _secret(path: Path | None, env_name: str, what: str) -> str | None:
+    """A secret from a file (flag wins) or the environment; never from the command line."""
+    if path is not None:
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise click.UsageError(f"cannot read the {what} file {path}: {exc.strerror}") from None
+        if not value:
+            raise click.UsageError(f"the {what} file {path} is empty")
+        return value
+    return os.environ.get(env_name) or None
+
+
+@click.group()
+def main() -> None:
+    """Webhook-driven scaler for an Exoscale instance pool."""
+
+
+@main.command()
+@click.option("--pool", envvar="EXOSCALE_INSTANCEPOOL_ID", default="", help="Pool id or name.")
+@click.option("--min", "min_size", type=int, default=1, show_default=True)
+@click.option("--max", "max_size", type=int, default=4, show_default=True)
+@click.option("--step", type=int, default=1, show_default=True)
+@click.option("--interval", type=float, default=60.0, show_default=True, help="Tick seconds.")
+@click.option("--max-hourly-cost", type=float, default=None, help="Cap on members x price.")
+@click.option("--price-per-member-hour", type=float, default=None)
+@click.option("--dry-run", is_flag=True, help="Decide and log, never call the API to scale.")
+@click.option("--direction-label", default="action", show_default=True)
+@click.option(
+    "--scale-down-policy",
+    type=click.Choice(SCALE_DOWN_POLICIES),
+    default="newest",
+    show_default=True,
+)
+@click.option("--prometheus-url", envvar="PROMETHEUS_URL", default=None)
+@click.option("--drain-url", default=DEFAULT_DRAIN_URL, show_default=True)
+@click.option("--drain-token-file", type=click.Path(path_type=Path), default=None)
+@click.option("--drain-seconds", type=float, default=0.0, show_default=True)
+@click.option("--operation-timeout", type=float, default=600.0, show_default=True)
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", envvar="LISTEN_PORT", type=int, default=8090, show_default=True)
+@click.option("--token-file", type=click.Path(path_type=Path), default=None)
+@click.option("--basic-user", default=None, help="Basic auth user name (default: any).")
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    envvar="EXO_SCALER_NO_AUTH",
+    help="Leave mutating routes open (explicit opt-in; warns at start).",
+)
+@click.option("--api-key", default=None, hidden=True)
+@click.option("--zone", default=None)
+@click.option("--api-endpoint", default=None)
+@click.option("--log-level", default="info", show_default=True)
+def serve(
+    pool: str,
+    min_size: int,
+    max_size: int,
+    step: int,
+    interval: float,
+    max_hourly_cost: float | None,
+    price_per_member_hour: float | None,
+    dry_run: bool,
+    direction_label: str,
+    scale_down_policy: str,
+    prometheus_url: str | None,
+    drain_url: str,
+    drain_token_file: Path | None,
+    drain_seconds: float,
+    operation_timeout: float,
+    host: str,
+    port: int,
+    token_file: Path | None,
+    basic_user: str | None,
+    no_auth: bool,
+    api_key: str | None,
+    zone: str | None,
+    api_endpoint: str | None,
+    log_level: str,
+) -> None:
+    """Receive webhooks and scale the pool every --interval seconds."""
+    logging.basicConfig(
+        level=log_level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    token = None if no_auth else _secret(token_file, "EXO_SCALER_TOKEN", "token")
+    drain_token = _secret(drain_token_file, "SLOW_WEB_ADMIN_TOKEN", "drain token")
+    try:
+        settings = ScalerSettings(
+            pool=pool,
+            min_size=min_size,
+            max_size=max_size,
+            step=step,
+            interval=interval,
+            max_hourly_cost=max_hourly_cost,
+            price_per_member_hour=price_per_member_hour,
+            dry_run=dry_run,
+            direction_label=direction_label,
+            scale_down_policy=scale_down_policy,  # type: ignore[arg-type]
+            prometheus_url=prometheus_url,
+            drain_url=drain_url,
+            drain_token=drain_token,
+            drain_seconds=drain_seconds,
+            operation_timeout=operation_timeout,
+            operation_poll=min(1.0, max(0.05, interval / 10)),
+            auth_token=token,
+            basic_user=basic_user,
+            no_auth=no_auth,
+        )
+        client_settings = ClientSettings.from_env(
+            api_key=api_key, zone=zone, endpoint=api_endpoint, timeout=5.0
+        )
+    except (SettingsError, MissingCredentialError) as exc:
+        raise click.UsageError(str(exc)) from None
+    if no_auth:
+        click.echo(
+            "WARNING: --no-auth: /webhook, /up, /down, /pause and /resume accept anyone",
+            err=True,
+        )
+    # A short retry budget: a tick is never worth more than a few seconds of backoff.
+    client = ExoClient(client_settings, retry=RetryPolicy(attempts=3, base_delay=0.2, max_delay=2))
+    try:
+        found = client.get_pool(settings.pool)
+    except (NotFoundError, AuthError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except ExoApiError as exc:
+        log.warning("cannot read the pool yet (%s); the loop will keep trying", exc)
+    else:
+        log.info("pool %s (%s): size %d, %s", found.name, found.id, found.size, found.state)
+    serve_app(create_app(settings, client), host, port, log_level=log_level.lower())
+    client.close()

@@ -1,0 +1,112 @@
+"""Everything the scaler is told at start, validated once (the CLI builds it, tests too)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+ScaleDownPolicy = Literal["newest", "oldest", "least-busy"]
+SCALE_DOWN_POLICIES: tuple[ScaleDownPolicy, ...] = ("newest", "oldest", "least-busy")
+
+DEFAULT_DRAIN_URL = "http://{ip}:8081/admin/drain"
+DEFAULT_BUSY_QUERY = 'sum by (instance_id) (rate(node_cpu_seconds_total{mode!="idle"}[1m]))'
+MAX_BODY_BYTES = 64 * 1024
+
+
+class SettingsError(ValueError):
+    """A setting (or a combination of settings) the scaler cannot run with."""
+
+
+@dataclass(frozen=True)
+class ScalerSettings:
+    pool: str
+    max_size: int
+    min_size: int = 1
+    step: int = 1
+    interval: float = 60.0
+    max_hourly_cost: float | None = None
+    price_per_member_hour: float | None = None
+    dry_run: bool = False
+    direction_label: str = "action"
+    scale_down_policy: ScaleDownPolicy = "newest"
+    prometheus_url: str | None = None
+    busy_query: str = DEFAULT_BUSY_QUERY
+    drain_url: str = DEFAULT_DRAIN_URL
+    drain_token: str | None = field(default=None, repr=False)
+    drain_seconds: float = 0.0
+    operation_timeout: float = 600.0
+    operation_poll: float = 1.0
+    auth_token: str | None = field(default=None, repr=False)
+    basic_user: str | None = None
+    no_auth: bool = False
+    max_body_bytes: int = MAX_BODY_BYTES
+
+    def __post_init__(self) -> None:
+        problems = list(self._problems())
+        if problems:
+            raise SettingsError("; ".join(problems))
+
+    def _problems(self) -> list[str]:
+        found: list[str] = []
+        if not self.pool:
+            found.append("--pool is required (or set EXOSCALE_INSTANCEPOOL_ID)")
+        if self.min_size < 0:
+            found.append("--min must be >= 0")
+        if self.max_size < max(self.min_size, 1):
+            found.append("--max must be >= --min and >= 1")
+        if self.step < 1:
+            found.append("--step must be >= 1")
+        if not self.interval > 0 or not math.isfinite(self.interval):
+            found.append("--interval must be a positive number of seconds")
+        if (self.max_hourly_cost is None) != (self.price_per_member_hour is None):
+            found.append("--max-hourly-cost and --price-per-member-hour go together")
+        if self.price_per_member_hour is not None and not self.price_per_member_hour > 0:
+            found.append("--price-per-member-hour must be > 0")
+        if self.max_hourly_cost is not None and self.max_hourly_cost < 0:
+            found.append("--max-hourly-cost must be >= 0")
+        if self.scale_down_policy not in SCALE_DOWN_POLICIES:
+            found.append(f"--scale-down-policy must be one of {', '.join(SCALE_DOWN_POLICIES)}")
+        if self.scale_down_policy == "least-busy" and not self.prometheus_url:
+            found.append("--scale-down-policy least-busy needs --prometheus-url")
+        if self.drain_seconds < 0:
+            found.append("--drain-seconds must be >= 0")
+        if self.drain_enabled:
+            if "{ip}" not in self.drain_url:
+                found.append("--drain-url must contain {ip}")
+            if not self.drain_token:
+                found.append(
+                    "draining needs the members' admin token "
+                    "(--drain-token-file or SLOW_WEB_ADMIN_TOKEN)"
+                )
+        if not self.operation_timeout > 0 or not self.operation_poll > 0:
+            found.append("--operation-timeout and the poll interval must be > 0")
+        if not self.direction_label:
+            found.append("--direction-label must not be empty")
+        if self.no_auth and self.auth_token:
+            found.append("--no-auth and a token exclude each other")
+        if not self.no_auth and not self.auth_token:
+            found.append(
+                "no webhook token: pass --token-file or set EXO_SCALER_TOKEN "
+                "(or run with --no-auth, which leaves every mutating route open)"
+            )
+        if self.max_body_bytes < 1:
+            found.append("the body limit must be positive")
+        return found
+
+    @property
+    def drain_enabled(self) -> bool:
+        return self.drain_seconds > 0
+
+    @property
+    def cost_cap_size(self) -> int | None:
+        """The most members the hourly budget pays for, when a budget is set."""
+        if self.max_hourly_cost is None or self.price_per_member_hour is None:
+            return None
+        # A tiny epsilon so that 0.3 / 0.1 counts as 3 members, not 2.
+        return math.floor(self.max_hourly_cost / self.price_per_member_hour + 1e-9)
+
+    @property
+    def effective_max(self) -> int:
+        cap = self.cost_cap_size
+        return self.max_size if cap is None else min(self.max_size, cap)
