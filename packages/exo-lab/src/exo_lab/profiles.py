@@ -91,6 +91,7 @@ def make_profile(name: str, *, base_rps: float, peak_rps: float, duration: float
     if duration <= 0 or base_rps < 0 or peak_rps < base_rps:
         raise ValueError("need duration > 0 and 0 <= base_rps <= peak_rps")
     q = duration / 8
+    segments: tuple[Segment, ...]
     if name == "step":
         segments = (
             Segment(q, base_rps, base_rps),

@@ -12,6 +12,7 @@ run of T seconds sampled every dt (Herbst et al., "Ready for Rain?", ICPE 2015):
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -82,7 +83,7 @@ class Action:
 def reversals(actions: Sequence[Action], window: float) -> int:
     """Actions that undo the previous one within `window` seconds (flapping)."""
     count = 0
-    for previous, current in zip(actions, actions[1:], strict=False):
+    for previous, current in itertools.pairwise(actions):
         if current.direction != previous.direction and current.t - previous.t <= window:
             count += 1
     return count
