@@ -213,7 +213,7 @@ module "cloud_init" {
   package_index_url = var.package_index_url
   wheel_dir         = coalesce(var.wheel_dir, "${path.root}/../../dist")
 
-  monitor_secrets = {
+  monitor_runtime = {
     pool_id                = exoscale_instance_pool.web.id
     api_key                = exoscale_iam_api_key.autoscaler.key
     api_secret             = exoscale_iam_api_key.autoscaler.secret

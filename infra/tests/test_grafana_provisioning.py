@@ -1,0 +1,142 @@
+"""grafana-provisioning/: formats, wiring, and the facts exo-lab derives its rules from."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from infra_support import PROVISIONING_DIR, RUNTIME
+
+DATASOURCE_UID = "exo-prometheus"
+CPU_EXPR = '100 * (1 - avg(rate(node_cpu_seconds_total{mode="idle",job="pool"}[1m])))'
+
+
+def _yaml(relative: str) -> Any:
+    return yaml.safe_load((PROVISIONING_DIR / relative).read_text())
+
+
+@pytest.fixture(scope="module")
+def rules() -> list[dict[str, Any]]:
+    document = _yaml("alerting/rules.yaml")
+    assert document["apiVersion"] == 1
+    (group,) = document["groups"]
+    assert group["folder"] and group["interval"]
+    return list(group["rules"])
+
+
+def test_every_file_parses() -> None:
+    files = sorted(p for p in PROVISIONING_DIR.rglob("*") if p.suffix in {".yaml", ".yml", ".json"})
+    assert len(files) == 6
+    for path in files:
+        loaded = (
+            json.loads(path.read_text())
+            if path.suffix == ".json"
+            else yaml.safe_load(path.read_text())
+        )
+        assert loaded, path
+
+
+def test_datasource_has_the_fixed_uid() -> None:
+    (source,) = _yaml("datasources/prometheus.yaml")["datasources"]
+    assert source["uid"] == DATASOURCE_UID
+    assert source["type"] == "prometheus"
+
+
+def test_dashboard_uses_the_datasource_uid_everywhere() -> None:
+    dashboard = json.loads((PROVISIONING_DIR / "dashboards/autoscaling.json").read_text())
+    assert dashboard["title"] == "Autoscaling"
+    panels = dashboard["panels"]
+    for panel in panels:
+        assert panel["datasource"]["uid"] == DATASOURCE_UID, panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == DATASOURCE_UID
+    exprs = " ".join(t["expr"] for p in panels for t in p["targets"])
+    for metric in [
+        "exo_scaler_decisions_total",
+        "exo_scaler_pool_size",
+        "slow_web_requests_total",
+        "slow_web_request_duration_seconds_bucket",
+        'up{job="pool"}',
+    ]:
+        assert metric in exprs
+    cpu_panel = panels[0]
+    assert cpu_panel["targets"][0]["expr"] == CPU_EXPR
+    steps = cpu_panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in steps if s["value"] is not None] == [20, 80]
+    provider = _yaml("dashboards/provider.yaml")["providers"][0]
+    assert provider["options"]["path"] == "/etc/grafana/provisioning/dashboards"
+
+
+@pytest.mark.parametrize(
+    ("action", "op", "threshold"), [("scale_up", "gt", 80), ("scale_down", "lt", 20)]
+)
+def test_rules_have_the_documented_shape(
+    rules: list[dict[str, Any]], action: str, op: str, threshold: int
+) -> None:
+    (rule,) = [r for r in rules if r["labels"].get("action") == action]
+    assert rule["uid"] and rule["title"]
+    query, condition = rule["data"]
+    assert query["datasourceUid"] == DATASOURCE_UID
+    assert query["model"]["expr"] == CPU_EXPR
+    assert "relativeTimeRange" in query
+    assert rule["condition"] == condition["refId"]
+    assert condition["datasourceUid"] == "__expr__"
+    assert condition["model"]["type"] == "threshold"
+    assert condition["model"]["expression"] == query["refId"]
+    (evaluator,) = [c["evaluator"] for c in condition["model"]["conditions"]]
+    assert evaluator == {"type": op, "params": [threshold]}
+    assert rule["for"] == "1m"
+    assert rule["noDataState"] == "OK"
+    assert rule["execErrState"] == "OK"
+
+
+def test_contact_point_uses_env_interpolation(rules: list[dict[str, Any]]) -> None:
+    text = (PROVISIONING_DIR / "alerting/contact-points.yaml").read_text()
+    (point,) = yaml.safe_load(text)["contactPoints"]
+    (receiver,) = point["receivers"]
+    assert receiver["type"] == "webhook"
+    assert receiver["disableResolveMessage"] is True
+    settings = receiver["settings"]
+    assert settings["url"] == "http://127.0.0.1:8090/webhook"
+    assert settings["authorization_scheme"] == "Bearer"
+    assert re.fullmatch(r"\$\{?EXO_SCALER_TOKEN\}?", settings["authorization_credentials"])
+    assert "password" not in settings and "username" not in settings
+
+
+def test_no_literal_secret_in_provisioning() -> None:
+    for path in PROVISIONING_DIR.rglob("*"):
+        if path.is_file():
+            text = path.read_text()
+            assert not any(value in text for value in RUNTIME.values()), path
+            for match in re.finditer(
+                r"(?i)(token|password|credentials|secret)\"?\s*[:=]\s*\"?([^\s\"]+)", text
+            ):
+                assert match.group(2).startswith("$"), f"{path}: literal {match.group(1)}"
+
+
+def test_policy_resends_every_minute() -> None:
+    (policy,) = _yaml("alerting/policies.yaml")["policies"]
+    assert policy["receiver"] == "exo-scaler"
+    assert policy["repeat_interval"] == "1m"
+    assert "action" in policy["group_by"]
+    for key in ("group_wait", "group_interval"):
+        assert re.fullmatch(r"\d+s", policy[key]) and int(policy[key][:-1]) <= 30
+
+
+def test_readme_documents_where_the_facts_live() -> None:
+    readme = (PROVISIONING_DIR / "README.md").read_text()
+    for fact in ["expr", "params", "for", "action", "url", "repeat_interval", "EXO_SCALER_TOKEN"]:
+        assert fact in readme
+
+
+def test_provisioning_dir_matches_cloud_init_list() -> None:
+    main = (
+        Path(__file__).resolve().parents[1] / "terraform/modules/cloud-init/main.tf"
+    ).read_text()
+    for path in PROVISIONING_DIR.rglob("*"):
+        if path.is_file() and path.name != "README.md":
+            assert str(path.relative_to(PROVISIONING_DIR)) in main, path

@@ -1,0 +1,130 @@
+"""Rendered configuration files pass their own tools: promtool and systemd-analyze."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from infra_support import file_text
+
+UNITS = {
+    "monitor": ["exo-sd.service", "exo-scaler.service"],
+    "pool": ["slow-web.service"],
+}
+
+
+def test_prometheus_config_passes_promtool(monitor_files: dict[str, Any], tmp_path: Path) -> None:
+    config = tmp_path / "prometheus.yml"
+    config.write_text(file_text(monitor_files["/etc/prometheus/prometheus.yml"]))
+    done = subprocess.run(
+        ["promtool", "check", "config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_prometheus_scrapes_pool_scaler_and_itself(monitor_files: dict[str, Any]) -> None:
+    import yaml
+
+    config = yaml.safe_load(file_text(monitor_files["/etc/prometheus/prometheus.yml"]))
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["pool"]["file_sd_configs"][0]["files"] == ["/srv/targets.json"]
+    assert jobs["slow-web"]["file_sd_configs"][0]["files"] == ["/srv/targets.json"]
+    assert jobs["exo-scaler"]["static_configs"][0]["targets"] == ["127.0.0.1:8090"]
+    assert jobs["prometheus"]["static_configs"][0]["targets"] == ["localhost:9090"]
+
+
+def _stage_units(files: dict[str, Any], names: list[str], root: Path) -> list[Path]:
+    """Write the units with their binaries replaced by stub executables under `root`."""
+    staged = []
+    for name in names:
+        text = file_text(files[f"/etc/systemd/system/{name}"])
+        for binary in set(re.findall(r"ExecStart=(\S+)", text)):
+            stub = root / binary.lstrip("/")
+            stub.parent.mkdir(parents=True, exist_ok=True)
+            stub.write_text("#!/bin/sh\nexit 0\n")
+            stub.chmod(0o755)
+            text = text.replace(f"ExecStart={binary}", f"ExecStart={stub}")
+        unit = root / name
+        unit.write_text(text)
+        staged.append(unit)
+    return staged
+
+
+@pytest.mark.parametrize("role", ["monitor", "pool"])
+def test_systemd_units_verify(
+    role: str, monitor_files: dict[str, Any], pool_files: dict[str, Any], tmp_path: Path
+) -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed on this machine")
+    files = monitor_files if role == "monitor" else pool_files
+    units = _stage_units(files, UNITS[role], tmp_path)
+    done = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *map(str, units)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # Users exist only on the instance; everything else must be clean.
+    problems = [
+        line
+        for line in (done.stdout + done.stderr).splitlines()
+        if line.strip()
+        and "Failed to resolve user" not in line
+        and "Failed to resolve group" not in line
+    ]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("role", "unit"),
+    [
+        ("monitor", "exo-sd.service"),
+        ("monitor", "exo-scaler.service"),
+        ("pool", "slow-web.service"),
+    ],
+)
+def test_units_are_unprivileged_and_restart(
+    role: str, unit: str, monitor_files: dict[str, Any], pool_files: dict[str, Any]
+) -> None:
+    files = monitor_files if role == "monitor" else pool_files
+    text = file_text(files[f"/etc/systemd/system/{unit}"])
+    assert re.search(r"^User=(exo-sd|exo-scaler|slow-web)$", text, re.M)
+    assert "Restart=on-failure" in text
+    assert "NoNewPrivileges=yes" in text
+    assert "WantedBy=multi-user.target" in text
+
+
+def test_scaler_unit_matches_the_cli_contract(monitor_files: dict[str, Any]) -> None:
+    text = file_text(monitor_files["/etc/systemd/system/exo-scaler.service"])
+    exec_start = re.search(r"^ExecStart=(.*)$", text, re.M)
+    assert exec_start
+    args = exec_start.group(1).split()
+    assert args[1] == "serve"
+    options = dict(zip(args[2::2], args[3::2], strict=True))
+    assert options["--pool"] == "${EXOSCALE_INSTANCEPOOL_ID}"
+    assert options["--min"] == "1"
+    assert options["--max"] == "4"
+    assert options["--interval"] == "60"
+    assert options["--port"] == "8090"
+    assert options["--token-file"] == "%d/token"
+    assert "LoadCredential=token:/etc/exo-autoscale/scaler-token" in text
+
+
+def test_sd_unit_matches_the_cli_contract(monitor_files: dict[str, Any]) -> None:
+    text = file_text(monitor_files["/etc/systemd/system/exo-sd.service"])
+    exec_start = re.search(r"^ExecStart=(.*)$", text, re.M)
+    assert exec_start
+    options = dict(
+        zip(exec_start.group(1).split()[1::2], exec_start.group(1).split()[2::2], strict=True)
+    )
+    assert options == {
+        "--pool": "${EXOSCALE_INSTANCEPOOL_ID}",
+        "--port": "9100",
+        "--out": "/srv/targets.json",
+        "--interval": "15",
+        "--metrics-port": "9101",
+    }
