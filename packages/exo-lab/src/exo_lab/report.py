@@ -1,0 +1,277 @@
+"""The run report: report.json (everything), report.md (for a client), timeline.png."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .load import RequestResult, percentile
+from .quality import Action, elasticity, reaction_times, reversals
+
+
+@dataclass
+class Sample:
+    """One second of the run, in lab seconds since the load started."""
+
+    t: float
+    offered_rps: float
+    ok_rps: float
+    failed: int
+    p50: float | None
+    p95: float | None
+    avg_cpu: float | None  # percent, as Prometheus computes it for the alert
+    pool_size: int  # what the API says
+    supply: int  # members running and serving (healthy behind the NLB)
+    demand: int  # the oracle's count
+
+
+@dataclass
+class Decision:
+    t: float
+    action: str  # "up" | "down" | "none"
+    from_size: int
+    to_size: int
+    reason: str
+
+
+@dataclass
+class RunReport:
+    config: dict[str, Any]
+    samples: list[Sample]
+    decisions: list[Decision]
+    results: list[RequestResult] = field(default_factory=list)
+
+    # -- figures --------------------------------------------------------------------------
+
+    def actions(self) -> list[Action]:
+        return [
+            Action(d.t, d.action, d.from_size, d.to_size)
+            for d in self.decisions
+            if d.action in ("up", "down") and d.reason == "scaled"
+        ]
+
+    def figures(self) -> dict[str, Any]:
+        speed = float(self.config.get("speed", 1.0))
+        tick = float(self.config.get("tick_seconds", 60.0))  # production seconds
+        samples = self.samples
+        if not samples:
+            raise ValueError("a report needs at least one sample")
+        dt = samples[1].t - samples[0].t if len(samples) > 1 else 1.0
+        quality = elasticity([s.demand for s in samples], [s.supply for s in samples], dt)
+        actions = self.actions()
+        step_time = self._first_step()
+        reaction = (
+            reaction_times(step_time, actions, [s.t for s in samples], [s.supply for s in samples])
+            if step_time is not None
+            else {"to_decision": None, "to_capacity": None}
+        )
+        ok = [r.latency for r in self.results if r.ok]
+        scale_in = self._scale_in_windows()
+        during_scale_in = [
+            r for r in self.results if any(a <= r.scheduled < b for a, b in scale_in)
+        ]
+        return {
+            "theta_u": quality.theta_u,
+            "theta_o": quality.theta_o,
+            "tau_u": quality.tau_u,
+            "tau_o": quality.tau_o,
+            "instance_seconds": quality.supply_seconds * speed,
+            "oracle_instance_seconds": quality.demand_seconds * speed,
+            "instance_seconds_ratio": quality.instance_seconds_ratio,
+            "scaling_actions": len(actions),
+            "scale_ups": sum(a.direction == "up" for a in actions),
+            "scale_downs": sum(a.direction == "down" for a in actions),
+            "reversals": reversals(actions, window=3 * tick / speed),
+            "max_pool_size": max(s.pool_size for s in samples),
+            "final_pool_size": samples[-1].pool_size,
+            "load_step_at": step_time,
+            "reaction_to_decision_s": _scaled(reaction["to_decision"], speed),
+            "reaction_to_capacity_s": _scaled(reaction["to_capacity"], speed),
+            "requests": len(self.results),
+            "failed_requests": sum(not r.ok for r in self.results),
+            "failed_during_scale_in": sum(not r.ok for r in during_scale_in),
+            "requests_during_scale_in": len(during_scale_in),
+            "latency_p50_ms": _ms(percentile(ok, 50)),
+            "latency_p95_ms": _ms(percentile(ok, 95)),
+            "latency_p99_ms": _ms(percentile(ok, 99)),
+        }
+
+    def _first_step(self) -> float | None:
+        for before, after in zip(self.samples, self.samples[1:], strict=False):
+            if after.demand > before.demand:
+                return after.t
+        return None
+
+    def _scale_in_windows(self) -> list[tuple[float, float]]:
+        grace = float(self.config.get("scale_in_window_s", 30.0)) / float(
+            self.config.get("speed", 1.0)
+        )
+        return [(a.t, a.t + grace) for a in self.actions() if a.direction == "down"]
+
+    # -- output ---------------------------------------------------------------------------
+
+    def write(self, out: Path) -> dict[str, Path]:
+        out.mkdir(parents=True, exist_ok=True)
+        figures = self.figures()
+        paths = {
+            "json": out / "report.json",
+            "md": out / "report.md",
+            "png": out / "timeline.png",
+        }
+        body = {
+            "config": self.config,
+            "figures": figures,
+            "samples": [asdict(s) for s in self.samples],
+            "decisions": [asdict(d) for d in self.decisions],
+        }
+        _write_atomically(paths["json"], json.dumps(body, indent=2, default=_json_default))
+        _write_atomically(paths["md"], self.markdown(figures))
+        plot_timeline(self, paths["png"])
+        return paths
+
+    def markdown(self, figures: dict[str, Any]) -> str:
+        c = self.config
+        lines = [
+            "# Autoscaling run report",
+            "",
+            f"Profile **{c.get('profile')}**, speed ×{c.get('speed')}, "
+            f"pool bounds {c.get('min_size')}–{c.get('max_size')}, "
+            f"{c.get('work_ms')} ms CPU per request, "
+            f"member capacity {c.get('member_cores')} host cores "
+            f"({c.get('cpu_cap', 'unknown cap')}).",
+            "",
+            "Times below are production-equivalent seconds (lab seconds × speed).",
+            "",
+            "## Capacity against demand (SPEC RG elasticity metrics)",
+            "",
+            "| metric | value | meaning |",
+            "| --- | --- | --- |",
+            f"| θ_U | {figures['theta_u']:.1f} % | missing capacity, relative to demand |",
+            f"| θ_O | {figures['theta_o']:.1f} % | surplus capacity, relative to demand |",
+            f"| τ_U | {figures['tau_u']:.1f} % | share of time under-provisioned |",
+            f"| τ_O | {figures['tau_o']:.1f} % | share of time over-provisioned |",
+            f"| instance-seconds / oracle | {figures['instance_seconds_ratio']:.2f} | cost "
+            "against a perfect autoscaler |",
+            f"| scaling actions | {figures['scaling_actions']} "
+            f"({figures['scale_ups']} up, {figures['scale_downs']} down) | |",
+            f"| reversals | {figures['reversals']} | an action undone within 3 ticks |",
+            f"| max / final pool size | {figures['max_pool_size']} / "
+            f"{figures['final_pool_size']} | |",
+            "",
+            "## Reaction to the load step",
+            "",
+            "| from load step to | seconds |",
+            "| --- | --- |",
+            f"| scale-up decision | {_fmt(figures['reaction_to_decision_s'])} |",
+            f"| new capacity serving | {_fmt(figures['reaction_to_capacity_s'])} |",
+            "",
+        ]
+        floor = c.get("reaction_floor")
+        if floor:
+            lines += [
+                "The configured timers imply this floor (production seconds):",
+                "",
+                "| stage | seconds |",
+                "| --- | --- |",
+                *[f"| {k} | {v:g} |" for k, v in floor.items()],
+                "",
+            ]
+        lines += [
+            "## Requests",
+            "",
+            "| requests | failed | failed during scale-in | p50 | p95 | p99 |",
+            "| --- | --- | --- | --- | --- | --- |",
+            f"| {figures['requests']} | {figures['failed_requests']} | "
+            f"{figures['failed_during_scale_in']} of {figures['requests_during_scale_in']} | "
+            f"{_fmt(figures['latency_p50_ms'])} ms | {_fmt(figures['latency_p95_ms'])} ms | "
+            f"{_fmt(figures['latency_p99_ms'])} ms |",
+            "",
+            "## Decisions",
+            "",
+            "| t (lab s) | action | size | reason |",
+            "| --- | --- | --- | --- |",
+            *[
+                f"| {d.t:.1f} | {d.action} | {d.from_size} → {d.to_size} | {d.reason} |"
+                for d in self.decisions
+                if d.reason != "no-intent"
+            ],
+            "",
+            "![timeline](timeline.png)",
+            "",
+        ]
+        return "\n".join(lines)
+
+
+def plot_timeline(report: RunReport, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = report.samples
+    t = [x.t for x in s]
+    fig, axes = plt.subplots(4, 1, figsize=(11, 11), sharex=True)
+    ax = axes[0]
+    ax.plot(t, [x.offered_rps for x in s], label="offered rps", color="tab:blue")
+    ax.plot(t, [x.ok_rps for x in s], label="served rps", color="tab:green", alpha=0.7)
+    ax.bar(t, [x.failed for x in s], label="failed", color="tab:red", alpha=0.6)
+    ax.set_ylabel("requests / s")
+    ax.legend(loc="upper right")
+    ax = axes[1]
+    ax.plot(t, [_ms(x.p50) for x in s], label="p50", color="tab:blue")
+    ax.plot(t, [_ms(x.p95) for x in s], label="p95", color="tab:orange")
+    ax.set_ylabel("latency (ms)")
+    ax.legend(loc="upper right")
+    ax = axes[2]
+    ax.plot(t, [x.avg_cpu for x in s], label="average pool CPU", color="tab:purple")
+    ax.axhline(80, color="tab:red", linestyle="--", linewidth=1, label="80 % scale-up")
+    ax.axhline(20, color="tab:green", linestyle="--", linewidth=1, label="20 % scale-down")
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("CPU (%)")
+    ax.legend(loc="upper right")
+    ax = axes[3]
+    ax.step(t, [x.demand for x in s], where="post", label="oracle demand", color="tab:gray")
+    ax.step(t, [x.pool_size for x in s], where="post", label="pool size", color="tab:blue")
+    ax.step(t, [x.supply for x in s], where="post", label="serving", color="tab:green")
+    for d in report.decisions:
+        if d.reason == "scaled":
+            marker = "^" if d.action == "up" else "v"
+            ax.plot([d.t], [d.to_size], marker=marker, color="black", markersize=8)
+    ax.set_ylabel("members")
+    ax.set_xlabel(f"lab seconds since start (speed ×{report.config.get('speed')})")
+    ax.legend(loc="upper right")
+    fig.suptitle(f"exo-lab run — profile {report.config.get('profile')}")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _scaled(value: float | None, speed: float) -> float | None:
+    return None if value is None else value * speed
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else value * 1000
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.0f}"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
