@@ -46,10 +46,12 @@ def main() -> None:
 
 @main.command()
 @click.option("--pool", envvar="EXOSCALE_INSTANCEPOOL_ID", default="", help="Pool id or name.")
-@click.option("--min", "min_size", type=int, default=1, show_default=True)
-@click.option("--max", "max_size", type=int, default=4, show_default=True)
+@click.option("--min", "min_size", envvar="EXO_SCALER_MIN", type=int, default=1, show_default=True)
+@click.option("--max", "max_size", envvar="EXO_SCALER_MAX", type=int, default=4, show_default=True)
 @click.option("--step", type=int, default=1, show_default=True)
-@click.option("--interval", type=float, default=60.0, show_default=True, help="Tick seconds.")
+@click.option(
+    "--interval", envvar="EXO_SCALER_INTERVAL", type=float, default=60.0, show_default=True
+)
 @click.option("--max-hourly-cost", type=float, default=None, help="Cap on members x price.")
 @click.option("--price-per-member-hour", type=float, default=None)
 @click.option("--dry-run", is_flag=True, help="Decide and log, never call the API to scale.")
