@@ -5,15 +5,21 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 import click
 
+from .cgroups import UNCAPPED
+from .dataplane import DataPlane
+from .members import LabBusyError, MemberSettings, default_runtime_dir, lab_prefix_for
 from .serving import base_url, bind, make_server
-from .zone import Zone, ZoneTimings
+from .zone import AddressPool, HealthCheck, Zone, ZoneTimings
 from .zone_api import create_zone_app
 
 
-def _pool_spec(_: click.Context, __: click.Parameter, values: tuple[str, ...]) -> list[tuple[str, int]]:
+def _pool_spec(
+    _: click.Context, __: click.Parameter, values: tuple[str, ...]
+) -> list[tuple[str, int]]:
     pools = []
     for value in values:
         name, sep, size = value.partition("=")
@@ -60,6 +66,46 @@ def main(verbose: bool) -> None:
 @click.option("--boot-delay", default=30.0, show_default=True, type=click.FloatRange(0))
 @click.option("--operation-delay", default=5.0, show_default=True, type=click.FloatRange(0))
 @click.option("--member-network", default="127.0.1.0/24", show_default=True)
+@click.option(
+    "--members",
+    type=click.Choice(["processes", "records"]),
+    default="processes",
+    show_default=True,
+    help="processes: each member runs slow-web; records: API state only.",
+)
+@click.option(
+    "--cpu-per-vcpu",
+    default=0.25,
+    show_default=True,
+    type=click.FloatRange(0, 64, min_open=True),
+    help="Host cores one member vCPU may use (cgroup cap).",
+)
+@click.option("--no-cgroups", is_flag=True, help="Run members uncapped even if cgroups work.")
+@click.option("--workers-per-vcpu", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--work-ms", default=100, show_default=True, type=click.IntRange(0, 5000))
+@click.option(
+    "--stop-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Seconds a stopping member may drain before SIGKILL.",
+)
+@click.option(
+    "--nlb-port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port of the first pool's NLB service (next pools: +1; 0: any free port).",
+)
+@click.option("--health-interval", default=10.0, show_default=True, type=click.FloatRange(0.05))
+@click.option("--health-timeout", default=5.0, show_default=True, type=click.FloatRange(0.05))
+@click.option("--health-retries", default=1, show_default=True, type=click.IntRange(1, 20))
+@click.option(
+    "--runtime-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Pidfiles, member logs and the admin token [default: $XDG_RUNTIME_DIR or /tmp].",
+)
 def zone(
     host: str,
     port: int,
@@ -68,25 +114,120 @@ def zone(
     boot_delay: float,
     operation_delay: float,
     member_network: str,
+    members: str,
+    cpu_per_vcpu: float,
+    no_cgroups: bool,
+    workers_per_vcpu: int,
+    work_ms: int,
+    stop_timeout: float,
+    nlb_port: int,
+    health_interval: float,
+    health_timeout: float,
+    health_retries: int,
+    runtime_dir: Path | None,
 ) -> None:
     """Serve the Exoscale v2 API for instance pools, instances, operations and NLBs."""
     credentials = _credentials()
+    if health_timeout > health_interval:
+        raise click.BadParameter("must not exceed --health-interval", param_hint="--health-timeout")
     try:
-        the_zone = Zone(
-            zone_name,
-            timings=ZoneTimings(boot_delay=boot_delay, operation_delay=operation_delay),
-            member_network=member_network,
-        )
+        lab_prefix = lab_prefix_for(member_network)
+        AddressPool(member_network)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--member-network") from exc
+    plane: DataPlane | None = None
+    if members == "processes":
+        settings = MemberSettings(
+            lab_prefix=lab_prefix,
+            cpu_per_vcpu=cpu_per_vcpu,
+            workers_per_vcpu=workers_per_vcpu,
+            work_ms=work_ms,
+            stop_timeout=stop_timeout,
+            use_cgroups=not no_cgroups,
+            runtime_dir=runtime_dir or default_runtime_dir(),
+        )
+        try:
+            plane = DataPlane(settings)
+        except (LabBusyError, OSError) as exc:
+            raise click.ClickException(str(exc)) from exc
+    try:
+        _serve_zone(
+            plane,
+            host=host,
+            port=port,
+            zone_name=zone_name,
+            pools=pools,
+            timings=ZoneTimings(boot_delay=boot_delay, operation_delay=operation_delay),
+            member_network=member_network,
+            nlb_port=nlb_port,
+            healthcheck=HealthCheck(
+                interval=health_interval, timeout=health_timeout, retries=health_retries
+            ),
+            credentials=credentials,
+        )
+    finally:
+        if plane is not None:
+            plane.close()
+
+
+def _serve_zone(
+    plane: DataPlane | None,
+    *,
+    host: str,
+    port: int,
+    zone_name: str,
+    pools: list[tuple[str, int]],
+    timings: ZoneTimings,
+    member_network: str,
+    nlb_port: int,
+    healthcheck: HealthCheck,
+    credentials: dict[str, str],
+) -> None:
+    the_zone = Zone(
+        zone_name,
+        timings=timings,
+        runtime=plane.runtime if plane is not None else None,
+        member_network=member_network,
+    )
     try:
         sock = bind(host, port)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     for index, (name, size) in enumerate(pools):
         pool = the_zone.create_pool(name, size)
-        the_zone.create_load_balancer(f"{name}-nlb", pool.id, port=8000 + index)
+        the_zone.create_load_balancer(
+            f"{name}-nlb", pool.id, port=nlb_port + index if nlb_port else 0,
+            healthcheck=healthcheck,
+        )  # fmt: skip
         click.echo(f"pool {name}: id {pool.id}, size {size}")
-    click.echo(f"zone {zone_name} API: {base_url(sock, '/v2')}", err=False)
+    if plane is not None:
+        try:
+            nlb = plane.attach(the_zone)
+        except OSError as exc:
+            the_zone.close()
+            raise click.ClickException(f"cannot start the NLB: {exc.strerror or exc}") from exc
+        for service, address in sorted(nlb.addresses().items()):
+            click.echo(f"NLB {service}: http://{address}/")
+        runtime = plane.runtime
+        token_file = runtime.settings.state_dir / "admin-token"
+        _write_secret(token_file, runtime.admin_token)
+        click.echo(f"members: slow-web on {member_network} port 8080, node exporter on 9100")
+        click.echo(f"member admin token (slow-web :8081): {token_file}")
+        if runtime.cpu_cap == UNCAPPED:
+            click.echo(
+                "WARNING: members run UNCAPPED (no writable cgroup cpu controller)", err=True
+            )
+        else:
+            click.echo(f"CPU cap: {runtime.cpu_cap}, {runtime.settings.cpu_per_vcpu:g} cores/vCPU")
+    click.echo(f"zone {zone_name} API: {base_url(sock, '/v2')}")
     sys.stdout.flush()
+    # uvicorn turns SIGINT/SIGTERM into a graceful shutdown; the app's lifespan closes the zone.
     make_server(create_zone_app(the_zone, credentials)).run(sockets=[sock])
+
+
+def _write_secret(path: Path, value: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    os.replace(tmp, path)

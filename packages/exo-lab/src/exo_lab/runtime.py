@@ -1,8 +1,10 @@
 """What runs behind a zone's instance records.
 
 The zone owns the API-visible state machine; a MemberRuntime makes members real (or not).
+The zone calls `start` once a member's boot delay has passed (its VM is up), then reports it
+`running` when `is_ready` says its health check answers.
 `RecordRuntime` keeps members as records that boot after a delay: enough for the API contract
-and the client's tests. The data plane supplies a runtime that starts real processes.
+and the client's tests. `members.ProcessRuntime` starts real processes.
 """
 
 from __future__ import annotations
@@ -11,14 +13,21 @@ from typing import Protocol
 
 
 class MemberRuntime(Protocol):
-    def start(self, instance_id: str, address: str, vcpus: int) -> None:
-        """Begin booting a member at `address`; returns at once."""
+    @property
+    def cpu_cap(self) -> str | None:
+        """How members are CPU-capped: cgroup-v1, cgroup-v2, uncapped; None for records."""
+
+    def start(self, instance_id: str, address: str, vcpus: int, name: str | None = None) -> None:
+        """Start the member's software at `address` (its VM has booted); returns at once."""
 
     def is_ready(self, instance_id: str) -> bool:
         """True once the member serves (its health check answers)."""
 
     def is_alive(self, instance_id: str) -> bool:
         """False when the member died by itself (the pool then replaces it)."""
+
+    def kill(self, instance_id: str) -> None:
+        """Make the member die at once, as a crashed VM (KeyError if unknown)."""
 
     def stop(self, instance_id: str) -> None:
         """Stop the member gracefully; returns once it is gone."""
@@ -30,11 +39,13 @@ class MemberRuntime(Protocol):
 class RecordRuntime:
     """Members that are only records: ready as soon as the zone's boot delay has passed."""
 
+    cpu_cap: str | None = None
+
     def __init__(self) -> None:
         self.started: dict[str, str] = {}
         self.killed: set[str] = set()
 
-    def start(self, instance_id: str, address: str, vcpus: int) -> None:
+    def start(self, instance_id: str, address: str, vcpus: int, name: str | None = None) -> None:
         self.started[instance_id] = address
 
     def is_ready(self, instance_id: str) -> bool:
@@ -49,6 +60,8 @@ class RecordRuntime:
 
     def kill(self, instance_id: str) -> None:
         """Simulate a member dying on its own."""
+        if instance_id not in self.started:
+            raise KeyError(instance_id)
         self.killed.add(instance_id)
 
     def close(self) -> None:

@@ -87,6 +87,8 @@ class Instance:
     created_at: datetime
     boot_started: float
     state: str = "starting"
+    #: the runtime started the member's software (its VM finished booting)
+    launched: bool = False
 
 
 @dataclass
@@ -332,18 +334,19 @@ class Zone:
         with self.lock:
             now = self.clock()
             for inst in list(self.instances.values()):
-                if inst.state in ("starting", "running") and not self.runtime.is_alive(inst.id):
+                if inst.state not in ("starting", "running"):
+                    continue
+                if not inst.launched:
+                    if now >= inst.boot_started + self.timings.boot_delay:
+                        self._launch(inst)
+                elif not self.runtime.is_alive(inst.id):
                     log.warning(
                         "member %s (%s) died; the pool replaces it", inst.name, inst.address
                     )
                     pool = self.pools[inst.pool_id]
                     self._shrink(pool, [inst.id])
                     self._grow(pool, 1)
-                elif (
-                    inst.state == "starting"
-                    and now >= inst.boot_started + self.timings.boot_delay
-                    and self.runtime.is_ready(inst.id)
-                ):
+                elif inst.state == "starting" and self.runtime.is_ready(inst.id):
                     inst.state = "running"
                     log.info("member %s (%s) running", inst.name, inst.address)
             for op in self.operations.values():
@@ -351,11 +354,22 @@ class Zone:
                     op.state = "success"
                     op.on_success()
 
+    def kill_member(self, instance_id: str) -> None:
+        """Lab-only: the member's software dies at once; the pool notices and replaces it."""
+        with self.lock:
+            inst = self.instance(instance_id)
+            if not inst.launched or inst.state not in ("starting", "running"):
+                raise ZoneError(409, f"instance {instance_id} is not running ({inst.state})")
+            try:
+                self.runtime.kill(instance_id)
+            except KeyError:
+                raise ZoneError(409, f"instance {instance_id} has no process to kill") from None
+
     def close(self) -> None:
         with self.lock:
             ids = list(self.instances)
-        for instance_id in ids:
-            self.runtime.stop(instance_id)
+        # In parallel: each graceful stop may wait for a drain.
+        list(self._stopper.map(self.runtime.stop, ids))
         self.runtime.close()
         self._stopper.shutdown(wait=True, cancel_futures=True)
 
@@ -398,7 +412,14 @@ class Zone:
             )
             self.instances[inst.id] = inst
             pool.member_ids.append(inst.id)
-            self.runtime.start(inst.id, inst.address, inst.itype.cpus)
+
+    def _launch(self, inst: Instance) -> None:
+        inst.launched = True
+        try:
+            self.runtime.start(inst.id, inst.address, inst.itype.cpus, name=inst.name)
+        except Exception:
+            # The member stays `starting` for good, as a VM whose software never came up.
+            log.exception("member %s (%s) failed to start", inst.name, inst.address)
 
     def _shrink(self, pool: Pool, instance_ids: list[str]) -> None:
         for instance_id in instance_ids:

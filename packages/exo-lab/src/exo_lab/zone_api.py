@@ -59,6 +59,7 @@ class ZoneApi:
             ("GET", r"/_lab/faults", "lab-get-faults", self._get_faults),
             ("PUT", r"/_lab/faults", "lab-set-faults", self._set_faults),
             ("GET", r"/_lab/state", "lab-state", self._lab_state),
+            ("PUT", rf"/_lab/instance/{_UUID}:kill", "lab-kill-instance", self._kill_instance),
         ):
             self.routes.append((method, re.compile(f"^{prefix}{pattern}$"), operation, handler))
 
@@ -198,9 +199,15 @@ class ZoneApi:
         log.warning("fault plan set: %s", self.faults.to_json())
         return self.faults.to_json()
 
+    def _kill_instance(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
+        zone.kill_member(params["id"])
+        log.warning("lab: killed member %s", params["id"])
+        return {"killed": params["id"]}
+
     def _lab_state(self, zone: Zone, *_: Any) -> Any:
         return {
             "zone": zone.name,
+            "cpu_cap": zone.runtime.cpu_cap,
             "pools": [zone.pool_body(p) for p in zone.pools.values()],
             "instances": [zone.instance_body(i) for i in zone.instances.values()],
             "faults": self.faults.to_json(),
