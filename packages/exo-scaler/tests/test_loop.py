@@ -1,0 +1,321 @@
+"""The loop against a lab zone served on loopback: real API calls, real operations."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from exo_client import ExoClient, RetryPolicy
+from exo_lab.faults import FaultPlan
+from exo_testkit import RunningZone, running_zone
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from exo_scaler.app import create_app
+from exo_scaler.decision import Direction, Reason
+from exo_scaler.scaler import Scaler
+from exo_scaler.settings import ScalerSettings
+
+from .conftest import TOKEN, EventSink
+
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+MUTATIONS = ("scale-instance-pool", "evict-instance-pool-members")
+
+
+def scale_operations(rz: RunningZone) -> list[Any]:
+    return [op for op in list(rz.zone.operations.values()) if op.command in MUTATIONS]
+
+
+def build(
+    rz: RunningZone,
+    settings: ScalerSettings,
+    sink: EventSink,
+    client: ExoClient | None = None,
+) -> Starlette:
+    return create_app(
+        settings, client or rz.client(), registry=CollectorRegistry(), events=sink.log()
+    )
+
+
+def scaler_of(app: Starlette) -> Scaler:
+    scaler: Scaler = app.state.scaler
+    return scaler
+
+
+async def landed(scaler: Scaler, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while scaler.in_flight is not None:
+        assert time.monotonic() < deadline, "operation never landed"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def zone_of_two() -> Iterator[RunningZone]:
+    with running_zone({"web": 2}) as rz:
+        yield rz
+
+
+def test_sustained_webhooks_step_once_per_tick_up_to_max(
+    make_settings: Callable[..., ScalerSettings],
+    sink: EventSink,
+    fixture_bytes: Callable[[str], bytes],
+) -> None:
+    body = fixture_bytes("grafana_firing_up.json")
+    with running_zone({"web": 1}) as rz:
+        app = build(rz, make_settings(max_size=3, interval=0.4), sink)
+        with TestClient(app) as client:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                assert client.post("/webhook", content=body, headers=BEARER).status_code == 200
+                reasons = [d["reason"] for d in sink.of("decision")]
+                if "at-max" in reasons:
+                    break
+                time.sleep(0.05)
+        decisions = [d for d in sink.of("decision") if d["reason"] != "no-intent"]
+        scaled = [d for d in decisions if d["reason"] == "scaled"]
+        assert [(d["from"], d["to"]) for d in scaled] == [(1, 2), (2, 3)]
+        assert "at-max" in [d["reason"] for d in decisions]
+        assert {d["reason"] for d in decisions} <= {"scaled", "pool-busy", "at-max"}
+        assert len(scale_operations(rz)) == 2
+        assert rz.pools["web"].size == 3
+
+
+def test_both_directions_in_one_tick_scale_up(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink, zone_of_two: RunningZone
+) -> None:
+    scaler = scaler_of(build(zone_of_two, make_settings(), sink))
+
+    async def scenario() -> None:
+        scaler.record_intent(Direction.DOWN, "test")
+        scaler.record_intent(Direction.UP, "test")
+        decision = await scaler.tick()
+        assert (decision.action, decision.to_size, decision.reason) == ("up", 3, Reason.SCALED)
+        await landed(scaler)
+
+    asyncio.run(scenario())
+    assert [op.command for op in scale_operations(zone_of_two)] == ["scale-instance-pool"]
+    assert zone_of_two.pools["web"].size == 3
+    line = sink.of("decision")[-1]
+    assert {i["direction"] for i in line["intents"]} == {"up", "down"}
+
+
+def test_bounds_at_max_and_at_min(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink, zone_of_two: RunningZone
+) -> None:
+    at_max = scaler_of(build(zone_of_two, make_settings(max_size=2), sink))
+    at_min = scaler_of(build(zone_of_two, make_settings(min_size=2, max_size=4), sink))
+
+    async def scenario() -> None:
+        at_max.record_intent(Direction.UP, "test")
+        assert (await at_max.tick()).reason is Reason.AT_MAX
+        at_min.record_intent(Direction.DOWN, "test")
+        assert (await at_min.tick()).reason is Reason.AT_MIN
+        assert (await at_min.tick()).reason is Reason.NO_INTENT
+
+    asyncio.run(scenario())
+    assert scale_operations(zone_of_two) == []
+
+
+def test_busy_pool_and_our_own_flight_are_skipped(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink, zone_of_two: RunningZone
+) -> None:
+    scaler = scaler_of(build(zone_of_two, make_settings(), sink))
+    pool = zone_of_two.pools["web"]
+
+    async def scenario() -> None:
+        with zone_of_two.zone.lock:
+            pool.state = "updating"
+        scaler.record_intent(Direction.UP, "test")
+        assert (await scaler.tick()).reason is Reason.POOL_BUSY
+        with zone_of_two.zone.lock:
+            pool.state = "running"
+        scaler.record_intent(Direction.UP, "test")
+        assert (await scaler.tick()).reason is Reason.SCALED
+        # The operation is pending (the zone takes ~0.3 s): a second decision must wait.
+        scaler.record_intent(Direction.UP, "test")
+        busy = await scaler.tick()
+        assert busy.reason is Reason.POOL_BUSY
+        assert scaler.status()["in_flight"] is None or busy.detail
+        await landed(scaler)
+
+    asyncio.run(scenario())
+    assert len(scale_operations(zone_of_two)) == 1
+    assert sink.of("operation")[-1]["result"] == "success"
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_injected_api_errors_are_reported_and_never_double_scale(
+    make_settings: Callable[..., ScalerSettings],
+    sink: EventSink,
+    zone_of_two: RunningZone,
+    status: int,
+) -> None:
+    zone_of_two.api.faults = FaultPlan(
+        rate=1.0, statuses=(status,), operations=frozenset({"scale-instance-pool"})
+    )
+    scaler = scaler_of(build(zone_of_two, make_settings(), sink))
+
+    async def scenario() -> None:
+        scaler.record_intent(Direction.UP, "test")
+        decision = await scaler.tick()
+        assert decision.reason is Reason.API_ERROR
+        assert decision.to_size == decision.from_size == 2
+
+    asyncio.run(scenario())
+    assert scale_operations(zone_of_two) == []
+    tried = zone_of_two.api.faults.injected
+    # 503 on a mutation is never repeated; 429 (refused before any work) is, a bounded number.
+    assert tried == (1 if status == 503 else 4)
+
+
+def test_flaky_api_one_operation_at_most_per_decision(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink
+) -> None:
+    with running_zone({"web": 1}) as rz:
+        rz.api.faults = FaultPlan(
+            rate=0.5,
+            statuses=(503, 429),
+            operations=frozenset({"scale-instance-pool"}),
+            seed=7,
+        )
+        scaler = scaler_of(build(rz, make_settings(max_size=10), sink))
+
+        async def scenario() -> None:
+            for _ in range(8):
+                scaler.record_intent(Direction.UP, "test")
+                await scaler.tick()
+                await landed(scaler)
+                while rz.pools["web"].state != "running":
+                    await asyncio.sleep(0.02)
+
+        asyncio.run(scenario())
+        reasons = [d["reason"] for d in sink.of("decision")]
+        assert set(reasons) <= {"scaled", "api-error"}
+        assert "api-error" in reasons
+        assert len(scale_operations(rz)) == reasons.count("scaled")
+        assert rz.pools["web"].size == 1 + reasons.count("scaled")
+
+
+def test_api_unreachable_is_an_api_error_not_a_crash(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink, offline_client: ExoClient
+) -> None:
+    offline_client.retry = RetryPolicy(attempts=1)
+    app = create_app(make_settings(interval=0.1), offline_client, events=sink.log())
+    with TestClient(app) as client:
+        client.get("/up", headers=BEARER)
+        deadline = time.monotonic() + 20
+        while len(sink.of("decision")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.get("/healthz").status_code == 200
+    reasons = [d["reason"] for d in sink.of("decision")]
+    assert reasons[:2] == ["api-error", "api-error"]
+
+
+def test_a_restart_never_double_scales(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink, zone_of_two: RunningZone
+) -> None:
+    first = scaler_of(build(zone_of_two, make_settings(), sink))
+    second = scaler_of(build(zone_of_two, make_settings(), sink))
+
+    async def scenario() -> None:
+        first.record_intent(Direction.UP, "test")
+        assert (await first.tick()).reason is Reason.SCALED
+        # "Restart": a fresh scaler sees the same webhook re-sent while the pool still scales.
+        second.record_intent(Direction.UP, "test")
+        assert (await second.tick()).reason is Reason.POOL_BUSY
+        await landed(first)
+        while zone_of_two.pools["web"].state != "running":
+            await asyncio.sleep(0.02)
+        # No new webhook: nothing happens, whatever the first scaler did before.
+        third = scaler_of(build(zone_of_two, make_settings(), sink))
+        quiet = await third.tick()
+        assert (quiet.reason, quiet.from_size) == (Reason.NO_INTENT, 3)
+
+    asyncio.run(scenario())
+    assert len(scale_operations(zone_of_two)) == 1
+    assert zone_of_two.pools["web"].size == 3
+
+
+def test_dry_run_and_pause_never_call_the_api(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink, zone_of_two: RunningZone
+) -> None:
+    dry = scaler_of(build(zone_of_two, make_settings(dry_run=True), sink))
+    paused = scaler_of(build(zone_of_two, make_settings(), sink))
+    paused.set_paused(True)
+
+    async def scenario() -> None:
+        dry.record_intent(Direction.UP, "test")
+        decision = await dry.tick()
+        assert (decision.reason, decision.to_size) == (Reason.DRY_RUN, 3)
+        paused.record_intent(Direction.DOWN, "test")
+        assert (await paused.tick()).reason is Reason.PAUSED
+
+    asyncio.run(scenario())
+    assert scale_operations(zone_of_two) == []
+
+
+class DrainRecorder(BaseHTTPRequestHandler):
+    calls: list[dict[str, Any]]
+
+    def do_POST(self) -> None:
+        self.calls.append(
+            {
+                "path": self.path,
+                "authorization": self.headers.get("Authorization"),
+                "at": time.monotonic(),
+            }
+        )
+        self.send_response(202)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+def test_drain_is_called_with_the_token_before_the_evict(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink, zone_of_two: RunningZone
+) -> None:
+    members = sorted(zone_of_two.zone.members(zone_of_two.pools["web"].id), key=lambda m: m.name)
+    # Both seeded in the same instant: tie-break as the scaler does (created-at, then id).
+    newest = max(members, key=lambda m: (m.created_at, m.id))
+    calls: list[dict[str, Any]] = []
+    handler = type("Recorder", (DrainRecorder,), {"calls": calls})
+    server = ThreadingHTTPServer((newest.address, 0), handler)
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings = make_settings(
+            drain_seconds=0.3,
+            drain_token="admin-secret",
+            drain_url=f"http://{{ip}}:{port}/admin/drain",
+        )
+        scaler = scaler_of(build(zone_of_two, settings, sink))
+
+        async def scenario() -> None:
+            scaler.record_intent(Direction.DOWN, "test")
+            decision = await scaler.tick()
+            assert (decision.reason, decision.to_size) == (Reason.SCALED, 1)
+            await landed(scaler)
+
+        asyncio.run(scenario())
+    finally:
+        server.shutdown()
+        server.server_close()
+    [evict] = scale_operations(zone_of_two)
+    assert evict.command == "evict-instance-pool-members"
+    assert newest.id not in zone_of_two.pools["web"].member_ids
+    assert len(calls) == 1
+    assert calls[0]["path"] == "/admin/drain?exit=false"
+    assert calls[0]["authorization"] == "Bearer admin-secret"
+    evict_sent_at = evict.ready_at - zone_of_two.zone.timings.operation_delay
+    assert evict_sent_at - calls[0]["at"] >= 0.3
+    assert "admin-secret" not in repr(sink.lines)
