@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exo_client import ClientSettings, ExoClient
 
+from exo_client import ClientSettings, ExoClient
 from exo_scaler.decision_log import EventLog
 from exo_scaler.settings import ScalerSettings
 

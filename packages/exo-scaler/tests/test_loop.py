@@ -10,17 +10,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from exo_client import ExoClient, RetryPolicy
-from exo_lab.faults import FaultPlan
-from exo_testkit import RunningZone, running_zone
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from exo_client import ExoClient, RetryPolicy
+from exo_lab.faults import FaultPlan
 from exo_scaler.app import create_app
 from exo_scaler.decision import Direction, Reason
 from exo_scaler.scaler import Scaler
 from exo_scaler.settings import ScalerSettings
+from exo_testkit import RunningZone, running_zone
 
 from .conftest import TOKEN, EventSink
 

@@ -5,10 +5,10 @@ import logging
 from collections.abc import Callable, Iterator
 
 import pytest
-from exo_client import ExoClient
 from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
+from exo_client import ExoClient
 from exo_scaler.app import create_app
 from exo_scaler.settings import ScalerSettings
 
@@ -157,8 +157,9 @@ def test_body_over_64_kib_is_413_with_and_without_content_length(
 ) -> None:
     client = make_client()
     padding = "x" * (64 * 1024)
-    big = ('{"alerts": [{"status": "firing", "labels": {"action": "scale_up"}}], "p": "%s"}'
-           % padding).encode()
+    big = (
+        '{"alerts": [{"status": "firing", "labels": {"action": "scale_up"}}], "p": "%s"}' % padding
+    ).encode()
     assert client.post("/webhook", content=big, headers=BEARER).status_code == 413
 
     def chunks() -> Iterator[bytes]:
@@ -186,7 +187,10 @@ def test_pause_resume_status_metrics_healthz(make_client: Callable[..., TestClie
     client.get("/up", headers=BEARER)
     client.post("/webhook", content=b"[]", headers=BEARER)
     text = client.get("/metrics").text
-    assert 'exo_scaler_webhooks_received_total{direction="up",result="recorded",source="route"} 1.0' in text
+    assert (
+        'exo_scaler_webhooks_received_total{direction="up",result="recorded",source="route"} 1.0'
+        in text
+    )
     assert 'result="invalid"' in text
     assert "exo_scaler_pool_size" in text
     assert 'exo_scaler_pending_intents{direction="up"} 1.0' in text
