@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from collections.abc import Callable, Iterator
 
@@ -157,8 +158,8 @@ def test_body_over_64_kib_is_413_with_and_without_content_length(
 ) -> None:
     client = make_client()
     padding = "x" * (64 * 1024)
-    big = (
-        '{"alerts": [{"status": "firing", "labels": {"action": "scale_up"}}], "p": "%s"}' % padding
+    big = json.dumps(
+        {"alerts": [{"status": "firing", "labels": {"action": "scale_up"}}], "p": padding}
     ).encode()
     assert client.post("/webhook", content=big, headers=BEARER).status_code == 413
 
