@@ -228,7 +228,7 @@ def test_metrics_endpoint(zone: RunningZone, tmp_path: Path) -> None:
 
     try:
         text = wait_for(
-            lambda: (t := scrape()) and refreshes(t) >= 3 and t,
+            lambda: text if refreshes(text := scrape()) >= 3 else "",
             timeout=30,
             what="three refreshes on /metrics",
         )
