@@ -319,3 +319,27 @@ def test_drain_is_called_with_the_token_before_the_evict(
     evict_sent_at = evict.ready_at - zone_of_two.zone.timings.operation_delay
     assert evict_sent_at - calls[0]["at"] >= 0.3
     assert "admin-secret" not in repr(sink.lines)
+
+
+def test_routes_answer_while_a_slow_scale_call_is_in_flight(
+    make_settings: Callable[..., ScalerSettings],
+    sink: EventSink,
+    fixture_bytes: Callable[[str], bytes],
+    zone_of_two: RunningZone,
+) -> None:
+    zone_of_two.api.faults = FaultPlan(latency=3.0, operations=frozenset({"scale-instance-pool"}))
+    app = build(zone_of_two, make_settings(interval=0.2), sink)
+    with TestClient(app) as client:
+        client.get("/up", headers=BEARER)
+        deadline = time.monotonic() + 20
+        while (client.get("/status").json()["in_flight"] or {}).get("phase") != "calling":
+            assert time.monotonic() < deadline, "the scale call never started"
+            time.sleep(0.02)
+        body = fixture_bytes("alertmanager_firing_up.json")
+        assert client.post("/webhook", content=body, headers=BEARER).status_code == 200
+        # Answered while the (3 s) scale call is still out: the loop never blocks the routes.
+        assert client.get("/status").json()["in_flight"]["phase"] == "calling"
+        while not sink.of("operation"):
+            assert time.monotonic() < deadline, "the operation never landed"
+            time.sleep(0.05)
+    assert len(scale_operations(zone_of_two)) == 1
