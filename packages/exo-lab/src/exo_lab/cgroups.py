@@ -120,15 +120,19 @@ class V1MemberCgroup:
 
     def usage(self) -> CpuUsage | None:
         try:
+            total_ns = int((self.acct_dir / "cpuacct.usage").read_text())
+        except (OSError, ValueError):
+            return None
+        # usage_user + usage_sys falls short of usage (the split is sampled): the total is
+        # exact, the split only gives the proportion.
+        try:
             user_ns = int((self.acct_dir / "cpuacct.usage_user").read_text())
             system_ns = int((self.acct_dir / "cpuacct.usage_sys").read_text())
         except (OSError, ValueError):
-            try:
-                total_ns = int((self.acct_dir / "cpuacct.usage").read_text())
-            except (OSError, ValueError):
-                return None
-            return CpuUsage(user=total_ns / 1e9, system=0.0)
-        return CpuUsage(user=user_ns / 1e9, system=system_ns / 1e9)
+            user_ns, system_ns = 1, 0
+        user_share = user_ns / (user_ns + system_ns) if user_ns + system_ns > 0 else 1.0
+        total = total_ns / 1e9
+        return CpuUsage(user=total * user_share, system=total * (1.0 - user_share))
 
     def pids(self) -> list[int]:
         return sorted(set(_read_pids(self.cpu_dir / "cgroup.procs")))

@@ -115,6 +115,16 @@ class Member:
 
     @property
     def alive(self) -> bool:
+        """False once the member crashed or was killed.
+
+        slow-web exits 0 after an admin drain: the app stopped, but on Exoscale the VM would
+        still be a pool member (failing its health check) until evicted, so that is alive.
+        """
+        code = self.process.poll()
+        return not self.killed and (code is None or code == 0)
+
+    @property
+    def serving(self) -> bool:
         return not self.killed and self.process.poll() is None
 
 
@@ -309,7 +319,7 @@ class ProcessRuntime:
 
     def is_ready(self, instance_id: str) -> bool:
         member = self._members.get(instance_id)
-        return member is not None and member.ready and member.alive
+        return member is not None and member.ready and member.serving
 
     def is_alive(self, instance_id: str) -> bool:
         member = self._members.get(instance_id)
@@ -377,7 +387,7 @@ class ProcessRuntime:
     # -- internals --------------------------------------------------------------------------
 
     async def _await_ready(self, member: Member) -> None:
-        while member.alive and not self._closed:
+        while member.serving and not self._closed:
             if await http_check(member.address, self.settings.web_port, "/health", 1.0) is None:
                 member.ready = True
                 log.info("member %s answers /health", member.name)
