@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import socket
 import sys
 from pathlib import Path
 
 import click
+import uvicorn
 
 from .cgroups import UNCAPPED
 from .dataplane import DataPlane
@@ -221,8 +225,26 @@ def _serve_zone(
             click.echo(f"CPU cap: {runtime.cpu_cap}, {runtime.settings.cpu_per_vcpu:g} cores/vCPU")
     click.echo(f"zone {zone_name} API: {base_url(sock, '/v2')}")
     sys.stdout.flush()
-    # uvicorn turns SIGINT/SIGTERM into a graceful shutdown; the app's lifespan closes the zone.
-    make_server(create_zone_app(the_zone, credentials)).run(sockets=[sock])
+    _serve_until_signal(make_server(create_zone_app(the_zone, credentials)), sock)
+
+
+def _serve_until_signal(server: uvicorn.Server, sock: socket.socket) -> None:
+    """SIGINT/SIGTERM: graceful shutdown (the app's lifespan closes the zone), then exit 0.
+
+    uvicorn would re-raise the signal after its shutdown, killing the process before the
+    caller's cleanup (the data plane) runs.
+    """
+
+    def stop(signum: int, _: object) -> None:
+        server.should_exit = True
+
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _write_secret(path: Path, value: str) -> None:
@@ -231,3 +253,13 @@ def _write_secret(path: Path, value: str) -> None:
     with os.fdopen(fd, "w") as handle:
         handle.write(value + "\n")
     os.replace(tmp, path)
+
+
+def _register_lab_commands() -> None:
+    from .lab_cli import load, run
+
+    main.add_command(run)
+    main.add_command(load)
+
+
+_register_lab_commands()
