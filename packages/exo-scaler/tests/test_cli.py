@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from exo_lab.faults import FaultPlan
 from exo_testkit import RunningZone, running_zone
 
 
@@ -135,3 +136,37 @@ def test_unknown_pool_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "no instance pool named 'nope'" in result.stderr
     assert "s3cret" not in result.stderr
+
+
+def test_sigterm_during_a_hung_api_call_still_exits_0_within_5_s(tmp_path: Path) -> None:
+    with running_zone({"web": 1}) as rz:
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EXOSCALE")}
+        env.update(rz.env)
+        env.update({"EXO_SCALER_TOKEN": "tok", "LISTEN_PORT": str(port)})
+        command = [*scaler_command(), "--pool", "web", "--interval", "0.3", "--host", "127.0.0.1"]
+        with (tmp_path / "stderr").open("w") as stderr:
+            process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+            try:
+
+                def healthy() -> bool:
+                    assert process.poll() is None, (tmp_path / "stderr").read_text()
+                    try:
+                        return get(f"http://127.0.0.1:{port}/healthz") == 200
+                    except OSError:
+                        return False
+
+                wait_for(healthy, 30, "the scaler to listen")
+                # From now on every API call hangs longer than the 5 s exit budget.
+                rz.api.faults = FaultPlan(latency=8.0)
+                seen = rz.zone.operations.copy()
+                time.sleep(1.0)  # a tick is now stuck in its API call
+                started = time.monotonic()
+                process.send_signal(signal.SIGTERM)
+                assert process.wait(timeout=15) == 0
+                assert time.monotonic() - started < 5
+                assert rz.zone.operations == seen
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
