@@ -77,7 +77,9 @@ class OpenLoopLoad:
         self._start = 0.0
 
     async def run(self) -> list[RequestResult]:
-        limits = httpx.Limits(max_connections=self.max_in_flight, max_keepalive_connections=64)
+        # A new connection per request, as from many independent users: the NLB balances
+        # connections (layer 4), so kept-alive connections would pin load to old members.
+        limits = httpx.Limits(max_connections=self.max_in_flight, max_keepalive_connections=0)
         async with httpx.AsyncClient(timeout=self.timeout, limits=limits) as client:
             self._start = time.monotonic()
             reporter = asyncio.create_task(self._report_every_second())
