@@ -15,7 +15,7 @@ help:
 	@echo "make demo              run the whole autoscaling loop locally (exo-lab) and write a report"
 	@echo "make test              every test suite (tox: one env per package + lint, type, infra, e2e)"
 	@echo "make wheels            build every package's wheel into dist/ (what cloud-init installs)"
-	@echo "make record-cassettes  re-record exo-client's vcrpy cassettes against a local exo-lab zone"
+	@echo "make record-cassettes  re-record the vcrpy cassettes (exo-client, exo-sd) against a local exo-lab zone"
 	@echo "make bench             benchmarks (make bench-quick for the short smoke run)"
 
 bootstrap: system-packages venv
@@ -70,6 +70,7 @@ wheels: $(BIN)/tox
 
 record-cassettes: venv
 	$(BIN)/python packages/exo-client/tests/record_cassettes.py
+	$(BIN)/python packages/exo-sd/tests/record_cassettes.py
 
 bench: venv
 	$(BIN)/python -m exo_lab.bench --out bench-results
