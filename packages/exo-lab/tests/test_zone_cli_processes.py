@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -73,8 +72,8 @@ def serving_names(url: str, count: int) -> set[str]:
 
 
 @pytest.fixture
-def network() -> Iterator[str]:
-    yield free_member_network()
+def network() -> str:
+    return free_member_network()
 
 
 def test_sigterm_stops_everything_and_sigkill_is_cleaned_up_next_start(
