@@ -1,0 +1,89 @@
+"""The whole autoscaling loop in the lab, sped up: capacity follows a load step and comes back.
+
+Real Prometheus and Alertmanager, real member processes under CPU caps behind the NLB,
+exo-sd and exo-scaler as child processes, open-loop load. About two minutes at speed 20.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from exo_lab.load import RequestResult
+from exo_lab.quality import oracle_demand
+from exo_lab.stack import LabRun, LabSettings
+from exo_testkit import free_member_network
+
+pytestmark = pytest.mark.e2e
+
+PROVISIONING = Path(__file__).resolve().parents[3] / "grafana-provisioning"
+
+
+def test_capacity_follows_a_load_step(tmp_path: Path) -> None:
+    settings = LabSettings(
+        out=tmp_path / "run",
+        speed=20,
+        profile="step",
+        duration=800,
+        min_size=1,
+        max_size=5,
+        peak_members=3.5,
+        member_network=free_member_network(),
+        provisioning=PROVISIONING,
+        progress=print,
+    )
+    with LabRun(settings) as lab:
+        lab.start()
+        results = lab.run_load()
+        report = lab.report(results)
+        paths = report.write(settings.out)
+        assert lab.zone is not None
+        operations = [
+            op
+            for op in lab.zone.operations.values()
+            if op.command in ("scale-instance-pool", "evict-instance-pool-members")
+        ]
+
+    figures = report.figures()
+    peak_demand = oracle_demand(
+        settings.peak_members * settings.member_rps_at_line, settings.work_ms, settings.member_cores
+    )
+    sizes = [s.pool_size for s in report.samples]
+    # Grows to the oracle's size ±1 and never past max.
+    assert peak_demand - 1 <= max(sizes) <= settings.max_size
+    assert max(sizes) <= peak_demand + 1
+    # Shrinks back to min once the load is gone.
+    assert sizes[-1] == settings.min_size
+    # One scaling operation per decision, one decision per tick: never two in one tick.
+    scaled = [d for d in report.decisions if d.reason == "scaled"]
+    assert len(operations) == len(scaled) == figures["scaling_actions"]
+    tick = settings.lab(settings.timings.tick)
+    assert all(b.t - a.t >= tick * 0.5 for a, b in zip(scaled, scaled[1:], strict=False))
+    # No reversal at steady load: all ups come before all downs.
+    directions = [d.action for d in scaled]
+    assert directions == sorted(directions, key=lambda a: a != "up")
+    assert figures["reversals"] == 0
+    assert figures["scale_ups"] >= peak_demand - 2
+
+    # The report agrees with the raw series it was computed from.
+    body = json.loads(paths["json"].read_text())
+    assert body["figures"]["max_pool_size"] == max(sizes)
+    raw = [
+        RequestResult(**json.loads(line))
+        for line in (settings.out / "load-results.jsonl").read_text().splitlines()
+    ]
+    assert body["figures"]["requests"] == len(raw)
+    assert body["figures"]["failed_requests"] == sum(not r.ok for r in raw)
+    assert len(body["samples"]) == len(report.samples)
+    assert paths["png"].stat().st_size > 10_000
+    # Capacity helped: once the pool reached the oracle's size, most requests succeeded.
+    late_peak = [
+        r
+        for r in raw
+        if any(s.t <= r.scheduled < s.t + 1 and s.supply >= peak_demand for s in report.samples)
+        and r.scheduled < settings.load_profile().duration * 5 / 8
+    ]
+    if late_peak:
+        assert sum(r.ok for r in late_peak) / len(late_peak) >= 0.9
