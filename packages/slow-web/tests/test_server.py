@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -204,3 +205,21 @@ def test_sigint_twice_stops_at_once(start_slow_web: StartSlowWeb, poll_until: Po
         server.process.send_signal(signal.SIGINT)
         assert server.wait_exit(timeout=4.5) == 0
     assert "second SIGINT" in server.log()
+
+
+def test_a_dead_worker_fails_its_request_and_is_replaced(
+    start_slow_web: StartSlowWeb, poll_until: Poll
+) -> None:
+    server = start_slow_web("--workers", "1")
+    worker_pid = httpx.get(f"{server.url}/?ms=1", timeout=10).json()["worker_pid"]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        (doomed,) = _fire(pool, f"{server.url}/?ms=3000", 1)
+        assert poll_until(lambda: _metric(server.url, "slow_web_in_flight_requests") == 1)
+        os.kill(worker_pid, signal.SIGKILL)
+        failed = doomed.result()
+    assert failed.status_code == 500
+    assert "worker process died" in failed.json()["error"]
+    after = httpx.get(f"{server.url}/?ms=1", timeout=30)
+    assert after.status_code == 200
+    assert after.json()["worker_pid"] != worker_pid
+    assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200

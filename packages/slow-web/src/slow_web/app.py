@@ -48,11 +48,14 @@ class BadParameter(Exception):
 
 
 def create_app(
-    settings: Settings, registry: CollectorRegistry, runtime: Runtime | None = None
+    settings: Settings,
+    registry: CollectorRegistry | None = None,
+    runtime: Runtime | None = None,
 ) -> Starlette:
-    """The main app. Pass `runtime` to share drain state with an admin app."""
+    """The main app. Metrics go to `registry` (a fresh one if omitted, never the global one);
+    pass `runtime` to share the pool and drain state with an admin app."""
     if runtime is None:
-        runtime = Runtime.build(settings, registry)
+        runtime = Runtime.build(settings, registry or CollectorRegistry())
     shared = runtime
 
     @contextlib.asynccontextmanager
