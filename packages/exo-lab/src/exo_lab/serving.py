@@ -44,7 +44,6 @@ def serve_in_thread(
     """Serve `app` in a daemon thread; yield its base URL; stop it (with lifespan) on exit."""
     sock = bind(host, port)
     server = make_server(app)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout
