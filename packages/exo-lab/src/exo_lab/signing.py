@@ -65,9 +65,7 @@ def _signed_query_values(query_string: str, names: tuple[str, ...]) -> bytes:
 def signature_message(
     method: str, path: str, body: bytes, query_values: bytes, expires: int
 ) -> bytes:
-    return b"\n".join(
-        [f"{method} {path}".encode(), body, query_values, b"", str(expires).encode()]
-    )
+    return b"\n".join([f"{method} {path}".encode(), body, query_values, b"", str(expires).encode()])
 
 
 def sign(secret: str, message: bytes) -> bytes:

@@ -14,12 +14,15 @@ from referencing.jsonschema import DRAFT4
 
 @cache
 def spec() -> dict[str, Any]:
-    return dict(json.loads(files("exoscale").joinpath("openapi.json").read_text()))
+    body: dict[str, Any] = json.loads(files("exoscale").joinpath("openapi.json").read_text())
+    return body
 
 
 @cache
-def _registry() -> Registry:  # type: ignore[type-arg]
-    return Registry().with_resource("spec", Resource(contents=spec(), specification=DRAFT4))
+def _registry() -> Registry[Any]:
+    resource: Resource[Any] = DRAFT4.create_resource(spec())
+    registry: Registry[Any] = Registry().with_resource("spec", resource)
+    return registry
 
 
 def operation(operation_id: str) -> tuple[str, str, dict[str, Any]]:
@@ -33,7 +36,8 @@ def operation(operation_id: str) -> tuple[str, str, dict[str, Any]]:
 def response_schema(operation_id: str, status: int = 200) -> dict[str, Any]:
     _, _, op = operation(operation_id)
     schema = op["responses"][str(status)]["content"]["application/json"]["schema"]
-    return _rebase(schema)
+    rebased: dict[str, Any] = _rebase(schema)
+    return rebased
 
 
 def _rebase(node: Any) -> Any:
