@@ -223,3 +223,23 @@ def test_a_dead_worker_fails_its_request_and_is_replaced(
     assert after.status_code == 200
     assert after.json()["worker_pid"] != worker_pid
     assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
+
+
+def test_drain_timeout_bounds_the_wait_for_in_flight_work(
+    start_slow_web: StartSlowWeb, poll_until: Poll
+) -> None:
+    server = start_slow_web("--workers", "1", "--drain-timeout", "0.5")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        running_and_queued = _fire(pool, f"{server.url}/load?seconds=30", 2)
+        assert poll_until(lambda: _metric(server.url, "slow_web_in_flight_requests") == 2)
+        started = time.monotonic()
+        server.terminate()
+        responses = [future.result() for future in running_and_queued]
+        assert server.wait_exit(timeout=20) == 0
+        assert time.monotonic() - started < 10
+    for response in responses:
+        assert response.status_code == 503
+        assert response.json() == {"error": "abandoned: the instance is shutting down"}
+    assert "drain timeout after 0.5s, abandoning in_flight=2" in server.log()
+    assert "Traceback" not in server.log()
+    assert "ERROR" not in server.log()

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from slow_web.drain import DrainController
 from slow_web.metrics import Metrics, route_label
 from slow_web.settings import Settings
-from slow_web.workpool import Overloaded, WorkerFailed, WorkPool
+from slow_web.workpool import Abandoned, Overloaded, WorkerFailed, WorkPool
 
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,12}")
 _DECIMAL_NUMBER = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
@@ -116,6 +116,8 @@ async def _do_work(
     except Overloaded as error:
         runtime.metrics.shed.labels(route=route).inc()
         return _error(503, f"overloaded: {error}", headers=retry_after)
+    except Abandoned:
+        return _error(503, "abandoned: the instance is shutting down", headers=retry_after)
     except WorkerFailed as error:
         return _error(500, str(error))
     runtime.metrics.work_cpu_seconds.inc(outcome.burn.cpu_seconds)

@@ -48,6 +48,7 @@ class DrainController:
             logger.info("drain cancelled, serving again")
         self.draining = False
         self.drained = False
+        self._pool.stop_abandoning()
         if self._waiter is not None:
             self._waiter.cancel()
             self._waiter = None
@@ -64,6 +65,8 @@ class DrainController:
                 self._timeout_seconds,
                 self._pool.admitted,
             )
+            # Abandoned requests get a 503 now rather than a reset connection at exit.
+            self._pool.abandon()
         else:
             logger.info("drain complete, no request in flight")
         if self.exit_after_drain:

@@ -8,13 +8,15 @@ import contextlib
 import logging
 import multiprocessing
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures.process import BrokenProcessPool
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from slow_web.burn import BurnResult, burn_cpu, init_worker, mark_started
 
 logger = logging.getLogger("slow_web.workpool")
+
+T = TypeVar("T")
 
 
 class Overloaded(Exception):
@@ -23,6 +25,10 @@ class Overloaded(Exception):
 
 class WorkerFailed(Exception):
     """A worker process died while doing the work."""
+
+
+class Abandoned(Exception):
+    """The drain timed out before this request's work was done."""
 
 
 class WorkOutcome(NamedTuple):
@@ -43,6 +49,7 @@ class WorkPool:
         self._worker_nice = worker_nice
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
+        self._abandon: asyncio.Event | None = None
         self.admitted = 0
         self.running = 0
 
@@ -52,6 +59,7 @@ class WorkPool:
 
     async def start(self) -> None:
         self._slots = asyncio.Semaphore(self.workers)
+        self._abandon = asyncio.Event()
         self._executor = self._new_executor()
         # Fork every worker now, while the process is still single-threaded and idle,
         # so the first request does not pay for process start-up.
@@ -84,10 +92,12 @@ class WorkPool:
 
     async def burn(self, cpu_seconds: float) -> WorkOutcome:
         """Run one burn on a worker; call inside `admission()`."""
-        if self._slots is None or self._executor is None:
+        if self._slots is None or self._executor is None or self._abandon is None:
             raise RuntimeError("work pool is not started")
+        if self._abandon.is_set():
+            raise Abandoned("the instance stopped waiting for work")
         submitted = time.monotonic()
-        await self._slots.acquire()
+        await self._until_abandoned(self._slots.acquire())
         self.running += 1
         loop = asyncio.get_running_loop()
         try:
@@ -96,14 +106,46 @@ class WorkPool:
             self._release()
             raise
         # The slot is released when the worker is done, not when the caller stops waiting:
-        # a cancelled request must not let another burn start on a CPU that is still busy.
-        future.add_done_callback(lambda _: self._release())
+        # a cancelled or abandoned request must not let another burn start on a busy CPU.
+        future.add_done_callback(self._on_burn_done)
         try:
-            result = await asyncio.shield(future)
+            result = await self._until_abandoned(asyncio.shield(future))
         except BrokenProcessPool as error:
             self._replace_broken_executor()
             raise WorkerFailed("a worker process died during the request") from error
         return WorkOutcome(queue_wait_seconds=result.started_monotonic - submitted, burn=result)
+
+    async def _until_abandoned(self, awaitable: Awaitable[T]) -> T:
+        """Await `awaitable` unless the pool is told to abandon its requests first."""
+        assert self._abandon is not None
+        work = asyncio.ensure_future(awaitable)
+        abandon = asyncio.ensure_future(self._abandon.wait())
+        try:
+            await asyncio.wait({work, abandon}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            abandon.cancel()
+            if not work.done():
+                # A cancelled Semaphore.acquire() hands its slot on; a cancelled shield()
+                # leaves the burn running, and its done callback frees the slot.
+                work.cancel()
+        if not work.done() or work.cancelled():
+            raise Abandoned("the instance stopped waiting for work")
+        return work.result()
+
+    def abandon(self) -> None:
+        """Make every admitted request give up now (their burns still finish in the workers)."""
+        if self._abandon is not None:
+            self._abandon.set()
+
+    def stop_abandoning(self) -> None:
+        if self._abandon is not None:
+            self._abandon.clear()
+
+    def _on_burn_done(self, future: asyncio.Future[BurnResult]) -> None:
+        self._release()
+        # Mark the outcome as seen: an abandoned burn's error must not be logged as lost.
+        if not future.cancelled():
+            future.exception()
 
     def _release(self) -> None:
         self.running -= 1
