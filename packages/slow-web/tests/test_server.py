@@ -198,13 +198,17 @@ def test_port_in_use_fails_with_one_line(run_cli: RunCli) -> None:
 def test_sigint_twice_stops_at_once(start_slow_web: StartSlowWeb, poll_until: Poll) -> None:
     server = start_slow_web("--workers", "1")
     with ThreadPoolExecutor(max_workers=1) as pool:
-        _fire(pool, f"{server.url}/?ms=5000", 1)
+        (interrupted,) = _fire(pool, f"{server.url}/?ms=5000", 1)
         assert poll_until(lambda: _metric(server.url, "slow_web_in_flight_requests") == 1)
         server.process.send_signal(signal.SIGINT)
         assert poll_until(lambda: "drain started reason=SIGINT" in server.log(), timeout=10)
         server.process.send_signal(signal.SIGINT)
         assert server.wait_exit(timeout=4.5) == 0
+        response = interrupted.result()
+    assert response.status_code == 503
+    assert response.json()["error"].startswith("abandoned")
     assert "second SIGINT" in server.log()
+    assert "Traceback" not in server.log()
 
 
 def test_a_dead_worker_fails_its_request_and_is_replaced(

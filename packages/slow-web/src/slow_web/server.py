@@ -125,6 +125,7 @@ async def _serve(
         # must not cut the drain short.
         if interrupts > 1:
             logger.warning("second SIGINT: stopping now without waiting for in-flight requests")
+            runtime.pool.abandon()
             stop_all(force=True)
             return
         if runtime.drain.draining and runtime.drain.exit_after_drain:
