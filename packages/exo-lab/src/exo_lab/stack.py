@@ -41,9 +41,12 @@ from .quality import oracle_demand
 from .report import Decision, RunReport, Sample
 from .serving import serve_in_thread
 from .zone import HealthCheck, Zone, ZoneTimings
-from .zone_api import create_zone_app
+from .zone_api import ZoneApi, create_zone_app
 
 log = logging.getLogger("exo_lab.stack")
+
+
+SCALERS = ("exo-scaler", "naive")
 
 
 class LabError(RuntimeError):
@@ -84,6 +87,8 @@ class LabSettings:
     timings: ProductionTimings = field(default_factory=ProductionTimings)
     use_cgroups: bool = True
     progress: Callable[[str], None] | None = None
+    #: "exo-scaler" (the product) or "naive" (exo_lab.naive_scaler, the benchmark's baseline)
+    scaler: str = "exo-scaler"
 
     def __post_init__(self) -> None:
         if self.speed <= 0 or self.speed > 60:
@@ -94,6 +99,8 @@ class LabSettings:
             raise LabError("--duration must be positive")
         if not 0 <= self.base_members <= self.peak_members:
             raise LabError("need 0 <= base load <= peak load")
+        if self.scaler not in SCALERS:
+            raise LabError(f"scaler must be one of {', '.join(SCALERS)}")
 
     def lab(self, seconds: float) -> float:
         return float(seconds / self.speed)
@@ -137,11 +144,16 @@ class LabRun:
 
     def __init__(self, settings: LabSettings) -> None:
         self.s = settings
-        self.out = settings.out
+        # Absolute: Prometheus resolves file paths against its config file's folder.
+        self.out = settings.out.resolve()
         self.children = ChildProcesses(self.out / "logs")
         self.plane: DataPlane | None = None
         self.zone: Zone | None = None
         self._zone_server: Any = None
+        #: the zone API object (its `faults` plan is what `PUT /v2/_lab/faults` sets)
+        self.zone_api: ZoneApi | None = None
+        #: the API credentials and endpoint the stack's children run with
+        self.api_env: dict[str, str] = {}
         self.endpoint = ""
         self.nlb_url = ""
         self.prometheus_url = ""
@@ -226,7 +238,9 @@ class LabRun:
         self.service_id = lb.services[0].id
         nlb = self.plane.attach(self.zone)
         self.nlb_url = f"http://{next(iter(nlb.addresses().values()))}/"
-        self._zone_server = serve_in_thread(create_zone_app(self.zone, {key: secret}))
+        zone_app = create_zone_app(self.zone, {key: secret})
+        self.zone_api = zone_app.state.api
+        self._zone_server = serve_in_thread(zone_app)
         self.endpoint = self._zone_server.__enter__() + "/v2"
         api_env = {
             "EXOSCALE_API_KEY": key,
@@ -234,6 +248,7 @@ class LabRun:
             "EXOSCALE_API_ENDPOINT": self.endpoint,
             "EXOSCALE_ZONE": self.zone.name,
         }
+        self.api_env = api_env
         _write(self.out / "zone.json", json.dumps({"endpoint": self.endpoint, "pool_id": pool.id,
                                                   "nlb": self.nlb_url}, indent=2))  # fmt: skip
 
@@ -300,7 +315,9 @@ class LabRun:
         )
         self.children.start(
             "exo-scaler",
-            [
+            self._naive_scaler_command(pool.id, scaler_port, token_file)
+            if s.scaler == "naive"
+            else [
                 _console_script("exo-scaler"),
                 "serve",
                 "--pool",
@@ -327,6 +344,14 @@ class LabRun:
             env=api_env,
         )
         self._wait_ready()
+
+    def _naive_scaler_command(self, pool_id: str, port: int, token_file: Path) -> list[str]:
+        s = self.s
+        return [
+            sys.executable, "-m", "exo_lab.naive_scaler", "--pool", pool_id,
+            "--min", str(s.min_size), "--max", str(s.max_size),
+            "--host", "127.0.0.1", "--port", str(port), "--token-file", str(token_file),
+        ]  # fmt: skip
 
     def _prometheus_config(
         self, targets: Path, am_port: int, scaler_port: int, sd_port: int, evaluation: float
