@@ -1,0 +1,500 @@
+"""The benchmark suite: `python -m exo_lab.bench [--quick] [--out DIR] [--only ...]`.
+
+Sections, run one after the other (a 2-core machine has no room for two labs at once):
+
+- quality:    exo-scaler on the step, ramp and spike profiles, sped up (SPEC RG figures);
+- naive:      the same profiles under the naive scaler (exo_lab.naive_scaler), with ratios;
+- faults:     API 5xx/429/latency, a member killed under load, exo-sd, exo-scaler and
+              Prometheus restarted mid-run: missed/doubled decisions, bound violations,
+              failed requests, recovery times;
+- components: the packages' own benchmarks (exo-sd refresh, exo-scaler webhooks, /health at
+              full CPU) and the RSS of every long-running process of a lab run;
+- reaction:   load step → alert → webhook → decision → new member serving, next to the floor
+              the configured timers imply; at production timings (speed 1) in full mode,
+              from a sped-up run (labelled) in quick mode.
+
+Results land in <out>/<timestamp>/ (results.json, summary.md, one folder per lab run). The exit
+status says whether the code worked, never whether a figure was good.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import psutil
+
+from .bench_analysis import (
+    bound_violations,
+    comparison,
+    comparison_table,
+    fmt,
+    markdown_table,
+    match_decisions,
+    quality_table,
+    reaction_breakdown,
+    reaction_table,
+    recovery_time,
+)
+from .bench_components import components_markdown, find_repo, random_member_network, run_components
+from .bench_lab import FaultEvent, LabOutcome, run_bench_lab
+from .stack import LabSettings
+
+SECTIONS = ("quality", "naive", "faults", "components", "reaction")
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    quick: bool
+    speed: float  # quality, naive and faults runs
+    duration: float  # production seconds of load per quality run
+    profiles: tuple[str, ...]
+    faults_duration: float
+    reaction_speed: float
+    reaction_duration: float
+    reaction_peak: float
+
+    @classmethod
+    def for_mode(cls, quick: bool) -> BenchPlan:
+        if quick:
+            return cls(True, 20.0, 640.0, ("step",), 800.0, 20.0, 640.0, 2.5)
+        return cls(False, 20.0, 1200.0, ("step", "ramp", "spike"), 1600.0, 1.0, 900.0, 2.5)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model or platform.processor() or "unknown",
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+class Suite:
+    def __init__(
+        self,
+        plan: BenchPlan,
+        out: Path,
+        repo: Path | None,
+        sections: tuple[str, ...],
+        say: Callable[[str], None] = print,
+    ) -> None:
+        self.plan = plan
+        self.out = out
+        self.repo = repo
+        self.sections = sections
+        self.say = say
+        self.provisioning = (repo or Path.cwd()) / "grafana-provisioning"
+        self.results: dict[str, Any] = {
+            "mode": "quick" if plan.quick else "full",
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine(),
+            "plan": asdict(plan),
+            "sections": {},
+            "errors": {},
+        }
+        self.markdown: list[str] = []
+        self.outcomes: dict[str, LabOutcome] = {}
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def emit(self, title: str, body: str) -> None:
+        self.say(f"\n## {title}\n\n{body}\n")
+        self.markdown += [f"## {title}", "", body, ""]
+
+    def settings(self, name: str, **overrides: Any) -> LabSettings:
+        values: dict[str, Any] = {
+            "out": self.out / "runs" / name,
+            "speed": self.plan.speed,
+            "profile": "step",
+            "duration": self.plan.duration,
+            "min_size": 1,
+            "max_size": 5,
+            "peak_members": 3.5,
+            "member_network": random_member_network(),
+            "provisioning": self.provisioning,
+            "progress": lambda line: self.say(f"  [{name}] {line}"),
+        }
+        values.update(overrides)
+        return LabSettings(**values)
+
+    def lab(self, name: str, settings: LabSettings, **kwargs: Any) -> LabOutcome:
+        if name not in self.outcomes:
+            self.say(f"\n### lab run {name} (speed ×{settings.speed:g}, {settings.profile})")
+            outcome = run_bench_lab(name, settings, **kwargs)
+            self.say(f"  [{name}] done in {outcome.wall_seconds:.0f} s")
+            self.outcomes[name] = outcome
+        return self.outcomes[name]
+
+    def run(self) -> int:
+        started = time.monotonic()
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("quality", self.quality),
+            ("naive", self.naive),
+            ("faults", self.faults),
+            ("reaction", self.reaction),
+            ("components", self.components),
+        ]
+        for name, step in steps:
+            if name not in self.sections:
+                continue
+            try:
+                step()
+            except Exception as exc:
+                self.say(f"section {name} failed: {type(exc).__name__}: {exc}")
+                self.results["errors"][name] = traceback.format_exc()
+                self.markdown += [f"## {name}: failed", "", f"`{type(exc).__name__}: {exc}`", ""]
+        self.results["wall_seconds"] = round(time.monotonic() - started, 1)
+        self.write()
+        return 1 if self.results["errors"] else 0
+
+    def write(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        m = self.results["machine"]
+        head = [
+            f"# Benchmark results ({self.results['mode']} mode)",
+            "",
+            f"Date {self.results['date']}; machine: {m['nproc']} usable CPUs ({m['cpu_model']}), "
+            f"{m['memory_gib']} GiB memory, Linux {m['kernel']}, Python {m['python']}; "
+            f"suite wall time {self.results['wall_seconds']:.0f} s.",
+            "",
+        ]
+        _write(self.out / "summary.md", "\n".join(head + self.markdown))
+        _write(self.out / "results.json", json.dumps(self.results, indent=2, default=_json_default))
+
+    # -- sections -----------------------------------------------------------------------------
+
+    def _quality_runs(self, scaler: str) -> dict[str, dict[str, Any]]:
+        figures = {}
+        for profile in self.plan.profiles:
+            name = f"{profile}-{scaler}"
+            outcome = self.lab(name, self.settings(name, profile=profile, scaler=scaler))
+            figures[profile] = outcome.figures
+        return figures
+
+    def quality(self) -> None:
+        figures = self._quality_runs("exo-scaler")
+        self.results["sections"]["quality"] = {
+            p: {k: v for k, v in f.items()} for p, f in figures.items()
+        }
+        self.emit(
+            f"Autoscaling quality, exo-scaler (speed ×{self.plan.speed:g}, "
+            f"{self.plan.duration:g} s of load per profile)",
+            quality_table({f"{p} / exo-scaler": f for p, f in figures.items()}),
+        )
+
+    def naive(self) -> None:
+        ours = self._quality_runs("exo-scaler")
+        naive = self._quality_runs("naive")
+        section: dict[str, Any] = {}
+        tables = [
+            quality_table(
+                {
+                    **{f"{p} / exo-scaler": f for p, f in ours.items()},
+                    **{f"{p} / naive": f for p, f in naive.items()},
+                }
+            )
+        ]
+        for profile in self.plan.profiles:
+            rows = comparison(ours[profile], naive[profile])
+            naive_outcome = self.outcomes[f"{profile}-naive"]
+            busy = sum(1 for e in naive_outcome.decisions_logged if e.get("reason") == "pool-busy")
+            section[profile] = {"naive": naive[profile], "comparison": rows, "naive_409s": busy}
+            tables.append(comparison_table(profile, rows))
+            tables.append(
+                f"The naive scaler's calls refused as the pool was busy (409) on {profile}: {busy}."
+            )
+        self.results["sections"]["naive"] = section
+        self.emit(
+            "exo-scaler against the naive scaler (same profiles, same run)", "\n\n".join(tables)
+        )
+
+    def fault_events(self) -> list[FaultEvent]:
+        p = self.plan.faults_duration / self.plan.speed  # lab seconds of load
+        plan = {"rate": 0.2, "statuses": [500, 503, 429], "latency": 0.1, "seed": 8}
+        return [
+            FaultEvent(0.05 * p, "api-faults", plan=plan),
+            FaultEvent(0.25 * p, "restart", "exo-sd"),
+            FaultEvent(0.40 * p, "kill-member"),
+            FaultEvent(0.50 * p, "restart", "exo-scaler"),
+            FaultEvent(0.70 * p, "restart", "prometheus"),
+            FaultEvent(0.95 * p, "api-faults-off"),
+        ]
+
+    def faults(self) -> None:
+        settings = self.settings("faults-step", duration=self.plan.faults_duration)
+        outcome = self.lab("faults-step", settings, events=self.fault_events())
+        self.results["sections"]["faults"] = analyse_faults(outcome)
+        self.emit(
+            f"Faults (step profile, speed ×{settings.speed:g}, exo-scaler)",
+            faults_markdown(self.results["sections"]["faults"]),
+        )
+
+    def reaction(self) -> None:
+        plan = self.plan
+        # Quick mode: a sped-up run stands in for production timings (labelled as such), the
+        # quality section's step run when there was one.
+        name = "reaction-step" if plan.quick else "reaction-step-speed1"
+        if plan.quick and "step-exo-scaler" in self.outcomes:
+            name = "step-exo-scaler"
+        settings = self.settings(
+            name,
+            speed=plan.reaction_speed,
+            duration=plan.reaction_duration,
+            peak_members=plan.reaction_peak,
+            max_size=4,
+        )
+        outcome = self.lab(name, settings, watch_alerts=True)
+        section = analyse_reaction(outcome)
+        self.results["sections"]["reaction"] = section
+        label = (
+            "production timings (speed ×1)"
+            if outcome.settings.speed == 1
+            else f"SPED UP ×{outcome.settings.speed:g} (quick mode; seconds scaled back to "
+            "production, resolution one lab second = "
+            f"{outcome.settings.speed:g} production seconds)"
+        )
+        self.emit(f"Reaction to a load step — {label}", reaction_markdown(section))
+
+    def components(self) -> None:
+        results = run_components(self.repo, quick=self.plan.quick, say=self.say)
+        rss = {name: o.rss_mib for name, o in self.outcomes.items()}
+        if not rss:
+            name = "rss-step"
+            outcome = self.lab(name, self.settings(name, duration=self.plan.duration))
+            rss = {name: outcome.rss_mib}
+        results["rss_mib"] = rss
+        self.results["sections"]["components"] = results
+        body = components_markdown({k: v for k, v in results.items() if k != "rss_mib"})
+        self.emit("Components", body + "\n\n" + rss_markdown(rss))
+
+
+# -- analysis of one outcome -------------------------------------------------------------------
+
+
+def analyse_faults(outcome: LabOutcome) -> dict[str, Any]:
+    s = outcome.settings
+    samples = outcome.report.samples
+    scaled_times = [d.t for d in outcome.report.decisions if d.reason == "scaled"]
+    match = match_decisions(scaled_times, outcome.operation_times, before=5.0)
+    times = [x.t for x in samples]
+    supply = [x.supply for x in samples]
+    sizes = [x.pool_size for x in samples]
+    events = []
+    for event in outcome.events:
+        row = event.to_json()
+        if event.kind == "kill-member" and event.done_at is not None:
+            row["recovery_s"] = _prod(recovery_time(event.done_at, times, supply, sizes), s.speed)
+        if event.kind == "restart" and event.done_at is not None and event.ready_at is not None:
+            row["recovery_s"] = _prod(event.ready_at - event.done_at, s.speed)
+            row["recovery_lab_s"] = round(event.ready_at - event.done_at, 2)
+        events.append(row)
+    f = outcome.figures
+    return {
+        "decisions": match.to_json(),
+        "bound_violations": bound_violations(sizes, s.min_size, s.max_size),
+        "samples": len(samples),
+        "failed_requests": f["failed_requests"],
+        "requests": f["requests"],
+        "failed_during_scale_in": f["failed_during_scale_in"],
+        "api_errors_in_decisions": sum(
+            1 for d in outcome.report.decisions if d.reason in ("api-error", "pool-busy")
+        ),
+        "events": events,
+        "figures": f,
+        "speed": s.speed,
+    }
+
+
+def faults_markdown(section: dict[str, Any]) -> str:
+    d = section["decisions"]
+    summary = markdown_table(
+        ["figure", "value"],
+        [
+            [
+                "scaled decisions / scaling operations",
+                f"{d['scaled_decisions']} / {d['operations']}",
+            ],
+            ["decisions missed (no operation)", d["missed"]],
+            ["decisions doubled (operation without a decision)", d["doubled"]],
+            ["ticks that met an API error or a busy pool", section["api_errors_in_decisions"]],
+            [
+                "bound violations (samples outside [min, max])",
+                f"{section['bound_violations']} of {section['samples']}",
+            ],
+            ["failed requests", f"{section['failed_requests']} of {section['requests']}"],
+            ["failed during scale-in", section["failed_during_scale_in"]],
+            [
+                "θ_U / θ_O %",
+                f"{fmt(section['figures']['theta_u'], '.1f')} / "
+                f"{fmt(section['figures']['theta_o'], '.1f')}",
+            ],
+        ],
+    )
+    events = markdown_table(
+        ["lab t s", "fault", "what happened", "recovery s (production)"],
+        [
+            [
+                fmt(e["done_at"], ".0f"),
+                f"{e['kind']} {e['target']}".strip(),
+                e["detail"],
+                fmt(e.get("recovery_s"), ".1f"),
+            ]
+            for e in section["events"]
+        ],
+    )
+    note = (
+        "Recovery: after the kill, from the kill until the NLB serves as many members as the "
+        "pool's size again (after the loss showed); after a restart, until the component "
+        "answers its readiness endpoint."
+    )
+    return f"{summary}\n\n{events}\n\n{note}"
+
+
+def analyse_reaction(outcome: LabOutcome) -> dict[str, Any]:
+    s = outcome.settings
+    step_t = outcome.figures.get("load_step_at")
+    marks: dict[str, float | None] = {}
+    if step_t is not None:
+        ups = [
+            e
+            for e in outcome.decisions_logged
+            if e.get("reason") == "scaled" and e.get("action") == "up"
+        ]
+        start_wall = outcome.load_start_wall
+        first = next((e for e in ups if float(e["time"]) - start_wall >= step_t), None)
+        marks["alert_pending"] = outcome.alert_active_at.get("pending:scale_up") or (
+            outcome.alert_marks.get("pending")
+        )
+        marks["alert_firing"] = outcome.alert_marks.get("firing") or (
+            outcome.alert_active_at.get("firing:scale_up")
+        )
+        if first is not None:
+            decision_t = float(first["time"]) - start_wall
+            intents = [i for i in first.get("intents", []) if i.get("direction") == "up"]
+            marks["webhook"] = float(intents[0]["first_at"]) - start_wall if intents else None
+            marks["decision"] = decision_t
+            member = next((m for m in outcome.members if m.seen_at >= decision_t - 1.5), None)
+            if member is not None:
+                marks["member_running"] = member.running_at
+                marks["member_serving"] = member.serving_at
+    rows = (
+        reaction_breakdown(step_t, marks, s.speed, outcome.reaction_floor)
+        if step_t is not None
+        else []
+    )
+    return {
+        "speed": s.speed,
+        "profile": s.profile,
+        "duration_s": s.duration,
+        "peak_members": s.peak_members,
+        "load_step_at_lab_s": step_t,
+        "marks_lab_s": marks,
+        "breakdown": rows,
+        "report_reaction_to_decision_s": outcome.figures.get("reaction_to_decision_s"),
+        "report_reaction_to_capacity_s": outcome.figures.get("reaction_to_capacity_s"),
+        "floor": outcome.reaction_floor,
+    }
+
+
+def reaction_markdown(section: dict[str, Any]) -> str:
+    if not section["breakdown"]:
+        return "No load step was seen in this run."
+    return (
+        reaction_table(section["breakdown"])
+        + "\n\nFrom the run report: load step → scale-up decision "
+        f"{fmt(section['report_reaction_to_decision_s'], '.0f')} s, → new capacity serving "
+        f"{fmt(section['report_reaction_to_capacity_s'], '.0f')} s (production seconds). "
+        "Marks: Prometheus alert activeAt / ALERTS series, the scaler's decision log "
+        "(webhook = first intent's arrival), the zone's member records and the NLB's health."
+    )
+
+
+def rss_markdown(rss: dict[str, dict[str, dict[str, float]]]) -> str:
+    names: list[str] = []
+    for per_run in rss.values():
+        names += [n for n in per_run if n not in names]
+    runs = list(rss)
+    return "RSS (MiB, max over the run, sampled every 5 lab seconds):\n\n" + markdown_table(
+        ["process", *runs],
+        [[n, *(fmt(rss[r].get(n, {}).get("max"), ".1f") for r in runs)] for n in names],
+    )
+
+
+def _prod(lab_seconds: float | None, speed: float) -> float | None:
+    return None if lab_seconds is None else round(lab_seconds * speed, 1)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        return asdict(value)
+    return str(value)
+
+
+@click.command()
+@click.option("--quick", is_flag=True, help="The ~5 minute smoke run (sped-up reaction too).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("bench-results"),
+    show_default=True,
+    help="Results go to OUT/<timestamp>/.",
+)
+@click.option(
+    "--only", default=",".join(SECTIONS), show_default=True, help="Comma-separated sections to run."
+)
+@click.option(
+    "--repo",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Repository root (default: found from this package or the cwd).",
+)
+def main(quick: bool, out: Path, only: str, repo: Path | None) -> None:
+    """Run the benchmark suite and print its tables as it goes."""
+    sections = tuple(s.strip() for s in only.split(",") if s.strip())
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown or not sections:
+        raise click.BadParameter(
+            f"unknown section(s) {', '.join(unknown) or '(none)'}; known: {', '.join(SECTIONS)}",
+            param_hint="--only",
+        )
+    found = find_repo(repo.resolve() if repo else Path.cwd().resolve())
+    if repo is not None and found is None:
+        raise click.BadParameter(f"{repo} is not the exo-autoscale repository", param_hint="--repo")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    target = out / stamp
+    click.echo(f"benchmarks ({'quick' if quick else 'full'}): {', '.join(sections)} → {target}")
+    suite = Suite(BenchPlan.for_mode(quick), target, found, sections, say=click.echo)
+    status = suite.run()
+    click.echo(f"\nresults: {target / 'results.json'}, {target / 'summary.md'}")
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,382 @@
+"""Lab runs for the benchmark: LabRun plus what the suite observes and does during a run.
+
+`BenchLab` samples, once per lab second alongside LabRun's own sample: member records (first
+seen, running, serving behind the NLB), the RSS of every long-running process, and scheduled
+faults (API errors, a member kill, component restarts). After the load it reads the scaler's
+decision log and the zone's operations, so decisions are counted exactly (LabRun's polling of
+/status sees at most one decision per second).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from .faults import FaultPlan
+from .load import RequestResult
+from .report import Decision, RunReport
+from .stack import LabRun, LabSettings
+
+log = logging.getLogger("exo_lab.bench")
+
+SCALING_COMMANDS = ("scale-instance-pool", "evict-instance-pool-members")
+RESTARTABLE = ("exo-sd", "exo-scaler", "prometheus", "alertmanager")
+
+
+@dataclass
+class FaultEvent:
+    at: float  # lab seconds since the load started
+    kind: str  # api-faults | api-faults-off | kill-member | restart
+    target: str = ""  # the child to restart
+    plan: dict[str, Any] = field(default_factory=dict)  # for api-faults
+    done_at: float | None = None
+    ready_at: float | None = None  # restart: the component answers again
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "kind": self.kind,
+            "target": self.target,
+            "plan": self.plan,
+            "done_at": self.done_at,
+            "ready_at": self.ready_at,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class MemberTrack:
+    instance_id: str
+    address: str
+    seen_at: float
+    running_at: float | None = None
+    serving_at: float | None = None
+
+
+class BenchLab(LabRun):
+    def __init__(
+        self,
+        settings: LabSettings,
+        events: list[FaultEvent] | None = None,
+        *,
+        rss_every: float = 5.0,
+        watch_alerts: bool = False,
+    ) -> None:
+        super().__init__(settings)
+        self.events = sorted(events or [], key=lambda e: e.at)
+        self.rss_every = rss_every
+        self.watch_alerts = watch_alerts
+        self.load_start_wall: float | None = None
+        self.load_start_mono: float | None = None
+        self.members: dict[str, MemberTrack] = {}
+        self.rss_mib: dict[str, dict[str, float]] = {}  # name -> {max, last, count}
+        self.alert_active_at: dict[str, float] = {}  # state:action -> wall time
+        self._next_rss = 0.0
+        self._threads: list[threading.Thread] = []
+
+    # -- per-second hook ----------------------------------------------------------------------
+
+    def observe(self, t: float) -> dict[str, Any]:
+        if self.load_start_wall is None:
+            self.load_start_wall = time.time() - t
+            self.load_start_mono = time.monotonic() - t
+        sample = super().observe(t)
+        self._track_members(t)
+        if t >= self._next_rss:
+            self._next_rss = t + self.rss_every
+            self._sample_rss()
+        if self.watch_alerts:
+            self._poll_alerts()
+        for event in self.events:
+            if event.done_at is None and t >= event.at:
+                self._fire(event, t)
+        return sample
+
+    def _track_members(self, t: float) -> None:
+        assert self.zone is not None
+        with self.zone.lock:
+            states = {i.id: (i.address, i.state) for i in self.zone.instances.values()}
+        serving = self._serving()
+        for instance_id, (address, state) in states.items():
+            track = self.members.get(instance_id)
+            if track is None:
+                track = self.members[instance_id] = MemberTrack(instance_id, address, t)
+            if track.running_at is None and state == "running":
+                track.running_at = t
+            if track.serving_at is None and serving.get(address):
+                track.serving_at = t
+
+    def _poll_alerts(self) -> None:
+        try:
+            alerts = httpx.get(f"{self.prometheus_url}/api/v1/alerts", timeout=2).json()
+        except (httpx.HTTPError, ValueError):
+            return
+        for alert in alerts.get("data", {}).get("alerts", []):
+            action = alert.get("labels", {}).get("action", "")
+            key = f"{alert.get('state')}:{action}"
+            if key not in self.alert_active_at and alert.get("activeAt"):
+                self.alert_active_at[key] = _parse_rfc3339(alert["activeAt"])
+
+    # -- RSS ----------------------------------------------------------------------------------
+
+    def _sample_rss(self) -> None:
+        by_pid = {c.process.pid: c.name for c in self.children.children if c.alive()}
+        totals: dict[str, float] = {}
+        me = psutil.Process()
+        with contextlib.suppress(psutil.Error):
+            totals["exo-lab (zone, NLB, sampler)"] = me.memory_info().rss
+        members = 0
+        for child in me.children():
+            name = by_pid.get(child.pid)
+            try:
+                tree = [child, *child.children(recursive=True)]
+                rss = sum(p.memory_info().rss for p in tree)
+            except psutil.Error:
+                continue
+            if name is None:
+                members += 1
+                name = "members (all)"
+            totals[name] = totals.get(name, 0.0) + rss
+        if members:
+            totals["members (each, mean)"] = totals["members (all)"] / members
+        for name, total in totals.items():
+            entry = self.rss_mib.setdefault(name, {"max": 0.0, "last": 0.0, "samples": 0.0})
+            mib = total / 2**20
+            entry["max"] = max(entry["max"], round(mib, 1))
+            entry["last"] = round(mib, 1)
+            entry["samples"] += 1
+
+    # -- faults -------------------------------------------------------------------------------
+
+    def _fire(self, event: FaultEvent, t: float) -> None:
+        event.done_at = t
+        try:
+            if event.kind == "api-faults":
+                assert self.zone_api is not None
+                self.zone_api.faults = FaultPlan.from_json(event.plan)
+                event.detail = json.dumps(event.plan)
+            elif event.kind == "api-faults-off":
+                assert self.zone_api is not None
+                event.detail = f"{self.zone_api.faults.injected} faults injected"
+                self.zone_api.faults = FaultPlan()
+            elif event.kind == "kill-member":
+                event.detail = self._kill_a_member()
+            elif event.kind == "restart":
+                self._restart(event)
+            else:
+                event.detail = f"unknown fault kind {event.kind}"
+        except Exception as exc:
+            event.detail = f"failed: {type(exc).__name__}: {exc}"
+            log.warning("fault %s %s failed: %s", event.kind, event.target, exc)
+        self.say(f"fault at t={t:.0f}s: {event.kind} {event.target} {event.detail}".rstrip())
+
+    def _kill_a_member(self) -> str:
+        assert self.zone is not None
+        with self.zone.lock:
+            running = [i for i in self.zone.members(self.pool_id) if i.state == "running"]
+        if not running:
+            return "no running member to kill"
+        victim = running[0]  # the oldest: it carries load since the start
+        self.zone.kill_member(victim.id)
+        return f"killed {victim.name} ({victim.address})"
+
+    def _restart(self, event: FaultEvent) -> None:
+        old = next(
+            (c for c in self.children.children if c.name == event.target and c.alive()), None
+        )
+        if old is None:
+            event.detail = "not running"
+            return
+        args = old.process.args
+        argv = [str(a) for a in args] if isinstance(args, list | tuple) else [str(args)]
+        if argv and argv[0].endswith("setpriv"):
+            argv = argv[argv.index("--") + 1 :]
+        # Out of the list first: run_load's liveness check must not see the stopped child.
+        self.children.children.remove(old)
+        stopped = time.monotonic()
+        self.children.stop(old)
+        env = self.api_env if event.target in ("exo-sd", "exo-scaler") else None
+        self.children.start(event.target, argv, env=env)
+        event.detail = f"stopped in {time.monotonic() - stopped:.2f}s and started again"
+        ready = self._readiness(event.target, argv)
+        if ready is not None:
+            thread = threading.Thread(target=self._await_ready, args=(event, ready), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _readiness(self, name: str, argv: list[str]) -> Callable[[], bool] | None:
+        urls = {
+            "exo-scaler": f"{self.scaler_url}/healthz",
+            "prometheus": f"{self.prometheus_url}/-/ready",
+        }
+        if name == "exo-sd" and "--metrics-port" in argv:
+            urls[name] = f"http://127.0.0.1:{argv[argv.index('--metrics-port') + 1]}/metrics"
+        url = urls.get(name)
+        if url is None:
+            return None
+        return lambda: httpx.get(url, timeout=1).is_success
+
+    def _await_ready(self, event: FaultEvent, ready: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if ready():
+                    assert self.load_start_mono is not None
+                    event.ready_at = time.monotonic() - self.load_start_mono
+                    return
+            time.sleep(0.05)
+
+    # -- after the load ---------------------------------------------------------------------
+
+    def lab_time(self, wall: float) -> float:
+        assert self.load_start_wall is not None
+        return wall - self.load_start_wall
+
+    def logged_decisions(self) -> list[dict[str, Any]]:
+        """Every decision line of the scaler's log (exo-scaler's or the naive one's)."""
+        path = self.out / "logs" / "exo-scaler.log"
+        entries = []
+        for line in path.read_text(errors="replace").splitlines():
+            if not line.startswith("{"):
+                continue
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if entry.get("event") == "decision" and isinstance(entry.get("time"), int | float):
+                    entries.append(entry)
+        return entries
+
+    def decisions_from_log(self) -> list[Decision]:
+        return [
+            Decision(
+                t=round(self.lab_time(float(e["time"])), 3),
+                action=str(e.get("action")),
+                from_size=int(e.get("from") or 0),
+                to_size=int(e.get("to") or 0),
+                reason=str(e.get("reason")),
+            )
+            for e in self.logged_decisions()
+        ]
+
+    def operation_times(self) -> list[float]:
+        """Lab time each scaling operation was created at (the zone's own clock)."""
+        assert self.zone is not None and self.load_start_mono is not None
+        delay = self.zone.timings.operation_delay
+        with self.zone.lock:
+            return sorted(
+                op.ready_at - delay - self.load_start_mono
+                for op in self.zone.operations.values()
+                if op.command in SCALING_COMMANDS
+            )
+
+    def alert_ranges(self, action: str) -> dict[str, float | None]:
+        """First lab time the alert with `action` was pending and firing after the load began,
+        from Prometheus' ALERTS series (resolution: one rule evaluation)."""
+        assert self.load_start_wall is not None
+        step = max(0.05, self.s.lab(15) / 2)
+        found: dict[str, float | None] = {"pending": None, "firing": None}
+        try:
+            body = httpx.get(
+                f"{self.prometheus_url}/api/v1/query_range",
+                params={
+                    "query": f'ALERTS{{action="{action}"}}',
+                    "start": f"{self.load_start_wall:.3f}",
+                    "end": f"{time.time():.3f}",
+                    "step": f"{step:.3f}",
+                },
+                timeout=10,
+            ).json()
+        except (httpx.HTTPError, ValueError):
+            return found
+        for series in body.get("data", {}).get("result", []):
+            state = series["metric"].get("alertstate")
+            if state in found and series["values"]:
+                first = self.lab_time(float(series["values"][0][0]))
+                current = found[state]
+                found[state] = first if current is None else min(current, first)
+        return found
+
+    def join_threads(self) -> None:
+        for thread in self._threads:
+            thread.join(timeout=65)
+
+
+@dataclass
+class LabOutcome:
+    """One finished run: its report and the raw material the suite's tables need."""
+
+    name: str
+    settings: LabSettings
+    report: RunReport
+    figures: dict[str, Any]
+    decisions_logged: list[dict[str, Any]]
+    operation_times: list[float]
+    members: list[MemberTrack]
+    events: list[FaultEvent]
+    rss_mib: dict[str, dict[str, float]]
+    reaction_floor: dict[str, float]
+    alert_marks: dict[str, float | None]
+    alert_active_at: dict[str, float]
+    wall_seconds: float
+    load_start_wall: float
+    paths: dict[str, Path] = field(default_factory=dict)
+
+
+def run_bench_lab(
+    name: str,
+    settings: LabSettings,
+    events: list[FaultEvent] | None = None,
+    *,
+    watch_alerts: bool = False,
+) -> LabOutcome:
+    started = time.monotonic()
+    lab = BenchLab(settings, events, watch_alerts=watch_alerts)
+    with lab:
+        lab.start()
+        results: list[RequestResult] = lab.run_load()
+        lab.join_threads()
+        # The log has every decision; /status polling can miss several in one second.
+        lab.decisions = lab.decisions_from_log()
+        alert_marks = lab.alert_ranges("scale_up")
+        report = lab.report(results)
+        outcome = LabOutcome(
+            name=name,
+            settings=settings,
+            report=report,
+            figures=report.figures(),
+            decisions_logged=lab.logged_decisions(),
+            operation_times=lab.operation_times(),
+            members=sorted(lab.members.values(), key=lambda m: m.seen_at),
+            events=lab.events,
+            rss_mib=lab.rss_mib,
+            reaction_floor=lab.reaction_floor(),
+            alert_marks=alert_marks,
+            alert_active_at={k: lab.lab_time(v) for k, v in lab.alert_active_at.items()},
+            wall_seconds=0.0,
+            load_start_wall=lab.load_start_wall or 0.0,
+        )
+    outcome.paths = report.write(settings.out)
+    outcome.wall_seconds = time.monotonic() - started
+    return outcome
+
+
+def _parse_rfc3339(text: str) -> float:
+    from datetime import datetime
+
+    # Prometheus gives nanoseconds; Python takes microseconds.
+    head, _, rest = text.partition(".")
+    if rest:
+        digits = "".join(ch for ch in rest if ch.isdigit())[:6]
+        zone = rest[len("".join(ch for ch in rest if ch.isdigit())) :]
+        text = f"{head}.{digits}{zone}"
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

@@ -1,0 +1,154 @@
+"""The naive scaler over real HTTP, against a record-only lab zone."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from exo_client import NO_RETRY, ExoClient
+from exo_lab.naive_scaler import NaiveSettings, create_app, firing_directions, main
+from exo_lab.serving import serve_in_thread
+from exo_lab.zone import ZoneTimings
+from exo_testkit import RunningZone, running_zone
+
+TOKEN = "naive-test-token"
+# Operations stay pending for 5 s: long enough for a second webhook to find the pool busy.
+SLOW_OPERATIONS = ZoneTimings(boot_delay=0.2, operation_delay=5.0, tick_interval=0.02)
+
+
+def alertmanager_payload(action: str, status: str = "firing") -> dict[str, object]:
+    return {
+        "version": "4",
+        "status": status,
+        "receiver": "exo-scaler",
+        "groupKey": "{}:{}",
+        "alerts": [
+            {
+                "status": status,
+                "labels": {"alertname": f"pool_cpu_{action}", "action": action},
+                "annotations": {},
+                "startsAt": "2026-01-01T00:00:00Z",
+                "fingerprint": "abc",
+            }
+        ],
+    }
+
+
+@dataclass
+class Naive:
+    url: str
+    rz: RunningZone
+    pool_id: str
+    lines: list[str]
+
+    def post(self, body: object, token: str = TOKEN, path: str = "/webhook") -> httpx.Response:
+        return httpx.post(
+            self.url + path,
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+
+    def scale_operations(self) -> int:
+        return sum(
+            1 for op in self.rz.zone.operations.values() if op.command == "scale-instance-pool"
+        )
+
+
+@pytest.fixture
+def naive() -> Iterator[Naive]:
+    with running_zone({"web": 2}, timings=SLOW_OPERATIONS) as rz:
+        pool_id = rz.pools["web"].id
+        settings = NaiveSettings(pool=pool_id, token=TOKEN, min_size=1, max_size=5)
+        app = create_app(settings, ExoClient(rz.settings, retry=NO_RETRY))
+        lines: list[str] = []
+        app.state.scaler.write = lines.append
+        with serve_in_thread(app) as url:
+            yield Naive(url, rz, pool_id, lines)
+
+
+def test_every_firing_webhook_scales_at_once_even_while_the_pool_is_busy(naive: Naive) -> None:
+    first = naive.post(alertmanager_payload("scale_up"))
+    assert first.status_code == 200
+    assert first.json()["decisions"][0]["reason"] == "scaled"
+    assert naive.rz.zone.pools[naive.pool_id].size == 3
+    assert naive.scale_operations() == 1
+
+    # The pool is still scaling up: no single flight, so the naive scaler calls again and the
+    # zone refuses with 409 (which exo-scaler never provokes).
+    second = naive.post(alertmanager_payload("scale_up"))
+    assert second.json()["decisions"][0]["reason"] == "pool-busy"
+    third = naive.post(alertmanager_payload("scale_down"))
+    assert third.json()["decisions"][0]["reason"] == "pool-busy"
+    assert naive.rz.zone.pools[naive.pool_id].size == 3
+    assert naive.scale_operations() == 1
+
+    logged = [json.loads(line) for line in naive.lines]
+    assert [e["reason"] for e in logged] == ["scaled", "pool-busy", "pool-busy"]
+    assert logged[0]["event"] == "decision"
+    assert (logged[0]["action"], logged[0]["from"], logged[0]["to"]) == ("up", 2, 3)
+    assert logged[0]["intents"][0]["direction"] == "up"
+    status = httpx.get(naive.url + "/status", timeout=5).json()
+    assert status["ticks"] == 3
+    assert status["last_decision"]["reason"] == "pool-busy"
+
+
+def test_scale_down_uses_scale_not_evict(naive: Naive) -> None:
+    response = naive.post(alertmanager_payload("scale_down"))
+    assert response.json()["decisions"][0]["reason"] == "scaled"
+    commands = [op.command for op in naive.rz.zone.operations.values()]
+    assert commands == ["scale-instance-pool"]
+    assert naive.rz.zone.pools[naive.pool_id].size == 1
+
+
+def test_bounds_are_kept_without_an_api_call(naive: Naive) -> None:
+    naive.rz.zone.pools[naive.pool_id].size = 1  # at min already
+    response = naive.post(alertmanager_payload("scale_down"))
+    assert response.json()["decisions"][0]["reason"] == "at-min"
+    assert naive.scale_operations() == 0
+
+
+def test_wrong_token_and_resolved_alerts_record_nothing(naive: Naive) -> None:
+    assert naive.post(alertmanager_payload("scale_up"), token="wrong").status_code == 401
+    resolved = naive.post(alertmanager_payload("scale_up", status="resolved"))
+    assert resolved.status_code == 200
+    assert resolved.json()["decisions"] == []
+    assert naive.post({"alerts": "nope"}).status_code == 422
+    assert naive.scale_operations() == 0
+    assert naive.lines == []
+
+
+def test_route_paths_take_the_direction_from_the_path(naive: Naive) -> None:
+    response = naive.post({}, path="/up")
+    assert response.status_code == 422  # a JSON body must carry alerts
+    response = httpx.post(
+        naive.url + "/up", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+    )
+    assert response.json()["decisions"][0]["reason"] == "scaled"
+    assert naive.rz.zone.pools[naive.pool_id].size == 3
+
+
+def test_firing_directions_reads_labels_once_per_direction() -> None:
+    body = alertmanager_payload("scale_up")
+    body["alerts"] = [*body["alerts"], *body["alerts"]]  # type: ignore[list-item]
+    assert firing_directions(body, "action", None) == ["up"]
+    with pytest.raises(ValueError, match="alerts"):
+        firing_directions([], "action", None)
+
+
+def test_cli_refuses_missing_credentials(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t")
+    result = CliRunner().invoke(
+        main,
+        ["--pool", "p", "--token-file", str(token)],
+        env={"EXOSCALE_API_KEY": "", "EXOSCALE_API_SECRET": "", "EXOSCALE_KEY": ""},
+    )
+    assert result.exit_code == 2
+    assert "EXOSCALE_API_KEY" in result.output
