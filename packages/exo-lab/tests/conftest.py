@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,24 +17,13 @@ from exo_lab.dataplane import DataPlane
 from exo_lab.members import MemberSettings, lab_prefix_for
 from exo_lab.nlb import NetworkLoadBalancers
 from exo_lab.zone import HealthCheck, ZoneTimings
-from exo_testkit import RunningZone, free_member_network, running_zone
+from exo_testkit import RunningZone, eventually, free_member_network, running_zone
 
 T = TypeVar("T")
 
 #: fast, but with a real boot delay and health window, so the tests see both
 LAB_TIMINGS = ZoneTimings(boot_delay=0.5, operation_delay=0.3, tick_interval=0.05)
 LAB_HEALTH = HealthCheck(interval=0.5, timeout=0.5, retries=2)
-
-
-def eventually(check: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout:g}s")
-        time.sleep(0.05)
 
 
 @dataclass

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from exo_lab.cgroups import CGROUP_V1, CGROUP_V2
+from exo_testkit import eventually
 
-from .conftest import LAB_HEALTH, ProcessLab, eventually, served_by
+from .conftest import LAB_HEALTH, ProcessLab, served_by
 
 pytestmark = pytest.mark.integration
 

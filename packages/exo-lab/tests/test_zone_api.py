@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,7 +10,7 @@ from exoscale.api.exceptions import ExoscaleAPIClientException
 from exoscale.api.v2 import Client as SdkClient
 
 from exo_lab.faults import FaultPlan
-from exo_testkit import RunningZone, running_zone
+from exo_testkit import RunningZone, eventually, running_zone
 from exo_testkit.openapi import validate_response
 
 
@@ -26,17 +25,6 @@ def rz() -> Iterator[RunningZone]:
 @pytest.fixture
 def sdk(rz: RunningZone) -> SdkClient:
     return SdkClient(rz.settings.api_key, rz.settings.api_secret, url=rz.endpoint)
-
-
-def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 def test_every_operation_answers_per_the_official_spec(rz: RunningZone, sdk: SdkClient) -> None:

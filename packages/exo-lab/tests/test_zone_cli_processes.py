@@ -15,9 +15,7 @@ import psutil
 import pytest
 
 from exo_lab.members import lab_prefix_for
-from exo_testkit import free_member_network
-
-from .conftest import eventually
+from exo_testkit import eventually, free_member_network
 
 pytestmark = pytest.mark.integration
 

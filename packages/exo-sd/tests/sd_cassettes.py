@@ -19,23 +19,17 @@ from prometheus_client import CollectorRegistry
 from exo_client import ExoApiError, ExoClient
 from exo_sd.agent import Agent, AgentConfig
 from exo_sd.metrics import SdMetrics
+from exo_testkit import cassette_vcr
 
 CASSETTES = Path(__file__).parent / "cassettes"
 IDS_FILE = CASSETTES / "ids.json"
-# Host and port change with every recording (the zone listens on a free port): a request is
-# identified by method and path, plus the query, which carries the manager filter.
-MATCH_ON = ["method", "path", "query"]
+# The manager filter travels in the query, so replay also checks that it is sent.
+MATCH_ON = ("method", "path", "query")
 TARGET_PORT = 9100
 
 
 def make_vcr(record_mode: str) -> vcr.VCR:
-    return vcr.VCR(
-        cassette_library_dir=str(CASSETTES),
-        record_mode=record_mode,
-        match_on=MATCH_ON,
-        filter_headers=["authorization"],
-        decode_compressed_response=True,
-    )
+    return cassette_vcr(CASSETTES, record_mode, MATCH_ON)
 
 
 @dataclass
