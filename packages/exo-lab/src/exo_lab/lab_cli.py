@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 
 import click
 
@@ -13,6 +15,10 @@ from .alerting import ProvisioningError
 from .load import SecondStats, run_load, summarize, write_results
 from .profiles import PROFILE_NAMES, make_profile
 from .stack import LabError, LabSettings, run_lab
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _default_out() -> Path:
@@ -72,6 +78,8 @@ def run(
 ) -> None:
     """Run the whole autoscaling loop locally under load and write a report."""
     out = out or _default_out()
+    # SIGTERM takes the same path as Ctrl-C, so every process and cgroup is cleaned up.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         settings = LabSettings(
             out=out,
