@@ -30,6 +30,13 @@ resource "random_password" "scaler_token" {
   special = false
 }
 
+# Bearer token of slow-web's admin API on every member; exo-scaler uses it to drain a member
+# before evicting it.
+resource "random_password" "member_admin_token" {
+  length  = 48
+  special = false
+}
+
 resource "exoscale_ssh_key" "admin" {
   count      = var.ssh_public_key == null ? 0 : 1
   name       = "${var.name_prefix}-admin"
@@ -40,7 +47,7 @@ resource "exoscale_ssh_key" "admin" {
 
 resource "exoscale_security_group" "pool" {
   name        = "${var.name_prefix}-pool"
-  description = "slow-web pool members: 8080 public (NLB keeps client addresses), 9100 from the monitor"
+  description = "slow-web pool members: 8080 public (NLB keeps client addresses), 9100 and 8081 from the monitor"
 }
 
 resource "exoscale_security_group" "monitor" {
@@ -79,6 +86,17 @@ resource "exoscale_security_group_rule" "pool_node_exporter" {
   user_security_group_id = exoscale_security_group.monitor.id
   start_port             = 9100
   end_port               = 9100
+}
+
+# slow-web's admin API (authenticated drain): only exo-scaler, on the monitor, calls it.
+resource "exoscale_security_group_rule" "pool_admin_api" {
+  security_group_id      = exoscale_security_group.pool.id
+  description            = "slow-web admin API (drain before eviction), from the monitor's exo-scaler only"
+  type                   = "INGRESS"
+  protocol               = "TCP"
+  user_security_group_id = exoscale_security_group.monitor.id
+  start_port             = 8081
+  end_port               = 8081
 }
 
 resource "exoscale_security_group_rule" "pool_ssh_admin" {
@@ -205,13 +223,17 @@ resource "exoscale_iam_api_key" "autoscaler" {
 module "cloud_init" {
   source = "./modules/cloud-init"
 
-  zone              = var.zone
-  pool_min_size     = var.pool_min_size
-  pool_max_size     = var.pool_max_size
-  scaler_interval   = var.scaler_interval_seconds
-  wheel_source      = var.wheel_source
-  package_index_url = var.package_index_url
-  wheel_dir         = coalesce(var.wheel_dir, "${path.root}/../../dist")
+  zone            = var.zone
+  pool_min_size   = var.pool_min_size
+  pool_max_size   = var.pool_max_size
+  scaler_interval = var.scaler_interval_seconds
+  # Also slow-web's --drain-timeout; the NLB health check below (every 5 s, 1 retry) takes a
+  # draining member out within 10 s, hence the variable's lower bound.
+  scaler_drain_seconds = var.scaler_drain_seconds
+  member_admin_token   = random_password.member_admin_token.result
+  wheel_source         = var.wheel_source
+  package_index_url    = var.package_index_url
+  wheel_dir            = coalesce(var.wheel_dir, "${path.root}/../../dist")
 
   monitor_runtime = {
     pool_id                = exoscale_instance_pool.web.id

@@ -57,6 +57,12 @@ output "scaler_token" {
   sensitive   = true
 }
 
+output "member_admin_token" {
+  description = "Bearer token of slow-web's admin API (port 8081, reachable from the monitor only)."
+  value       = random_password.member_admin_token.result
+  sensitive   = true
+}
+
 output "autoscaler_api_key" {
   description = "Key of the least-privilege IAM API key given to exo-sd and exo-scaler."
   value       = exoscale_iam_api_key.autoscaler.key

@@ -107,6 +107,19 @@ variable "scaler_interval_seconds" {
   default     = 60
 }
 
+variable "scaler_drain_seconds" {
+  description = "Before evicting a member, exo-scaler asks its slow-web to drain (health 503, in-flight requests finish), waits this long, then evicts. 0: evict without draining."
+  type        = number
+  default     = 20
+
+  validation {
+    # 10 s: the NLB health check (every 5 s, 1 retry) needs that long to stop sending new
+    # connections to a member whose /health turned 503.
+    condition     = var.scaler_drain_seconds == 0 || (floor(var.scaler_drain_seconds) == var.scaler_drain_seconds && var.scaler_drain_seconds >= 10 && var.scaler_drain_seconds <= 300)
+    error_message = "scaler_drain_seconds must be 0 (no drain) or a whole number from 10 to 300."
+  }
+}
+
 variable "admin_cidrs" {
   description = "CIDRs allowed to reach SSH (22), Grafana (3000) and Prometheus (9090). Empty: those ports stay closed."
   type        = list(string)

@@ -25,6 +25,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from infra_support import (
+    MEMBER_ADMIN_TOKEN,
     MODULE_DIR,
     PROVISIONING_DIR,
     REPO,
@@ -121,6 +122,8 @@ def apply_module(terraform: Terraform, tmp_path_factory: pytest.TempPathFactory)
         command: str = "apply",
         runtime: dict[str, str] | None = None,
         unknown_pool_id: bool = False,
+        member_admin_token: str = MEMBER_ADMIN_TOKEN,
+        unknown_admin_token: bool = False,
         extra: str = "",
     ) -> ModuleRun:
         workdir = tmp_path_factory.mktemp("cloud-init-root")
@@ -130,7 +133,12 @@ def apply_module(terraform: Terraform, tmp_path_factory: pytest.TempPathFactory)
         if unknown_pool_id:
             # Known only after apply, like the real pool's id: the size check must not wait for it.
             rendered_values["pool_id"] = "terraform_data.later.id"
-        later = 'resource "terraform_data" "later" {\n  input = "x"\n}\n' if unknown_pool_id else ""
+        # Like the real random_password: unknown until apply, the pool's size check included.
+        admin_token = (
+            "terraform_data.later.id" if unknown_admin_token else hcl_string(member_admin_token)
+        )
+        unknown = unknown_pool_id or unknown_admin_token
+        later = 'resource "terraform_data" "later" {\n  input = "x"\n}\n' if unknown else ""
         lines = [
             'module "cloud_init" {',
             '  source                   = "./cloud-init"',
@@ -139,6 +147,7 @@ def apply_module(terraform: Terraform, tmp_path_factory: pytest.TempPathFactory)
             "  pool_max_size            = 4",
             f"  wheel_dir                = {hcl_string(str(wheels))}",
             f"  grafana_provisioning_dir = {hcl_string(str(PROVISIONING_DIR))}",
+            f"  member_admin_token       = {admin_token}",
             *(f"  {line}" for line in extra.splitlines()),
             "  monitor_runtime = {",
             *(f"    {key} = {val}" for key, val in rendered_values.items()),

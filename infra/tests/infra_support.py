@@ -41,6 +41,8 @@ RUNTIME = {
     "scaler_token": "tok3nTOK3Ntok3nTOK3Ntok3nTOK3Ntok3nTOK3Ntok3nTOK",
     "grafana_admin_password": "Grafana-Admin-Pa55word!",
 }
+# slow-web's admin token on the pool members (the module's member_admin_token).
+MEMBER_ADMIN_TOKEN = "adm1nADM1Nadm1nADM1Nadm1nADM1Nadm1nADM1Nadm1nADM"
 
 
 def decode_user_data(user_data: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from infra_support import (
+    MEMBER_ADMIN_TOKEN,
     RUNTIME,
     USER_DATA_LIMIT,
     WHEEL_PACKAGES,
@@ -22,7 +24,9 @@ MONITOR_SECRET_FILES = {
     "/etc/exo-autoscale/exoscale.env",
     "/etc/exo-autoscale/grafana.env",
     "/etc/exo-autoscale/scaler-token",
+    "/etc/exo-autoscale/member-admin-token",
 }
+POOL_SECRET_FILES = {"/etc/exo-autoscale/admin-token"}
 
 
 def test_user_data_is_gzip_base64_of_the_cloud_config(rendered: Any) -> None:
@@ -58,17 +62,31 @@ def test_real_wheels_against_the_provider_limit(
     print(f"\nuser-data encoded bytes with {wheels}: {sizes}")
     assert len(rendered.outputs["pool_user_data"]) == sizes["pool"]
     assert len(rendered.outputs["monitor_user_data"]) == sizes["monitor"]
-    # The plan-time bound really bounds the applied size, and not absurdly loosely.
-    assert sizes["monitor"] <= sizes["monitor_bound"]
-    assert sizes["monitor_bound"] - sizes["monitor"] < 2048
+    # The plan-time bounds really bound the applied sizes, and not absurdly loosely.
+    for role in ("pool", "monitor"):
+        assert sizes[role] <= sizes[f"{role}_bound"], role
+        assert sizes[f"{role}_bound"] - sizes[role] < 2048, role
 
     run = apply_module(wheel_dir, command="plan")  # the provider's real limit
-    fits = sizes["pool"] < USER_DATA_LIMIT and sizes["monitor_bound"] < USER_DATA_LIMIT
+    fits = sizes["pool_bound"] < USER_DATA_LIMIT and sizes["monitor_bound"] < USER_DATA_LIMIT
     if fits:
         assert run.result.returncode == 0, run.result.output
     else:
         assert run.result.returncode != 0
         assert 'set wheel_source = "index"' in " ".join(run.result.output.split())
+
+
+def test_pool_user_data_fits_with_the_real_wheels(
+    rendered: Any, apply_module: Any, wheel_dir: Path
+) -> None:
+    """The pool always embeds slow-web: with its admin token it must stay under the limit."""
+    sizes = rendered.outputs["user_data_bytes"]
+    assert sizes["pool"] <= sizes["pool_bound"] < USER_DATA_LIMIT
+    # With the token unknown, as on a first apply, the pool's check is decided at plan time.
+    run = apply_module(wheel_dir, command="plan", unknown_admin_token=True)
+    message = " ".join(run.result.output.split())
+    assert "pool's user-data could reach" not in message
+    assert run.result.returncode == 0 or "monitor's user-data could reach" in message, message
 
 
 def test_embedded_wheels_are_the_built_ones(
@@ -94,14 +112,24 @@ def test_embedded_wheels_are_the_built_ones(
 def test_secrets_only_in_root_only_files(
     monitor_files: dict[str, Any], pool_files: dict[str, Any]
 ) -> None:
-    secrets = [RUNTIME["api_secret"], RUNTIME["scaler_token"], RUNTIME["grafana_admin_password"]]
-    for path, entry in monitor_files.items():
-        text = entry["content"] if entry.get("encoding") == "b64" else file_text(entry)
-        if path in MONITOR_SECRET_FILES:
-            assert entry["permissions"] == "0600", path
-        else:
-            assert not any(secret in text for secret in secrets), f"secret leaked into {path}"
-    assert set(monitor_files) >= MONITOR_SECRET_FILES
+    secrets = [
+        RUNTIME["api_secret"],
+        RUNTIME["scaler_token"],
+        RUNTIME["grafana_admin_password"],
+        MEMBER_ADMIN_TOKEN,
+    ]
+    for files, secret_files in (
+        (monitor_files, MONITOR_SECRET_FILES),
+        (pool_files, POOL_SECRET_FILES),
+    ):
+        assert set(files) >= secret_files
+        for path, entry in files.items():
+            text = entry["content"] if entry.get("encoding") == "b64" else file_text(entry)
+            if path in secret_files:
+                assert entry["permissions"] == "0600", path
+                assert entry["owner"] == "root:root", path
+            else:
+                assert not any(secret in text for secret in secrets), f"secret leaked into {path}"
     env = file_text(monitor_files["/etc/exo-autoscale/exoscale.env"])
     assert f"EXOSCALE_API_SECRET={RUNTIME['api_secret']}\n" in env
     assert f"EXOSCALE_INSTANCEPOOL_ID={RUNTIME['pool_id']}\n" in env
@@ -109,9 +137,13 @@ def test_secrets_only_in_root_only_files(
     grafana_env = file_text(monitor_files["/etc/exo-autoscale/grafana.env"])
     assert f"EXO_SCALER_TOKEN={RUNTIME['scaler_token']}\n" in grafana_env
     assert f"GF_SECURITY_ADMIN_PASSWORD={RUNTIME['grafana_admin_password']}\n" in grafana_env
-    for entry in pool_files.values():
-        text = entry["content"]
-        assert not any(secret in text for secret in [*secrets, RUNTIME["api_key"]])
+    # The same admin token on both sides of the drain, and nothing else on the pool.
+    assert file_text(monitor_files["/etc/exo-autoscale/member-admin-token"]) == MEMBER_ADMIN_TOKEN
+    assert file_text(pool_files["/etc/exo-autoscale/admin-token"]) == MEMBER_ADMIN_TOKEN
+    for path, entry in pool_files.items():
+        if path not in POOL_SECRET_FILES:
+            assert MEMBER_ADMIN_TOKEN not in entry["content"], path
+        assert not any(secret in entry["content"] for secret in [*secrets[:3], RUNTIME["api_key"]])
 
 
 def test_grafana_provisioning_travels_unchanged(monitor_files: dict[str, Any]) -> None:
@@ -155,8 +187,6 @@ def test_setup_scripts_are_valid_shell_and_run_last(
 
 def _oversize_wheels(wheel_dir: Path, target: Path) -> Path:
     """The real wheels with exo_sd replaced by 30 kB of incompressible bytes."""
-    import os
-
     target.mkdir()
     for wheel in wheel_dir.glob("*.whl"):
         shutil.copy(wheel, target / wheel.name)
@@ -178,6 +208,23 @@ def test_oversize_user_data_fails_the_plan_clearly(
     assert 'wheel_source = "index"' in message
 
 
+def test_oversize_pool_user_data_fails_the_plan_clearly(
+    apply_module: Any, wheel_dir: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "wheels"
+    target.mkdir()
+    for wheel in wheel_dir.glob("*.whl"):
+        shutil.copy(wheel, target / wheel.name)
+    (big,) = target.glob("slow_web-*.whl")
+    big.write_bytes(os.urandom(30_000))
+    # The admin token is unknown until apply: the pool's check must still fail at plan time.
+    run = apply_module(target, command="plan", unknown_admin_token=True)
+    assert run.result.returncode != 0
+    message = " ".join(run.result.output.split())
+    assert "pool's user-data could reach" in message
+    assert "accepts less than 32768" in message
+
+
 def test_oversize_wheels_are_fine_from_an_index(
     apply_module: Any, wheel_dir: Path, tmp_path: Path
 ) -> None:
@@ -195,7 +242,7 @@ def test_oversize_wheels_are_fine_from_an_index(
         assert "--extra-index-url 'https://pkgs.example.org/simple/'" in script
     sizes = run.outputs["user_data_bytes"]
     assert sizes["monitor_bound"] < 16_000
-    assert sizes["pool"] < 4_000
+    assert sizes["pool"] <= sizes["pool_bound"] < 4_000
 
 
 def test_missing_wheel_is_a_clear_error(apply_module: Any, wheel_dir: Path, tmp_path: Path) -> None:
@@ -223,3 +270,16 @@ def test_weak_grafana_password_is_rejected(apply_module: Any, wheel_dir: Path) -
     )
     assert run.result.returncode != 0
     assert "grafana_admin_password" in run.result.output
+
+
+def test_weak_member_admin_token_is_rejected(apply_module: Any, wheel_dir: Path) -> None:
+    run = apply_module(wheel_dir, command="plan", member_admin_token="short")
+    assert run.result.returncode != 0
+    assert "member_admin_token" in run.result.output
+
+
+@pytest.mark.parametrize("seconds", ["5", "20.5", "301", "-1"])
+def test_bad_drain_seconds_are_rejected(apply_module: Any, wheel_dir: Path, seconds: str) -> None:
+    run = apply_module(wheel_dir, command="plan", extra=f"scaler_drain_seconds = {seconds}")
+    assert run.result.returncode != 0
+    assert "scaler_drain_seconds must be 0" in " ".join(run.result.output.split())

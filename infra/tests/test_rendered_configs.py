@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from infra_support import file_text
+from infra_support import MEMBER_ADMIN_TOKEN, decode_user_data, file_text, write_files
 
 UNITS = {
     "monitor": ["exo-sd.service", "exo-scaler.service"],
@@ -112,6 +112,66 @@ def test_scaler_unit_matches_the_cli_contract(monitor_files: dict[str, Any]) -> 
     assert options["--port"] == "8090"
     assert options["--token-file"] == "%d/token"
     assert "LoadCredential=token:/etc/exo-autoscale/scaler-token" in text
+    # Drain before evicting: the members' admin token as a credential, never as a value.
+    assert options["--drain-seconds"] == "20"
+    assert options["--drain-url"] == "http://{ip}:8081/admin/drain"
+    assert options["--drain-token-file"] == "%d/member-admin-token"
+    credential = "LoadCredential=member-admin-token:/etc/exo-autoscale/member-admin-token"
+    assert credential in text.splitlines()
+    assert MEMBER_ADMIN_TOKEN not in text
+
+
+def _exec_options(text: str) -> dict[str, str]:
+    exec_start = re.search(r"^ExecStart=(.*)$", text, re.M)
+    assert exec_start
+    args = exec_start.group(1).split()
+    assert args[1] == "serve"
+    return dict(zip(args[2::2], args[3::2], strict=True))
+
+
+def _directive(text: str, name: str) -> str:
+    (value,) = re.findall(rf"^{name}=(.*)$", text, re.M)
+    return value
+
+
+def test_slow_web_unit_serves_the_admin_api_with_a_credential(pool_files: dict[str, Any]) -> None:
+    text = file_text(pool_files["/etc/systemd/system/slow-web.service"])
+    options = _exec_options(text)
+    assert options["--host"] == "0.0.0.0"
+    assert options["--port"] == "8080"
+    # Reachable from the monitor (the security group limits who); a token file, never a value.
+    assert options["--admin-host"] == "0.0.0.0"
+    assert options["--admin-port"] == "8081"
+    assert options["--admin-token-file"] == "%d/admin-token"
+    assert _directive(text, "LoadCredential") == "admin-token:/etc/exo-autoscale/admin-token"
+    assert MEMBER_ADMIN_TOKEN not in text
+    assert "SLOW_WEB_ADMIN_TOKEN=" not in text
+
+
+def test_slow_web_stop_and_drain_timeouts_agree_with_the_scaler(
+    monitor_files: dict[str, Any], pool_files: dict[str, Any]
+) -> None:
+    web = file_text(pool_files["/etc/systemd/system/slow-web.service"])
+    scaler = _exec_options(file_text(monitor_files["/etc/systemd/system/exo-scaler.service"]))
+    drain_timeout = float(_exec_options(web)["--drain-timeout"])
+    # In-flight requests may run until the scaler evicts, and no longer.
+    assert drain_timeout == float(scaler["--drain-seconds"])
+    # SIGTERM goes to the main process only, and systemd waits the whole drain out.
+    assert _directive(web, "KillMode") == "mixed"
+    assert float(_directive(web, "TimeoutStopSec")) >= drain_timeout + 10
+
+
+def test_drain_can_be_turned_off(apply_module: Any, wheel_dir: Path) -> None:
+    run = apply_module(wheel_dir, extra="scaler_drain_seconds = 0\nuser_data_limit = 1048576")
+    assert run.result.returncode == 0, run.result.output
+    monitor = write_files(decode_user_data(run.outputs["monitor_user_data"]))
+    pool = write_files(decode_user_data(run.outputs["pool_user_data"]))
+    scaler = _exec_options(file_text(monitor["/etc/systemd/system/exo-scaler.service"]))
+    assert scaler["--drain-seconds"] == "0"
+    web = file_text(pool["/etc/systemd/system/slow-web.service"])
+    # Without a scaler drain, SIGTERM drains keep slow-web's usual 30 s.
+    assert _exec_options(web)["--drain-timeout"] == "30"
+    assert float(_directive(web, "TimeoutStopSec")) >= 40
 
 
 def test_sd_unit_matches_the_cli_contract(monitor_files: dict[str, Any]) -> None:

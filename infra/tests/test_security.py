@@ -71,6 +71,37 @@ def test_node_exporter_only_from_the_monitor(rules: dict[str, Any]) -> None:
     assert "cidr" not in exporter[0]
 
 
+def _port_numbers(tree: dict[str, Any], rule: dict[str, Any]) -> set[int]:
+    """Ports a rule opens; a port taken from local.admin_ports stands for all of them."""
+    start, end = _ports(rule)
+    if isinstance(start, int) and isinstance(end, int):
+        return set(range(start, end + 1))
+    assert (start, end) == ("${each.value.port}", "${each.value.port}"), rule
+    (admin_locals,) = [block for block in tree["locals"] if "admin_ports" in block]
+    return set(admin_locals["admin_ports"].values())
+
+
+def test_member_admin_api_only_from_the_monitor(
+    tree: dict[str, Any], rules: dict[str, Any]
+) -> None:
+    """slow-web's admin port (drain) is reachable from the monitor's group and nothing else."""
+    covering = {name: r for name, r in rules.items() if 8081 in _port_numbers(tree, r)}
+    assert len(covering) == 1, covering
+    ((name, rule),) = covering.items()
+    assert rule["security_group_id"] == "${exoscale_security_group.pool.id}", name
+    assert rule["user_security_group_id"] == "${exoscale_security_group.monitor.id}", name
+    assert rule["type"] == "INGRESS", name
+    # Neither the Internet, nor the NLB's health checkers, nor admin_cidrs.
+    assert not {"cidr", "public_security_group", "for_each"} & set(rule), name
+
+
+def test_only_the_monitor_group_is_trusted_by_group(rules: dict[str, Any]) -> None:
+    by_group = {name: r for name, r in rules.items() if "user_security_group_id" in r}
+    assert {_ports(r) for r in by_group.values()} == {(9100, 9100), (8081, 8081)}
+    for name, rule in by_group.items():
+        assert rule["user_security_group_id"] == "${exoscale_security_group.monitor.id}", name
+
+
 def test_admin_ports_only_from_admin_cidrs(tree: dict[str, Any], rules: dict[str, Any]) -> None:
     (admin_locals,) = [block for block in tree["locals"] if "admin_ports" in block]
     assert set(admin_locals["admin_ports"].values()) == {22, 3000, 9090}
@@ -105,7 +136,7 @@ def test_iam_role_allows_only_the_needed_operations(tree: dict[str, Any]) -> Non
 
 
 SECRET_VARIABLES = {"exoscale_api_secret", "grafana_admin_password"}
-SECRET_OUTPUTS = {"scaler_token", "autoscaler_api_secret"}
+SECRET_OUTPUTS = {"scaler_token", "member_admin_token", "autoscaler_api_secret"}
 
 
 def test_secret_variables_are_sensitive(tree: dict[str, Any]) -> None:
@@ -122,7 +153,14 @@ def test_secret_outputs_are_sensitive(tree: dict[str, Any]) -> None:
     outputs = named_blocks(tree, "output")
     for name in SECRET_OUTPUTS:
         assert outputs[name].get("sensitive") is True, name
-    secret_sources = ("secret", "password", "scaler_token.result", "monitor_user_data")
+    secret_sources = (
+        "secret",
+        "password",
+        "scaler_token.result",
+        "member_admin_token.result",
+        "monitor_user_data",
+        "pool_user_data",
+    )
     for name, body in outputs.items():
         if any(source in str(body["value"]) for source in secret_sources):
             assert body.get("sensitive") is True, f"output {name} exposes a secret"
@@ -134,10 +172,14 @@ def test_module_outputs_with_secrets_are_sensitive() -> None:
     )
     assert module_outputs["monitor_user_data"]["sensitive"] is True
     assert module_outputs["monitor_cloud_config"]["sensitive"] is True
+    # The pool's user-data now carries slow-web's admin token.
+    assert module_outputs["pool_user_data"]["sensitive"] is True
+    assert module_outputs["pool_cloud_config"]["sensitive"] is True
     module_variables = named_blocks(
         load_terraform(TERRAFORM_DIR / "modules" / "cloud-init"), "variable"
     )
     assert module_variables["monitor_runtime"]["sensitive"] is True
+    assert module_variables["member_admin_token"]["sensitive"] is True
 
 
 def test_monitor_gets_the_least_privilege_key(tree: dict[str, Any]) -> None:
@@ -146,3 +188,4 @@ def test_monitor_gets_the_least_privilege_key(tree: dict[str, Any]) -> None:
     assert runtime["api_key"] == "${exoscale_iam_api_key.autoscaler.key}"
     assert runtime["api_secret"] == "${exoscale_iam_api_key.autoscaler.secret}"
     assert "var.exoscale_api" not in str(module)
+    assert module["member_admin_token"] == "${random_password.member_admin_token.result}"

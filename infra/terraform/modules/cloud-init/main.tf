@@ -16,7 +16,27 @@ locals {
     api_secret             = 128
     scaler_token           = 128
     grafana_admin_password = 128
+    member_admin_token     = 128
   }
+
+  # Every variant of the runtime values the documents are rendered with.
+  runtime_for = {
+    real = merge(var.monitor_runtime, { member_admin_token = var.member_admin_token })
+    # Same text with every runtime value empty: known at plan time.
+    empty = { for k, _ in local.runtime_max_length : k => "" }
+    # Every runtime value replaced by a marker, to count where each one appears.
+    marked = { for k, _ in local.runtime_max_length : k => "@@${k}@@" }
+  }
+
+  # slow-web's admin API (drain), reachable from the monitor's security group only.
+  member_admin_port = 8081
+  # An admin drain (exit=false) gives in-flight requests until the scaler evicts the member,
+  # drain_seconds after its request was accepted; slow-web's own deadline is the same, so it
+  # answers what is still running with a clean 503 just before the VM goes away instead of a
+  # reset. Without a scaler drain, a SIGTERM drain keeps slow-web's usual 30 s.
+  member_drain_timeout = var.scaler_drain_seconds > 0 ? var.scaler_drain_seconds : 30
+  # systemd must not SIGKILL a SIGTERM drain: the drain, then stopping the workers.
+  member_stop_timeout = local.member_drain_timeout + 15
 
   # --- wheels --------------------------------------------------------------------------------
   embedded       = var.wheel_source == "embedded"
@@ -67,6 +87,10 @@ locals {
     pool_min_size     = var.pool_min_size
     pool_max_size     = var.pool_max_size
     slow_web_work_ms  = var.slow_web_work_ms
+    drain_seconds     = var.scaler_drain_seconds
+    admin_port        = local.member_admin_port
+    drain_timeout     = local.member_drain_timeout
+    stop_timeout      = local.member_stop_timeout
     package_index_url = var.package_index_url
     embedded          = local.embedded
   }
@@ -101,74 +125,87 @@ locals {
   monitor_packages = ["prometheus", "python3-venv", "curl", "gnupg", "ca-certificates"]
   pool_packages    = ["prometheus-node-exporter", "python3-venv"]
 
-  pool_cloud_config = join("", ["#cloud-config\n", yamlencode({
-    package_update = true
-    packages       = local.pool_packages
-    write_files = concat(
-      [for path, content in local.pool_files : {
-        path        = path
-        content     = content
-        permissions = endswith(path, "-setup") ? "0755" : "0644"
-      }],
-      local.pool_wheel_writes,
-    )
-    runcmd = [["/usr/local/sbin/exo-autoscale-setup"]]
-  })])
+  secret_permissions = { permissions = "0600", owner = "root:root" }
+
+  pool_secret_files = {
+    "${local.config_dir}/admin-token" = "member-admin-token.tftpl"
+  }
+
+  pool_cloud_config_for = {
+    for variant, runtime in local.runtime_for : variant => join("", ["#cloud-config\n", yamlencode({
+      package_update = true
+      packages       = local.pool_packages
+      write_files = concat(
+        [for path, content in local.pool_files : {
+          path        = path
+          content     = content
+          permissions = endswith(path, "-setup") ? "0755" : "0644"
+        }],
+        [for path, tpl in local.pool_secret_files : merge(local.secret_permissions, {
+          path    = path
+          content = templatefile("${local.templates}/${tpl}", merge(local.common_template_vars, runtime))
+        })],
+        local.pool_wheel_writes,
+      )
+      runcmd = [["/usr/local/sbin/exo-autoscale-setup"]]
+    })])
+  }
 
   monitor_secret_files = {
     for name, tpl in {
       "${local.config_dir}/exoscale.env" = "exoscale.env.tftpl"
       "${local.config_dir}/grafana.env"  = "grafana.env.tftpl"
       "${local.config_dir}/scaler-token" = "scaler-token.tftpl"
+      # The pool members' admin token, for exo-scaler's drain requests.
+      "${local.config_dir}/member-admin-token" = "member-admin-token.tftpl"
     } : name => tpl
   }
 
   monitor_cloud_config_for = {
-    for variant, runtime in {
-      real = var.monitor_runtime
-      # Same text with every runtime value empty: known at plan time.
-      empty = { for k, _ in local.runtime_max_length : k => "" }
-      # Every runtime value replaced by a marker, to count where each one appears.
-      marked = { for k, _ in local.runtime_max_length : k => "@@${k}@@" }
-      } : variant => join("", ["#cloud-config\n", yamlencode({
-        package_update = true
-        packages       = local.monitor_packages
-        write_files = concat(
-          [for path, content in local.monitor_public_files : {
-            path        = path
-            content     = content
-            permissions = endswith(path, "-setup") ? "0755" : "0644"
-          }],
-          [for path, tpl in local.monitor_secret_files : {
-            path        = path
-            content     = templatefile("${local.templates}/${tpl}", merge(local.common_template_vars, runtime, { zone = var.zone }))
-            permissions = "0600"
-          }],
-          local.monitor_wheel_writes,
-        )
-        runcmd = [["/usr/local/sbin/exo-autoscale-setup"]]
+    for variant, runtime in local.runtime_for : variant => join("", ["#cloud-config\n", yamlencode({
+      package_update = true
+      packages       = local.monitor_packages
+      write_files = concat(
+        [for path, content in local.monitor_public_files : {
+          path        = path
+          content     = content
+          permissions = endswith(path, "-setup") ? "0755" : "0644"
+        }],
+        [for path, tpl in local.monitor_secret_files : merge(local.secret_permissions, {
+          path    = path
+          content = templatefile("${local.templates}/${tpl}", merge(local.common_template_vars, runtime, { zone = var.zone }))
+        })],
+        local.monitor_wheel_writes,
+      )
+      runcmd = [["/usr/local/sbin/exo-autoscale-setup"]]
     })])
   }
 
   # gzip first, then base64: cloud-init inflates gzip user-data itself, and the provider passes
   # base64 through unchanged, so our wheels (already compressed) pay the base64 cost once.
-  pool_user_data    = base64gzip(local.pool_cloud_config)
+  pool_user_data    = base64gzip(local.pool_cloud_config_for.real)
   monitor_user_data = base64gzip(local.monitor_cloud_config_for.real)
 
-  # Upper bound of the monitor's encoded size, known at plan time: the empty-value rendering,
-  # plus every occurrence of every runtime value at its maximum length, as if gzip could not
-  # shrink it at all (base64: 4 bytes per 3, +4 for padding), plus 16 bytes per occurrence for
-  # a broken back-reference.
-  runtime_occurrences = {
-    for k, _ in local.runtime_max_length : k => length(regexall("@@${k}@@", local.monitor_cloud_config_for.marked))
+  # Upper bound of each encoded size, known at plan time (both documents now hold values that
+  # exist only after apply): the empty-value rendering, plus every occurrence of every runtime
+  # value at its maximum length, as if gzip could not shrink it at all (base64: 4 bytes per 3,
+  # +4 for padding), plus 16 bytes per occurrence for a broken back-reference.
+  cloud_config_for = {
+    pool    = local.pool_cloud_config_for
+    monitor = local.monitor_cloud_config_for
   }
-  monitor_runtime_bytes = sum([for k, n in local.runtime_occurrences : n * local.runtime_max_length[k]])
-  monitor_bound_bytes = (
-    length(base64gzip(local.monitor_cloud_config_for.empty)) +
-    ceil(local.monitor_runtime_bytes * 4 / 3) + 4 +
-    16 * sum(values(local.runtime_occurrences))
-  )
-  pool_bytes = length(local.pool_user_data)
+  runtime_occurrences = {
+    for role, variants in local.cloud_config_for : role => {
+      for k, _ in local.runtime_max_length : k => length(regexall("@@${k}@@", variants.marked))
+    }
+  }
+  bound_bytes = {
+    for role, variants in local.cloud_config_for : role => (
+      length(base64gzip(variants.empty)) +
+      ceil(sum([for k, n in local.runtime_occurrences[role] : n * local.runtime_max_length[k]]) * 4 / 3) + 4 +
+      16 * sum(values(local.runtime_occurrences[role]))
+    )
+  }
 
   oversize_hint = "Build smaller wheels, or set wheel_source = \"index\" with package_index_url so instances pip-install them instead of carrying them in the user-data."
 }

@@ -1,6 +1,7 @@
 output "pool_user_data" {
-  description = "Pool members' user-data: base64 of the gzip-compressed cloud-config."
+  description = "Pool members' user-data: base64 of the gzip-compressed cloud-config (holds the admin token)."
   value       = local.pool_user_data
+  sensitive   = true
 
   precondition {
     condition     = !local.embedded || length(local.wheels_missing) == 0
@@ -12,9 +13,10 @@ output "pool_user_data" {
     error_message = "wheel_source = \"index\" needs package_index_url."
   }
 
+  # Checked at plan time, before the admin token exists.
   precondition {
-    condition     = local.pool_bytes < var.user_data_limit
-    error_message = "The pool's user-data would be ${local.pool_bytes} encoded bytes; Exoscale accepts less than ${var.user_data_limit}. ${local.oversize_hint}"
+    condition     = local.bound_bytes.pool < var.user_data_limit
+    error_message = "The pool's user-data could reach ${local.bound_bytes.pool} encoded bytes; Exoscale accepts less than ${var.user_data_limit}. ${local.oversize_hint}"
   }
 }
 
@@ -30,14 +32,15 @@ output "monitor_user_data" {
 
   # Checked at plan time, before the API key or the pool exist.
   precondition {
-    condition     = local.monitor_bound_bytes < var.user_data_limit
-    error_message = "The monitor's user-data could reach ${local.monitor_bound_bytes} encoded bytes; Exoscale accepts less than ${var.user_data_limit}. ${local.oversize_hint}"
+    condition     = local.bound_bytes.monitor < var.user_data_limit
+    error_message = "The monitor's user-data could reach ${local.bound_bytes.monitor} encoded bytes; Exoscale accepts less than ${var.user_data_limit}. ${local.oversize_hint}"
   }
 }
 
 output "pool_cloud_config" {
-  description = "The pool's cloud-config as text (for validation)."
-  value       = local.pool_cloud_config
+  description = "The pool's cloud-config as text (for validation; holds the admin token)."
+  value       = local.pool_cloud_config_for.real
+  sensitive   = true
 }
 
 output "monitor_cloud_config" {
@@ -47,11 +50,12 @@ output "monitor_cloud_config" {
 }
 
 output "user_data_bytes" {
-  description = "Encoded sizes: the pool's exact size and the monitor's plan-time upper bound and exact size."
+  description = "Encoded sizes: each document's plan-time upper bound and exact size."
   value = {
     limit         = var.user_data_limit
-    pool          = local.pool_bytes
-    monitor_bound = local.monitor_bound_bytes
+    pool_bound    = local.bound_bytes.pool
+    pool          = nonsensitive(length(local.pool_user_data))
+    monitor_bound = local.bound_bytes.monitor
     monitor       = nonsensitive(length(local.monitor_user_data))
   }
 }

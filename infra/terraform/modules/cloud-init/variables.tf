@@ -37,6 +37,17 @@ variable "slow_web_work_ms" {
   default     = 100
 }
 
+variable "scaler_drain_seconds" {
+  description = "exo-scaler --drain-seconds: drain a leaving member, wait this long, then evict (0: evict at once). Also slow-web's --drain-timeout when > 0."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.scaler_drain_seconds == 0 || (floor(var.scaler_drain_seconds) == var.scaler_drain_seconds && var.scaler_drain_seconds >= 10 && var.scaler_drain_seconds <= 300)
+    error_message = "scaler_drain_seconds must be 0 (no drain) or a whole number from 10 (the NLB needs up to 10 s to stop sending a draining member new connections) to 300."
+  }
+}
+
 variable "wheel_source" {
   description = "\"embedded\": wheels from wheel_dir travel inside the user-data; \"index\": pip installs them from package_index_url."
   type        = string
@@ -104,5 +115,16 @@ variable "monitor_runtime" {
   validation {
     condition     = can(regex("^[A-Za-z0-9_-]{24,128}$", var.monitor_runtime.scaler_token))
     error_message = "scaler_token: 24 to 128 characters of [A-Za-z0-9_-]."
+  }
+}
+
+variable "member_admin_token" {
+  description = "Bearer token of slow-web's admin API on every pool member; exo-scaler sends it with its drain requests."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{24,128}$", var.member_admin_token))
+    error_message = "member_admin_token: 24 to 128 characters of [A-Za-z0-9_-]."
   }
 }
