@@ -163,8 +163,8 @@ class LabRun:
         self.service_id = ""
         self.cpu_expr = ""
         self.observations: list[dict[str, Any]] = []
-        self.decisions: list[Decision] = []
-        self._last_tick: int | None = None
+        #: wall-clock time the load started (the scaler's log speaks wall time)
+        self.load_start_wall: float | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -440,7 +440,6 @@ class LabRun:
             "avg_cpu": self._query_cpu(),
         }
         self.observations.append(sample)
-        self._poll_scaler(t)
         return sample
 
     def _query_cpu(self) -> float | None:
@@ -453,24 +452,35 @@ class LabRun:
         except (httpx.HTTPError, KeyError, ValueError, IndexError):
             return None
 
-    def _poll_scaler(self, t: float) -> None:
-        try:
-            status = httpx.get(f"{self.scaler_url}/status", timeout=2).json()
-        except (httpx.HTTPError, ValueError):
-            return
-        ticks = status.get("ticks")
-        last = status.get("last_decision")
-        if last and ticks != self._last_tick:
-            self._last_tick = ticks
-            self.decisions.append(
+    def decisions_from_log(self) -> list[Decision]:
+        """Every decision, from the scaler's structured log (one JSON line per tick).
+
+        Exact where polling /status is not: a loaded machine can stretch a sampling pass past
+        a sped-up tick. Times are lab seconds since the load started (the log has wall time).
+        """
+        path = self.out / "logs" / "exo-scaler.log"
+        if self.load_start_wall is None or not path.exists():
+            return []
+        decisions = []
+        for line in path.read_text(errors="replace").splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("event") != "decision" or not isinstance(entry.get("time"), int | float):
+                continue
+            decisions.append(
                 Decision(
-                    t=t,
-                    action=str(last.get("action")),
-                    from_size=int(last.get("from") or 0),
-                    to_size=int(last.get("to") or 0),
-                    reason=str(last.get("reason")),
+                    t=round(float(entry["time"]) - self.load_start_wall, 3),
+                    action=str(entry.get("action")),
+                    from_size=int(entry.get("from") or 0),
+                    to_size=int(entry.get("to") or 0),
+                    reason=str(entry.get("reason")),
                 )
             )
+        return decisions
 
     # -- running --------------------------------------------------------------------------
 
@@ -512,6 +522,7 @@ class LabRun:
             ],
         )
         start = time.monotonic()
+        self.load_start_wall = time.time()
         hard_stop = start + profile.duration + 60
         next_sample = start
         last_print = 0.0
@@ -561,7 +572,8 @@ class LabRun:
             pass
         p95 = last.get("p95")
         cpu = sample["avg_cpu"]
-        decision = self.decisions[-1] if self.decisions else None
+        decisions = self.decisions_from_log()
+        decision = decisions[-1] if decisions else None
         return (
             f"t={t:5.0f}s  offered {last.get('offered_rps', 0):5.1f} rps  "
             f"p95 {'—' if p95 is None else f'{p95 * 1000:5.0f} ms'}  "
@@ -616,7 +628,9 @@ class LabRun:
             "reaction_floor": self.reaction_floor(),
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        return RunReport(config=config, samples=samples, decisions=self.decisions, results=results)
+        return RunReport(
+            config=config, samples=samples, decisions=self.decisions_from_log(), results=results
+        )
 
     def reaction_floor(self) -> dict[str, float]:
         """The least time the configured timers allow from a load step to new capacity."""
