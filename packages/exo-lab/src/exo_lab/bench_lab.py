@@ -24,7 +24,7 @@ import psutil
 
 from .faults import FaultPlan
 from .load import RequestResult
-from .report import Decision, RunReport
+from .report import RunReport
 from .stack import LabRun, LabSettings
 
 log = logging.getLogger("exo_lab.bench")
@@ -77,7 +77,6 @@ class BenchLab(LabRun):
         self.events = sorted(events or [], key=lambda e: e.at)
         self.rss_every = rss_every
         self.watch_alerts = watch_alerts
-        self.load_start_wall: float | None = None
         self.load_start_mono: float | None = None
         self.members: dict[str, MemberTrack] = {}
         self.rss_mib: dict[str, dict[str, float]] = {}  # name -> {max, last, count}
@@ -88,8 +87,10 @@ class BenchLab(LabRun):
     # -- per-second hook ----------------------------------------------------------------------
 
     def observe(self, t: float) -> dict[str, Any]:
+        # LabRun sets load_start_wall as the load starts; the zone's clock is monotonic.
         if self.load_start_wall is None:
             self.load_start_wall = time.time() - t
+        if self.load_start_mono is None:
             self.load_start_mono = time.monotonic() - t
         sample = super().observe(t)
         self._track_members(t)
@@ -256,18 +257,6 @@ class BenchLab(LabRun):
                     entries.append(entry)
         return entries
 
-    def decisions_from_log(self) -> list[Decision]:
-        return [
-            Decision(
-                t=round(self.lab_time(float(e["time"])), 3),
-                action=str(e.get("action")),
-                from_size=int(e.get("from") or 0),
-                to_size=int(e.get("to") or 0),
-                reason=str(e.get("reason")),
-            )
-            for e in self.logged_decisions()
-        ]
-
     def operation_times(self) -> list[float]:
         """Lab time each scaling operation was created at (the zone's own clock)."""
         assert self.zone is not None and self.load_start_mono is not None
@@ -345,8 +334,6 @@ def run_bench_lab(
         lab.start()
         results: list[RequestResult] = lab.run_load()
         lab.join_threads()
-        # The log has every decision; /status polling can miss several in one second.
-        lab.decisions = lab.decisions_from_log()
         alert_marks = lab.alert_ranges("scale_up")
         report = lab.report(results)
         outcome = LabOutcome(
