@@ -77,7 +77,6 @@ class BenchLab(LabRun):
         self.events = sorted(events or [], key=lambda e: e.at)
         self.rss_every = rss_every
         self.watch_alerts = watch_alerts
-        self.load_start_mono: float | None = None
         self.members: dict[str, MemberTrack] = {}
         self.rss_mib: dict[str, dict[str, float]] = {}  # name -> {max, last, count}
         self.alert_active_at: dict[str, float] = {}  # state:action -> wall time
@@ -87,11 +86,6 @@ class BenchLab(LabRun):
     # -- per-second hook ----------------------------------------------------------------------
 
     def observe(self, t: float) -> dict[str, Any]:
-        # LabRun sets load_start_wall as the load starts; the zone's clock is monotonic.
-        if self.load_start_wall is None:
-            self.load_start_wall = time.time() - t
-        if self.load_start_mono is None:
-            self.load_start_mono = time.monotonic() - t
         sample = super().observe(t)
         self._track_members(t)
         if t >= self._next_rss:
@@ -243,19 +237,6 @@ class BenchLab(LabRun):
     def lab_time(self, wall: float) -> float:
         assert self.load_start_wall is not None
         return wall - self.load_start_wall
-
-    def logged_decisions(self) -> list[dict[str, Any]]:
-        """Every decision line of the scaler's log (exo-scaler's or the naive one's)."""
-        path = self.out / "logs" / "exo-scaler.log"
-        entries = []
-        for line in path.read_text(errors="replace").splitlines():
-            if not line.startswith("{"):
-                continue
-            with contextlib.suppress(ValueError):
-                entry = json.loads(line)
-                if entry.get("event") == "decision" and isinstance(entry.get("time"), int | float):
-                    entries.append(entry)
-        return entries
 
     def operation_times(self) -> list[float]:
         """Lab time each scaling operation was created at (the zone's own clock)."""

@@ -14,7 +14,7 @@ import click
 from .alerting import ProvisioningError
 from .load import SecondStats, run_load, summarize, write_results
 from .profiles import PROFILE_NAMES, make_profile
-from .stack import LabError, LabSettings, run_lab
+from .stack import SCALERS, LabError, LabSettings, run_lab
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -49,6 +49,13 @@ def _default_out() -> Path:
               help="CPU milliseconds per request on a member.")  # fmt: skip
 @click.option("--cpu-per-vcpu", type=click.FloatRange(0.05, 4), default=0.25, show_default=True,
               help="Host cores behind one member vCPU (the cgroup cap).")  # fmt: skip
+@click.option(
+    "--scaler",
+    type=click.Choice(SCALERS),
+    default="exo-scaler",
+    show_default=True,
+    help="naive: the benchmark's baseline (scale on every webhook, no tick, no drain).",
+)
 @click.option("--member-network", default="127.0.1.0/24", show_default=True)
 @click.option(
     "--provisioning",
@@ -72,6 +79,7 @@ def run(
     peak: float,
     work_ms: int,
     cpu_per_vcpu: float,
+    scaler: str,
     member_network: str,
     provisioning: Path,
     out: Path | None,
@@ -91,6 +99,7 @@ def run(
             peak_members=peak,
             work_ms=work_ms,
             cpu_per_vcpu=cpu_per_vcpu,
+            scaler=scaler,
             member_network=member_network,
             provisioning=provisioning,
             progress=lambda line: click.echo(line),

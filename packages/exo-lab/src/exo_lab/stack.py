@@ -163,8 +163,9 @@ class LabRun:
         self.service_id = ""
         self.cpu_expr = ""
         self.observations: list[dict[str, Any]] = []
-        #: wall-clock time the load started (the scaler's log speaks wall time)
+        #: when the load started: wall clock (the scaler's log) and monotonic (the zone's)
         self.load_start_wall: float | None = None
+        self.load_start_mono: float | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -452,16 +453,12 @@ class LabRun:
         except (httpx.HTTPError, KeyError, ValueError, IndexError):
             return None
 
-    def decisions_from_log(self) -> list[Decision]:
-        """Every decision, from the scaler's structured log (one JSON line per tick).
-
-        Exact where polling /status is not: a loaded machine can stretch a sampling pass past
-        a sped-up tick. Times are lab seconds since the load started (the log has wall time).
-        """
+    def logged_decisions(self) -> list[dict[str, Any]]:
+        """Every decision line of the scaler's structured log, as written (wall-clock times)."""
         path = self.out / "logs" / "exo-scaler.log"
-        if self.load_start_wall is None or not path.exists():
+        if not path.exists():
             return []
-        decisions = []
+        entries = []
         for line in path.read_text(errors="replace").splitlines():
             if not line.startswith("{"):
                 continue
@@ -469,18 +466,28 @@ class LabRun:
                 entry = json.loads(line)
             except ValueError:
                 continue
-            if entry.get("event") != "decision" or not isinstance(entry.get("time"), int | float):
-                continue
-            decisions.append(
-                Decision(
-                    t=round(float(entry["time"]) - self.load_start_wall, 3),
-                    action=str(entry.get("action")),
-                    from_size=int(entry.get("from") or 0),
-                    to_size=int(entry.get("to") or 0),
-                    reason=str(entry.get("reason")),
-                )
+            if entry.get("event") == "decision" and isinstance(entry.get("time"), int | float):
+                entries.append(entry)
+        return entries
+
+    def decisions_from_log(self) -> list[Decision]:
+        """Every decision, in lab seconds since the load started.
+
+        Exact where polling /status is not: a loaded machine can stretch a sampling pass past
+        a sped-up tick.
+        """
+        if self.load_start_wall is None:
+            return []
+        return [
+            Decision(
+                t=round(float(entry["time"]) - self.load_start_wall, 3),
+                action=str(entry.get("action")),
+                from_size=int(entry.get("from") or 0),
+                to_size=int(entry.get("to") or 0),
+                reason=str(entry.get("reason")),
             )
-        return decisions
+            for entry in self.logged_decisions()
+        ]
 
     # -- running --------------------------------------------------------------------------
 
@@ -521,7 +528,7 @@ class LabRun:
                 str(results_file),
             ],
         )
-        start = time.monotonic()
+        start = self.load_start_mono = time.monotonic()
         self.load_start_wall = time.time()
         hard_stop = start + profile.duration + 60
         next_sample = start
