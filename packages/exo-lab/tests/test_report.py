@@ -75,3 +75,14 @@ def test_report_files_are_written(tmp_path: Path) -> None:
 def test_empty_run_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one sample"):
         RunReport(config={}, samples=[], decisions=[]).figures()
+
+
+def test_secrets_are_never_readable_by_others(tmp_path: Path) -> None:
+    from exo_lab.files import write_atomically
+
+    secret = tmp_path / "token"
+    write_atomically(secret, "s3cret", mode=0o600)
+    assert secret.stat().st_mode & 0o777 == 0o600
+    write_atomically(secret, "rotated", mode=0o600)
+    assert secret.read_text() == "rotated"
+    assert [p.name for p in tmp_path.iterdir()] == ["token"]

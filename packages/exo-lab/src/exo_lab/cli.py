@@ -15,6 +15,7 @@ import uvicorn
 
 from .cgroups import UNCAPPED
 from .dataplane import DataPlane
+from .files import write_atomically
 from .members import LabBusyError, MemberSettings, default_runtime_dir, lab_prefix_for
 from .serving import base_url, bind, make_server
 from .zone import AddressPool, HealthCheck, Zone, ZoneTimings
@@ -214,7 +215,7 @@ def _serve_zone(
             click.echo(f"NLB {service}: http://{address}/")
         runtime = plane.runtime
         token_file = runtime.settings.state_dir / "admin-token"
-        _write_secret(token_file, runtime.admin_token)
+        write_atomically(token_file, runtime.admin_token + "\n", mode=0o600)
         click.echo(f"members: slow-web on {member_network} port 8080, node exporter on 9100")
         click.echo(f"member admin token (slow-web :8081): {token_file}")
         if runtime.cpu_cap == UNCAPPED:
@@ -245,14 +246,6 @@ def _serve_until_signal(server: uvicorn.Server, sock: socket.socket) -> None:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-
-
-def _write_secret(path: Path, value: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
-    os.replace(tmp, path)
 
 
 def _register_lab_commands() -> None:

@@ -36,6 +36,7 @@ from typing import IO, Any
 import psutil
 
 from .cgroups import UNCAPPED, CpuUsage, MemberCgroup, V1Driver, V2Driver, detect_driver
+from .files import write_atomically
 from .loop_thread import LoopThread
 from .node_exporter import CpuAccount, start_exporter
 from .probes import http_check
@@ -280,7 +281,7 @@ class ProcessRuntime:
                 cgroup.remove()
             raise
         pidfile = settings.state_dir / "members" / f"{instance_id}.json"
-        _write_atomic(
+        write_atomically(
             pidfile,
             json.dumps(
                 {
@@ -453,17 +454,3 @@ def _kill_groups(leaders: dict[int, float]) -> None:
         if born is not None and info["create_time"] is not None and info["create_time"] >= born - 1:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(info["pid"], signal.SIGKILL)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

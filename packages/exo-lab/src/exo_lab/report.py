@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .files import write_atomically
 from .load import RequestResult, percentile
 from .quality import Action, elasticity, reaction_times, reversals
 
@@ -127,8 +128,8 @@ class RunReport:
             "samples": [asdict(s) for s in self.samples],
             "decisions": [asdict(d) for d in self.decisions],
         }
-        _write_atomically(paths["json"], json.dumps(body, indent=2, default=_json_default))
-        _write_atomically(paths["md"], self.markdown(figures))
+        write_atomically(paths["json"], json.dumps(body, indent=2, default=_json_default))
+        write_atomically(paths["md"], self.markdown(figures))
         plot_timeline(self, paths["png"])
         return paths
 
@@ -248,12 +249,6 @@ def plot_timeline(report: RunReport, path: Path) -> None:
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    tmp.replace(path)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
     tmp.replace(path)
 
 

@@ -33,6 +33,7 @@ from .alerting import (
 )
 from .catalog import instance_type_by_name
 from .dataplane import DataPlane
+from .files import write_atomically
 from .load import RequestResult
 from .members import MemberSettings, lab_prefix_for
 from .processes import ChildProcesses, find_binary, free_port, wait_for
@@ -130,13 +131,6 @@ def _console_script(name: str) -> str:
     if not found:
         raise LabError(f"{name} is not installed: pip install {name} (or run `make demo`)")
     return found
-
-
-def _write(path: Path, text: str, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.chmod(mode)
-    tmp.replace(path)
 
 
 class LabRun:
@@ -250,16 +244,16 @@ class LabRun:
             "EXOSCALE_ZONE": self.zone.name,
         }
         self.api_env = api_env
-        _write(self.out / "zone.json", json.dumps({"endpoint": self.endpoint, "pool_id": pool.id,
-                                                  "nlb": self.nlb_url}, indent=2))  # fmt: skip
+        zone_info = {"endpoint": self.endpoint, "pool_id": pool.id, "nlb": self.nlb_url}
+        write_atomically(self.out / "zone.json", json.dumps(zone_info, indent=2))
 
         # Secrets for the scaler's webhook and the members' drain endpoint: files, 0600.
         secrets_dir = self.out / "secrets"
         secrets_dir.mkdir(mode=0o700, exist_ok=True)
         token_file = secrets_dir / "scaler-token"
-        _write(token_file, self.scaler_token, 0o600)
+        write_atomically(token_file, self.scaler_token, mode=0o600)
         drain_token_file = secrets_dir / "member-admin-token"
-        _write(drain_token_file, self.plane.runtime.admin_token, 0o600)
+        write_atomically(drain_token_file, self.plane.runtime.admin_token, mode=0o600)
 
         # Alertmanager (Grafana's notifier in the lab) and Prometheus.
         am_port, prom_port, scaler_port, sd_metrics_port = (free_port() for _ in range(4))
@@ -268,11 +262,11 @@ class LabRun:
         am_config = alertmanager_config(
             route, scaler_base_url=self.scaler_url, credentials_file=token_file, speed=s.speed
         )
-        _write(self.out / "alertmanager.yml", yaml.safe_dump(am_config, sort_keys=False))
-        _write(self.out / "rules.yml", yaml.safe_dump(prometheus_rule_file(rules, s.speed),
-                                                      sort_keys=False))  # fmt: skip
+        write_atomically(self.out / "alertmanager.yml", yaml.safe_dump(am_config, sort_keys=False))
+        rule_file = prometheus_rule_file(rules, s.speed)
+        write_atomically(self.out / "rules.yml", yaml.safe_dump(rule_file, sort_keys=False))
         targets = self.out / "targets.json"
-        _write(self.out / "prometheus.yml", yaml.safe_dump(self._prometheus_config(
+        write_atomically(self.out / "prometheus.yml", yaml.safe_dump(self._prometheus_config(
             targets, am_port, scaler_port, sd_metrics_port, rules[0].evaluation_interval
         ), sort_keys=False))  # fmt: skip
         self.say("starting Alertmanager, Prometheus, exo-sd and exo-scaler")
