@@ -343,3 +343,41 @@ def test_routes_answer_while_a_slow_scale_call_is_in_flight(
             assert time.monotonic() < deadline, "the operation never landed"
             time.sleep(0.05)
     assert len(scale_operations(zone_of_two)) == 1
+
+
+def test_a_failed_evict_puts_the_drained_member_back_in_service(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink, zone_of_two: RunningZone
+) -> None:
+    members = zone_of_two.zone.members(zone_of_two.pools["web"].id)
+    newest = max(members, key=lambda m: (m.created_at, m.id))
+    calls: list[dict[str, Any]] = []
+    handler = type("Recorder", (DrainRecorder,), {"calls": calls})
+    server = ThreadingHTTPServer((newest.address, 0), handler)
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    zone_of_two.api.faults = FaultPlan(
+        rate=1.0, statuses=(503,), operations=frozenset({"evict-instance-pool-members"})
+    )
+    try:
+        settings = make_settings(
+            drain_seconds=0.05,
+            drain_token="admin-secret",
+            drain_url=f"http://{{ip}}:{port}/admin/drain",
+        )
+        scaler = scaler_of(build(zone_of_two, settings, sink))
+
+        async def scenario() -> None:
+            scaler.record_intent(Direction.DOWN, "test")
+            decision = await scaler.tick()
+            assert decision.reason == Reason.API_ERROR
+            assert scaler.in_flight is None
+
+        asyncio.run(scenario())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert scale_operations(zone_of_two) == []
+    assert newest.id in zone_of_two.pools["web"].member_ids
+    assert [c["path"] for c in calls] == ["/admin/drain?exit=false", "/admin/resume"]
+    assert all(c["authorization"] == "Bearer admin-secret" for c in calls)

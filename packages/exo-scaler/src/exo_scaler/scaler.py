@@ -21,7 +21,7 @@ from exo_client import ConflictError, ExoApiError, ExoClient, InstancePool, Oper
 
 from .decision import Direction, PoolView, Reason, ScaleDecision, decide
 from .decision_log import EventLog
-from .drain import request_drain
+from .drain import request_drain, request_resume
 from .intents import IntentBook
 from .metrics import ScalerMetrics
 from .selection import choose_members, query_busy
@@ -227,6 +227,21 @@ class Scaler:
                 wait_seconds=self.settings.drain_seconds,
             )
             await asyncio.sleep(self.settings.drain_seconds)
+            flight.phase = "calling"
+            try:
+                return await in_worker_thread(
+                    self.client.evict_members, self._pool_id, flight.members
+                )
+            except ExoApiError:
+                # A drained member that stays in the pool would serve nothing: undo the drain.
+                await asyncio.gather(
+                    *(
+                        request_resume(self.http, self.settings.drain_url, m.public_ip, token)
+                        for m in chosen
+                        if m.public_ip
+                    )
+                )
+                raise
         flight.phase = "calling"
         return await in_worker_thread(self.client.evict_members, self._pool_id, flight.members)
 
