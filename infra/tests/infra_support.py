@@ -36,7 +36,7 @@ WHEEL_PACKAGES = {
 # Fake runtime values with the shapes the real ones have.
 RUNTIME = {
     "pool_id": "0b9a1c44-5d2e-4f3a-9c1b-7e6d5a4b3c2d",
-    "api_key": "EXO1f2e3d4c5b6a79881726354a",
+    "api_key": "EXOfake0key0for0tests0only0",
     "api_secret": "Zq8x1Rk4Lm9Vb2Nc7Hs3Jd6Tf0Wg5Yp1Ue8Ia4Oo2Q",
     "scaler_token": "tok3nTOK3Ntok3nTOK3Ntok3nTOK3Ntok3nTOK3Ntok3nTOK",
     "grafana_admin_password": "Grafana-Admin-Pa55word!",
