@@ -117,3 +117,23 @@ def test_malformed_provisioning_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "alerting" / "rules.yaml").write_text(": not yaml : [")
     with pytest.raises(ProvisioningError, match="cannot read"):
         load_rules(tmp_path)
+
+
+def test_duplicate_notifications_like_unclustered_grafana_replicas(tmp_path: Path) -> None:
+    route = load_webhook_route(PROVISIONING)
+    token_file = tmp_path / "token"
+    token_file.write_text("t")
+    body = alertmanager_config(
+        route, scaler_base_url="http://127.0.0.1:1", credentials_file=token_file, copies=3
+    )
+    hooks = body["receivers"][0]["webhook_configs"]
+    assert len(hooks) == 3
+    assert all(h == hooks[0] for h in hooks)
+    path = tmp_path / "am.yml"
+    path.write_text(yaml.safe_dump(body))
+    check = subprocess.run(["amtool", "check-config", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    with pytest.raises(ProvisioningError, match="copies"):
+        alertmanager_config(
+            route, scaler_base_url="http://127.0.0.1:1", credentials_file=token_file, copies=0
+        )

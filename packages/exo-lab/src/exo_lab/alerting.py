@@ -178,12 +178,16 @@ def alertmanager_config(
     scaler_base_url: str,
     credentials_file: Path | None,
     speed: float = 1.0,
+    copies: int = 1,
 ) -> dict[str, Any]:
     """Alertmanager routing equal to Grafana's policy and contact point.
 
     The webhook keeps the contact point's path and goes to the lab's scaler address; the
-    credentials stay in a file (`credentials_file`), never in the config.
+    credentials stay in a file (`credentials_file`), never in the config. `copies` > 1 sends
+    every notification that many times, as Grafana replicas without HA clustering do.
     """
+    if not 1 <= copies <= 10:
+        raise ProvisioningError("copies must be within [1, 10]")
     target = urlsplit(scaler_base_url)
     path = urlsplit(route.url).path
     webhook: dict[str, Any] = {
@@ -204,7 +208,7 @@ def alertmanager_config(
             "group_interval": format_duration(route.group_interval / speed),
             "repeat_interval": format_duration(route.repeat_interval / speed),
         },
-        "receivers": [{"name": "exo-scaler", "webhook_configs": [webhook]}],
+        "receivers": [{"name": "exo-scaler", "webhook_configs": [webhook] * copies}],
     }
 
 

@@ -50,7 +50,7 @@ from .bench_components import components_markdown, find_repo, random_member_netw
 from .bench_lab import FaultEvent, LabOutcome, run_bench_lab
 from .stack import LabSettings
 
-SECTIONS = ("quality", "naive", "faults", "components", "reaction")
+SECTIONS = ("quality", "naive", "storm", "faults", "components", "reaction")
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,7 @@ class Suite:
         steps: list[tuple[str, Callable[[], None]]] = [
             ("quality", self.quality),
             ("naive", self.naive),
+            ("storm", self.storm),
             ("faults", self.faults),
             ("reaction", self.reaction),
             ("components", self.components),
@@ -227,6 +228,45 @@ class Suite:
         self.results["sections"]["naive"] = section
         self.emit(
             "exo-scaler against the naive scaler (same profiles, same run)", "\n\n".join(tables)
+        )
+
+    def storm(self) -> None:
+        """Every notification sent three times, as from Grafana replicas without HA clustering.
+
+        Full mode only: the clean profiles above cannot tell the two designs apart, because the
+        1-minute repeat interval already paces webhooks to about one per tick.
+        """
+        if self.plan.quick:
+            self.say("storm: full mode only (skipped in quick mode)")
+            return
+        copies = 3
+        figures = {}
+        for scaler in ("exo-scaler", "naive"):
+            name = f"storm-step-{scaler}"
+            settings = self.settings(name, scaler=scaler, notification_copies=copies)
+            figures[scaler] = self.lab(name, settings).figures
+        rows = comparison(figures["exo-scaler"], figures["naive"])
+        busy = sum(
+            1
+            for e in self.outcomes["storm-step-naive"].decisions_logged
+            if e.get("reason") == "pool-busy"
+        )
+        self.results["sections"]["storm"] = {
+            "copies": copies,
+            "figures": figures,
+            "comparison": rows,
+            "naive_409s": busy,
+        }
+        self.emit(
+            f"Duplicate notifications: every webhook sent {copies} times (step, speed "
+            f"×{self.plan.speed:g})",
+            "\n\n".join(
+                [
+                    quality_table({f"step ×{copies} / {k}": f for k, f in figures.items()}),
+                    comparison_table(f"step ×{copies}", rows),
+                    f"The naive scaler's calls refused as the pool was busy (409): {busy}.",
+                ]
+            ),
         )
 
     def fault_events(self) -> list[FaultEvent]:

@@ -90,6 +90,8 @@ class LabSettings:
     progress: Callable[[str], None] | None = None
     #: "exo-scaler" (the product) or "naive" (exo_lab.naive_scaler, the benchmark's baseline)
     scaler: str = "exo-scaler"
+    #: every notification sent this many times (Grafana replicas without HA clustering)
+    notification_copies: int = 1
 
     def __post_init__(self) -> None:
         if self.speed <= 0 or self.speed > 60:
@@ -102,6 +104,8 @@ class LabSettings:
             raise LabError("need 0 <= base load <= peak load")
         if self.scaler not in SCALERS:
             raise LabError(f"scaler must be one of {', '.join(SCALERS)}")
+        if not 1 <= self.notification_copies <= 10:
+            raise LabError("notification copies must be within [1, 10]")
 
     def lab(self, seconds: float) -> float:
         return float(seconds / self.speed)
@@ -260,7 +264,11 @@ class LabRun:
         self.scaler_url = f"http://127.0.0.1:{scaler_port}"
         self.prometheus_url = f"http://127.0.0.1:{prom_port}"
         am_config = alertmanager_config(
-            route, scaler_base_url=self.scaler_url, credentials_file=token_file, speed=s.speed
+            route,
+            scaler_base_url=self.scaler_url,
+            credentials_file=token_file,
+            speed=s.speed,
+            copies=s.notification_copies,
         )
         write_atomically(self.out / "alertmanager.yml", yaml.safe_dump(am_config, sort_keys=False))
         rule_file = prometheus_rule_file(rules, s.speed)
