@@ -80,7 +80,12 @@ def test_exporter_speaks_prometheus_text(loop: LoopThread) -> None:
         assert httpx.get(f"http://127.0.0.1:{port}/nope").status_code == 404
         assert httpx.post(f"http://127.0.0.1:{port}/metrics").status_code == 405
     finally:
-        server.close()
+        # The server belongs to the loop thread: close it there, never from this thread.
+        async def shut() -> None:
+            server.close()
+            await server.wait_closed()
+
+        loop.run(shut())
 
 
 async def _member(port_holder: list[int], behaviour: str) -> asyncio.Server:
