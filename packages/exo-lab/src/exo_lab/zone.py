@@ -279,7 +279,7 @@ class Zone:
             else:
                 done_when = _always
             pool.size = size
-            return self._operation(pool, "scale-instance-pool", done_when)
+            return self._pool_operation(pool, "scale-instance-pool", done_when)
 
     def evict(self, pool_id: str, instance_ids: list[str]) -> Operation:
         with self.lock:
@@ -294,7 +294,7 @@ class Zone:
             ids = list(dict.fromkeys(instance_ids))
             self._shrink(pool, ids)
             pool.size -= len(ids)
-            return self._operation(pool, "evict-instance-pool-members", self._gone(ids))
+            return self._pool_operation(pool, "evict-instance-pool-members", self._gone(ids))
 
     def delete_instance(self, instance_id: str) -> Operation:
         """Deleting a pool member: Exoscale's pool notices and boots a replacement."""
@@ -303,16 +303,9 @@ class Zone:
             pool = self.pool(inst.pool_id)
             self._shrink(pool, [instance_id])
             self._grow(pool, 1)
-            op = Operation(
-                id=str(uuid.uuid4()),
-                reference_id=instance_id,
-                reference_kind="instance",
-                command="delete-instance",
-                ready_at=self.clock() + self.timings.operation_delay,
-                done_when=self._gone([instance_id]),
+            return self._operation(
+                instance_id, "instance", "delete-instance", self._gone([instance_id])
             )
-            self.operations[op.id] = op
-            return op
 
     def operation(self, operation_id: str) -> Operation:
         op = self.operations.get(operation_id)
@@ -380,18 +373,30 @@ class Zone:
             # Undocumented at Exoscale; the lab answers like a busy resource.
             raise ZoneError(409, f"instance pool {pool.id} is busy ({pool.state})")
 
-    def _operation(self, pool: Pool, command: str, done_when: Callable[[], bool]) -> Operation:
+    def _pool_operation(self, pool: Pool, command: str, done_when: Callable[[], bool]) -> Operation:
+        """A pool operation: when it succeeds the pool is `running` again."""
+
         def settle() -> None:
             pool.state = "running"
 
+        return self._operation(pool.id, "instance-pool", command, done_when, settle)
+
+    def _operation(
+        self,
+        reference_id: str,
+        reference_kind: str,
+        command: str,
+        done_when: Callable[[], bool],
+        on_success: Callable[[], None] = lambda: None,
+    ) -> Operation:
         op = Operation(
             id=str(uuid.uuid4()),
-            reference_id=pool.id,
-            reference_kind="instance-pool",
+            reference_id=reference_id,
+            reference_kind=reference_kind,
             command=command,
             ready_at=self.clock() + self.timings.operation_delay,
             done_when=done_when,
-            on_success=settle,
+            on_success=on_success,
         )
         self.operations[op.id] = op
         return op
