@@ -17,8 +17,8 @@ from cassette_config import CASSETTES, IDS_FILE, make_vcr
 from scenarios import SCENARIOS
 
 from exo_client import ClientSettings, ExoClient, RetryPolicy
-from exo_lab.faults import FaultPlan
 from exo_testkit import running_zone
+from exo_zone.faults import FaultPlan
 
 FAULTS = {
     "flaky_reads": FaultPlan(

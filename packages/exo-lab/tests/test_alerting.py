@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exo_lab.alerting import (
+from exo_lab.stack.grafana import (
     ProvisioningError,
     alertmanager_config,
     format_duration,

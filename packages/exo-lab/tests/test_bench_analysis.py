@@ -6,8 +6,7 @@ import math
 
 import pytest
 
-from exo_lab.bench import faults_markdown, reaction_markdown, rss_markdown
-from exo_lab.bench_analysis import (
+from exo_lab.bench.analysis import (
     QUALITY_METRICS,
     bound_violations,
     comparison,
@@ -20,6 +19,7 @@ from exo_lab.bench_analysis import (
     reaction_breakdown,
     recovery_time,
 )
+from exo_lab.bench.suite import faults_markdown, reaction_markdown, rss_markdown
 
 OURS = {
     "theta_u": 10.0,

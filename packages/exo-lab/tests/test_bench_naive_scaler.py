@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from exo_client import NO_RETRY, ExoClient
-from exo_lab.naive_scaler import NaiveSettings, create_app, firing_directions, main
-from exo_lab.serving import serve_in_thread
-from exo_lab.zone import ZoneTimings
+from exo_lab.bench.naive import NaiveSettings, create_app, firing_directions, main
 from exo_testkit import RunningZone, running_zone
+from exo_zone.serving import serve_in_thread
+from exo_zone.zone import ZoneTimings
 
 TOKEN = "naive-test-token"
 # Operations stay pending for 5 s: long enough for a second webhook to find the pool busy.

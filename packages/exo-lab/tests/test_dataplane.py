@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from exo_lab.cgroups import CGROUP_V1, CGROUP_V2
+from exo_lab.dataplane.cgroups import CGROUP_V1, CGROUP_V2
 from exo_testkit import eventually
 
 from .conftest import LAB_HEALTH, ProcessLab, served_by

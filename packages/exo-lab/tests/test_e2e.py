@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from exo_lab.load import RequestResult
-from exo_lab.quality import oracle_demand
-from exo_lab.stack import LabRun, LabSettings
+from exo_lab.load.generator import RequestResult
+from exo_lab.report.quality import oracle_demand
+from exo_lab.stack.run import LabRun
+from exo_lab.stack.settings import LabSettings
 from exo_testkit import free_member_network
 
 pytestmark = pytest.mark.e2e

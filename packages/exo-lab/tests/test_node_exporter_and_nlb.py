@@ -9,11 +9,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from exo_lab.cgroups import CpuUsage
-from exo_lab.loop_thread import LoopThread
-from exo_lab.nlb import ServiceBalancer, ServiceSpec
-from exo_lab.node_exporter import CpuAccount, start_exporter
-from exo_lab.zone import HealthCheck
+from exo_lab.dataplane.cgroups import CpuUsage
+from exo_lab.dataplane.loop_thread import LoopThread
+from exo_lab.dataplane.nlb import ServiceBalancer, ServiceSpec
+from exo_lab.dataplane.node_exporter import CpuAccount, start_exporter
+from exo_zone.zone import HealthCheck
 
 
 class FakeClock:

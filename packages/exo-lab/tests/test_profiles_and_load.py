@@ -10,9 +10,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from exo_lab.load import OpenLoopLoad, SecondStats, summarize
-from exo_lab.profiles import LoadProfile, Segment, make_profile
-from exo_lab.serving import serve_in_thread
+from exo_lab.load.generator import OpenLoopLoad, SecondStats, summarize
+from exo_lab.load.profiles import LoadProfile, Segment, make_profile
+from exo_zone.serving import serve_in_thread
 
 
 @pytest.mark.parametrize("name", ["step", "ramp", "spike"])

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from exo_lab.quality import Action, elasticity, oracle_demand, reaction_times, reversals
+from exo_lab.report.quality import Action, elasticity, oracle_demand, reaction_times, reversals
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from exo_lab.load import RequestResult
-from exo_lab.report import Decision, RunReport, Sample
+from exo_lab.load.generator import RequestResult
+from exo_lab.report.run_report import Decision, RunReport, Sample
 
 
 def synthetic_run() -> RunReport:

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from exo_lab.members import lab_prefix_for
+from exo_lab.dataplane.members import lab_prefix_for
 from exo_testkit import free_member_network
 
 pytestmark = pytest.mark.integration

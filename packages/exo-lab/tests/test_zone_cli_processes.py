@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from exo_lab.members import lab_prefix_for
+from exo_lab.dataplane.members import lab_prefix_for
 from exo_testkit import eventually, free_member_network
 
 pytestmark = pytest.mark.integration

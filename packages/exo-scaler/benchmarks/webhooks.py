@@ -27,9 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from exo_lab.serving import serve_in_thread
-from exo_lab.zone import Zone, ZoneTimings
-from exo_lab.zone_api import create_zone_app
+from exo_zone import LocalZone, Zone, ZoneTimings
 
 PAYLOAD = json.dumps(
     {
@@ -63,20 +61,11 @@ def _free_port() -> int:
 
 @contextmanager
 def _zone() -> Iterator[tuple[Zone, dict[str, str]]]:
-    key, secret = "EXO" + secrets.token_hex(12), secrets.token_urlsafe(30)
     timings = ZoneTimings(boot_delay=0.3, operation_delay=0.3, tick_interval=0.02)
-    zone = Zone("ch-gva-2", timings=timings, member_network="127.201.7.0/24")
-    pool = zone.create_pool("web", 1)
-    with serve_in_thread(create_zone_app(zone, {key: secret})) as url:
-        yield (
-            zone,
-            {
-                "EXOSCALE_API_KEY": key,
-                "EXOSCALE_API_SECRET": secret,
-                "EXOSCALE_API_ENDPOINT": url + "/v2",
-                "EXOSCALE_INSTANCEPOOL_ID": pool.id,
-            },
-        )
+    local = LocalZone(timings=timings, member_network="127.201.7.0/24")
+    pool = local.zone.create_pool("web", 1)
+    with local:
+        yield local.zone, {**local.env, "EXOSCALE_INSTANCEPOOL_ID": pool.id}
 
 
 @contextmanager

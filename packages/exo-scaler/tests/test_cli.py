@@ -12,8 +12,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from exo_lab.faults import FaultPlan
 from exo_testkit import RunningZone, running_zone
+from exo_zone.faults import FaultPlan
 
 
 def free_port() -> int:

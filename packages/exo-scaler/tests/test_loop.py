@@ -15,12 +15,12 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from exo_client import ExoClient, RetryPolicy
-from exo_lab.faults import FaultPlan
 from exo_scaler.app import create_app
 from exo_scaler.decision import Direction, Reason
 from exo_scaler.scaler import Scaler
 from exo_scaler.settings import ScalerSettings
 from exo_testkit import RunningZone, running_zone
+from exo_zone.faults import FaultPlan
 
 from .conftest import TOKEN, EventSink
 

@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from sd_cassettes import CASSETTES, IDS_FILE, SCENARIOS, make_vcr
 
 from exo_client import NO_RETRY, ClientSettings, ExoClient
-from exo_lab.faults import FaultPlan
 from exo_testkit import RunningZone, running_zone
+from exo_zone.faults import FaultPlan
 
 UNAVAILABLE_CALLS = 2
 

@@ -11,10 +11,10 @@ from prometheus_client import CollectorRegistry
 from sd_support import member_targets, target_set, wait_for
 
 from exo_client import NO_RETRY, ClientSettings, ExoClient
-from exo_lab.faults import FaultPlan
 from exo_sd.agent import Agent, AgentConfig
 from exo_sd.metrics import SdMetrics
 from exo_testkit import RunningZone, running_zone
+from exo_zone.faults import FaultPlan
 
 pytestmark = pytest.mark.integration
 PORT = 9100

@@ -23,8 +23,8 @@ from sd_support import (
     wait_for,
 )
 
-from exo_lab.faults import FaultPlan
 from exo_testkit import RunningZone, running_zone
+from exo_zone.faults import FaultPlan
 
 pytestmark = pytest.mark.integration
 

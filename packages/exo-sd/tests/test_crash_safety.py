@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from sd_support import agent_env, start_agent
 
-from exo_lab.zone import ZoneError, ZoneTimings
 from exo_testkit import running_zone
+from exo_zone.zone import ZoneError, ZoneTimings
 
 pytestmark = pytest.mark.integration
 KILLS = 30

@@ -1,25 +1,33 @@
-"""`exo-lab`: the local Exoscale zone and, later, the whole stack on one machine."""
+"""`exo-lab`: the local Exoscale zone, and the whole autoscaling stack on one machine.
+
+A thin click layer: `zone` serves dataplane.standalone.serve_zone, `run` runs stack.run.run_lab,
+`load` runs load.generator.run_load.
+"""
 
 from __future__ import annotations
 
-import contextlib
+import json
 import logging
 import os
 import signal
-import socket
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 
 import click
-import uvicorn
 
-from .cgroups import UNCAPPED
+from exo_zone import HealthCheck, ZoneTimings
+from exo_zone.zone import AddressPool
+
 from .dataplane import DataPlane
-from .files import write_atomically
-from .members import LabBusyError, MemberSettings, default_runtime_dir, lab_prefix_for
-from .serving import base_url, bind, make_server
-from .zone import AddressPool, HealthCheck, Zone, ZoneTimings
-from .zone_api import create_zone_app
+from .dataplane.members import LabBusyError, MemberSettings, default_runtime_dir, lab_prefix_for
+from .dataplane.standalone import serve_zone
+from .load.generator import SecondStats, run_load, summarize, write_results
+from .load.profiles import PROFILE_NAMES, make_profile
+from .stack.grafana import ProvisioningError
+from .stack.run import run_lab
+from .stack.settings import SCALERS, LabError, LabSettings
 
 
 def _pool_spec(
@@ -34,7 +42,7 @@ def _pool_spec(
     return pools
 
 
-def _credentials() -> dict[str, str]:
+def _credentials() -> tuple[str, str]:
     key = os.environ.get("EXOSCALE_API_KEY")
     secret = os.environ.get("EXOSCALE_API_SECRET")
     missing = [n for n, v in (("EXOSCALE_API_KEY", key), ("EXOSCALE_API_SECRET", secret)) if not v]
@@ -43,7 +51,7 @@ def _credentials() -> dict[str, str]:
             f"set {' and '.join(missing)}: the zone accepts requests signed with that key pair"
         )
     assert key and secret
-    return {key: secret}
+    return key, secret
 
 
 @click.group()
@@ -156,7 +164,7 @@ def zone(
         except (LabBusyError, OSError) as exc:
             raise click.ClickException(str(exc)) from exc
     try:
-        _serve_zone(
+        serve_zone(
             plane,
             host=host,
             port=port,
@@ -175,84 +183,156 @@ def zone(
             plane.close()
 
 
-def _serve_zone(
-    plane: DataPlane | None,
-    *,
-    host: str,
-    port: int,
-    zone_name: str,
-    pools: list[tuple[str, int]],
-    timings: ZoneTimings,
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _default_out() -> Path:
+    return Path("lab-runs") / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+
+@main.command()
+@click.option("--profile", type=click.Choice(PROFILE_NAMES), default="step", show_default=True)
+@click.option(
+    "--speed",
+    type=click.FloatRange(0.1, 60),
+    default=10.0,
+    show_default=True,
+    help="Divide every duration (intervals, windows, pending periods, tick, boot) by K.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(10),
+    default=1200.0,
+    show_default=True,
+    help="Seconds of load at production speed (the run takes DURATION/SPEED).",
+)
+@click.option("--min", "min_size", type=click.IntRange(1, 50), default=1, show_default=True)
+@click.option("--max", "max_size", type=click.IntRange(1, 50), default=5, show_default=True)
+@click.option("--peak", type=click.FloatRange(0), default=3.5, show_default=True,
+              help="Peak load in members' worth at the 80 % line.")  # fmt: skip
+@click.option("--work-ms", type=click.IntRange(1, 2000), default=50, show_default=True,
+              help="CPU milliseconds per request on a member.")  # fmt: skip
+@click.option("--cpu-per-vcpu", type=click.FloatRange(0.05, 4), default=0.25, show_default=True,
+              help="Host cores behind one member vCPU (the cgroup cap).")  # fmt: skip
+@click.option(
+    "--scaler",
+    type=click.Choice(SCALERS),
+    default="exo-scaler",
+    show_default=True,
+    help="naive: the benchmark's baseline (scale on every webhook, no tick, no drain).",
+)
+@click.option("--member-network", default="127.0.1.0/24", show_default=True)
+@click.option(
+    "--provisioning",
+    type=click.Path(path_type=Path),
+    default=Path("grafana-provisioning"),
+    show_default=True,
+    help="Grafana provisioning the alerting is derived from.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output folder (default lab-runs/<time>).",
+)
+def run(
+    profile: str,
+    speed: float,
+    duration: float,
+    min_size: int,
+    max_size: int,
+    peak: float,
+    work_ms: int,
+    cpu_per_vcpu: float,
+    scaler: str,
     member_network: str,
-    nlb_port: int,
-    healthcheck: HealthCheck,
-    credentials: dict[str, str],
+    provisioning: Path,
+    out: Path | None,
 ) -> None:
-    the_zone = Zone(
-        zone_name,
-        timings=timings,
-        runtime=plane.runtime if plane is not None else None,
-        member_network=member_network,
+    """Run the whole autoscaling loop locally under load and write a report."""
+    out = out or _default_out()
+    # SIGTERM takes the same path as Ctrl-C, so every process and cgroup is cleaned up.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        settings = LabSettings(
+            out=out,
+            speed=speed,
+            profile=profile,
+            duration=duration,
+            min_size=min_size,
+            max_size=max_size,
+            peak_members=peak,
+            work_ms=work_ms,
+            cpu_per_vcpu=cpu_per_vcpu,
+            scaler=scaler,
+            member_network=member_network,
+            provisioning=provisioning,
+            progress=lambda line: click.echo(line),
+        )
+        report, paths = run_lab(settings)
+    except (LabError, ProvisioningError, TimeoutError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        click.echo("interrupted: every process of this run has been stopped", err=True)
+        sys.exit(130)
+    figures = report.figures()
+    click.echo(
+        f"done: {figures['scaling_actions']} scaling actions, max pool "
+        f"{figures['max_pool_size']}, θ_U {figures['theta_u']:.1f} %, θ_O "
+        f"{figures['theta_o']:.1f} %, {figures['failed_requests']} failed requests"
     )
+    for kind, path in paths.items():
+        click.echo(f"  {kind:4} {path}")
+
+
+@main.command()
+@click.option("--target", required=True, help="Base URL, e.g. http://<nlb-ip>/")
+@click.option("--profile", type=click.Choice(PROFILE_NAMES), default="step", show_default=True)
+@click.option("--duration", type=click.FloatRange(1), default=600.0, show_default=True,
+              help="Seconds of load at production speed.")  # fmt: skip
+@click.option("--speed", type=click.FloatRange(0.1, 60), default=1.0, show_default=True)
+@click.option("--base-rps", type=click.FloatRange(0), default=1.0, show_default=True)
+@click.option("--peak-rps", type=click.FloatRange(0), default=20.0, show_default=True)
+@click.option("--timeout", type=click.FloatRange(0.1, 120), default=10.0, show_default=True)
+@click.option("--progress", type=click.Path(path_type=Path), default=None,
+              help="Append one JSON line per second here.")  # fmt: skip
+@click.option("--results", type=click.Path(path_type=Path), default=None,
+              help="Write every request's result here (JSON lines).")  # fmt: skip
+def load(
+    target: str,
+    profile: str,
+    duration: float,
+    speed: float,
+    base_rps: float,
+    peak_rps: float,
+    timeout: float,
+    progress: Path | None,
+    results: Path | None,
+) -> None:
+    """Open-loop load against TARGET: the lab's NLB or a real deployment's (http://<nlb-ip>/)."""
+    if not target.startswith(("http://", "https://")):
+        raise click.BadParameter("must be an http(s) URL", param_hint="--target")
     try:
-        sock = bind(host, port)
-    except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    for index, (name, size) in enumerate(pools):
-        pool = the_zone.create_pool(name, size)
-        the_zone.create_load_balancer(
-            f"{name}-nlb", pool.id, port=nlb_port + index if nlb_port else 0,
-            healthcheck=healthcheck,
-        )  # fmt: skip
-        click.echo(f"pool {name}: id {pool.id}, size {size}")
-    if plane is not None:
-        try:
-            nlb = plane.attach(the_zone)
-        except OSError as exc:
-            the_zone.close()
-            raise click.ClickException(f"cannot start the NLB: {exc.strerror or exc}") from exc
-        for service, address in sorted(nlb.addresses().items()):
-            click.echo(f"NLB {service}: http://{address}/")
-        runtime = plane.runtime
-        token_file = runtime.settings.state_dir / "admin-token"
-        write_atomically(token_file, runtime.admin_token + "\n", mode=0o600)
-        click.echo(f"members: slow-web on {member_network} port 8080, node exporter on 9100")
-        click.echo(f"member admin token (slow-web :8081): {token_file}")
-        if runtime.cpu_cap == UNCAPPED:
-            click.echo(
-                "WARNING: members run UNCAPPED (no writable cgroup cpu controller)", err=True
-            )
+        shape = make_profile(profile, base_rps=base_rps, peak_rps=peak_rps, duration=duration)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    shape = shape.scaled(speed)
+    progress_handle = progress.open("a") if progress else None
+
+    def on_second(stats: SecondStats) -> None:
+        line = json.dumps(stats.__dict__)
+        if progress_handle:
+            progress_handle.write(line + "\n")
+            progress_handle.flush()
         else:
-            click.echo(f"CPU cap: {runtime.cpu_cap}, {runtime.settings.cpu_per_vcpu:g} cores/vCPU")
-    click.echo(f"zone {zone_name} API: {base_url(sock, '/v2')}")
-    sys.stdout.flush()
-    _serve_until_signal(make_server(create_zone_app(the_zone, credentials)), sock)
+            click.echo(line)
 
-
-def _serve_until_signal(server: uvicorn.Server, sock: socket.socket) -> None:
-    """SIGINT/SIGTERM: graceful shutdown (the app's lifespan closes the zone), then exit 0.
-
-    uvicorn would re-raise the signal after its shutdown, killing the process before the
-    caller's cleanup (the data plane) runs.
-    """
-
-    def stop(signum: int, _: object) -> None:
-        server.should_exit = True
-
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server.run(sockets=[sock])
+        outcome = run_load(target, shape, timeout=timeout, on_second=on_second)
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def _register_lab_commands() -> None:
-    from .lab_cli import load, run
-
-    main.add_command(run)
-    main.add_command(load)
-
-
-_register_lab_commands()
+        if progress_handle:
+            progress_handle.close()
+    if results:
+        write_results(results, outcome)
+    click.echo(json.dumps(summarize(outcome)), err=progress is not None)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import random
-import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from exo_client import ClientSettings, ExoClient, RetryPolicy
-from exo_lab.runtime import MemberRuntime
-from exo_lab.serving import serve_in_thread
-from exo_lab.zone import Pool, Zone, ZoneTimings
-from exo_lab.zone_api import ZoneApi, create_zone_app
+from exo_zone import LocalZone, MemberRuntime, Zone, ZoneTimings
+from exo_zone.api import ZoneApi
+from exo_zone.zone import Pool
 
 FAST_TIMINGS = ZoneTimings(boot_delay=0.3, operation_delay=0.3, tick_interval=0.02)
 
@@ -53,24 +51,23 @@ def running_zone(
     member_network: str | None = None,
     host: str = "127.0.0.1",
 ) -> Iterator[RunningZone]:
-    key = "EXO" + secrets.token_hex(12)
-    secret = secrets.token_urlsafe(30)
-    zone = Zone(
-        "ch-gva-2",
+    local = LocalZone(
         timings=timings,
         runtime=runtime,
         member_network=member_network or free_member_network(),
+        host=host,
     )
-    seeded = {}
-    for name, size in (pools if pools is not None else {"web": 2}).items():
-        seeded[name] = zone.create_pool(name, size)
-    app = create_zone_app(zone, {key: secret})
-    with serve_in_thread(app, host) as url:
-        endpoint = url + "/v2"
+    seeded = {
+        name: local.zone.create_pool(name, size)
+        for name, size in (pools if pools is not None else {"web": 2}).items()
+    }
+    with local:
         yield RunningZone(
-            zone=zone,
-            api=app.state.api,
-            endpoint=endpoint,
-            settings=ClientSettings(api_key=key, api_secret=secret, endpoint=endpoint),
+            zone=local.zone,
+            api=local.api,
+            endpoint=local.endpoint,
+            settings=ClientSettings(
+                api_key=local.key, api_secret=local.secret, endpoint=local.endpoint
+            ),
             pools=seeded,
         )

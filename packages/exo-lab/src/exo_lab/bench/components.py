@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .bench_analysis import fmt, markdown_table
+from .analysis import fmt, markdown_table
 
 BENCHMARK_FILES = {
     "exo-sd refresh": "packages/exo-sd/benchmarks/refresh.py",

@@ -35,13 +35,13 @@ from typing import IO, Any
 
 import psutil
 
+from ..files import write_atomically
 from .cgroups import UNCAPPED, CpuUsage, MemberCgroup, V1Driver, V2Driver, detect_driver
-from .files import write_atomically
 from .loop_thread import LoopThread
 from .node_exporter import CpuAccount, start_exporter
 from .probes import http_check
 
-log = logging.getLogger("exo_lab.members")
+log = logging.getLogger(__name__)
 
 # Joins every cgroup given before `--`, then becomes the member: no window in which the
 # member (or a worker it forks) runs outside its cap.

@@ -26,11 +26,12 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from exo_zone.zone import HealthCheck, Zone
+
 from .loop_thread import LoopThread
 from .probes import http_check, tcp_check
-from .zone import HealthCheck, Zone
 
-log = logging.getLogger("exo_lab.nlb")
+log = logging.getLogger(__name__)
 
 _CHUNK = 65536
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from .cgroups import CpuUsage
 
-log = logging.getLogger("exo_lab.node_exporter")
+log = logging.getLogger(__name__)
 
 MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

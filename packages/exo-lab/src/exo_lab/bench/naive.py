@@ -6,7 +6,7 @@ no tick, no single flight and no record of operations in progress, and scales do
 `scale` (Exoscale picks who leaves; no evict, no drain). It accepts the same Alertmanager and
 Grafana webhooks with the same Bearer token as exo-scaler, so the rest of the lab is unchanged.
 
-    python -m exo_lab.naive_scaler --pool ID --port P --token-file F --min 1 --max 5
+    python -m exo_lab.bench.naive --pool ID --port P --token-file F --min 1 --max 5
 
 Each decision is one JSON line on stdout in exo-scaler's shape (event, time, action, from, to,
 reason, intents), so the benchmark reads both scalers' logs the same way.
@@ -35,7 +35,7 @@ from starlette.routing import Route
 
 from exo_client import NO_RETRY, ClientSettings, ConflictError, ExoApiError, ExoClient
 
-log = logging.getLogger("exo_lab.naive_scaler")
+log = logging.getLogger("exo_lab.bench.naive")
 
 MAX_BODY_BYTES = 64 * 1024
 _DIRECTIONS = {"scale_up": "up", "scale-up": "up", "up": "up",

@@ -23,7 +23,7 @@ from .faults import FaultPlan
 from .signing import SignatureError, verify_request
 from .zone import Zone, ZoneError
 
-log = logging.getLogger("exo_lab.zone_api")
+log = logging.getLogger(__name__)
 
 Handler = Callable[[Zone, Request, dict[str, str], Any], Any]
 

@@ -22,10 +22,12 @@ from typing import Any
 import httpx
 import psutil
 
-from .faults import FaultPlan
-from .load import RequestResult
-from .report import RunReport
-from .stack import LabRun, LabSettings
+from exo_zone.faults import FaultPlan
+
+from ..load.generator import RequestResult
+from ..report.run_report import RunReport
+from ..stack.run import LabRun
+from ..stack.settings import LabSettings
 
 log = logging.getLogger("exo_lab.bench")
 

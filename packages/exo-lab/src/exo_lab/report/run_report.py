@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .files import write_atomically
-from .load import RequestResult, percentile
+from ..files import write_atomically
+from ..load.generator import RequestResult, percentile
 from .quality import Action, elasticity, reaction_times, reversals
 
 

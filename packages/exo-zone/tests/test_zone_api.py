@@ -9,9 +9,9 @@ import pytest
 from exoscale.api.exceptions import ExoscaleAPIClientException
 from exoscale.api.v2 import Client as SdkClient
 
-from exo_lab.faults import FaultPlan
 from exo_testkit import RunningZone, eventually, running_zone
 from exo_testkit.openapi import validate_response
+from exo_zone.faults import FaultPlan
 
 
 @pytest.fixture

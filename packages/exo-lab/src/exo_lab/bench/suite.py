@@ -3,7 +3,7 @@
 Sections, run one after the other (a 2-core machine has no room for two labs at once):
 
 - quality:    exo-scaler on the step, ramp and spike profiles, sped up (SPEC RG figures);
-- naive:      the same profiles under the naive scaler (exo_lab.naive_scaler), with ratios;
+- naive:      the same profiles under the naive scaler (exo_lab.bench.naive), with ratios;
 - faults:     API 5xx/429/latency, a member killed under load, exo-sd, exo-scaler and
               Prometheus restarted mid-run: missed/doubled decisions, bound violations,
               failed requests, recovery times;
@@ -34,7 +34,8 @@ from typing import Any
 import click
 import psutil
 
-from .bench_analysis import (
+from ..stack.settings import LabSettings
+from .analysis import (
     bound_violations,
     comparison,
     comparison_table,
@@ -46,9 +47,8 @@ from .bench_analysis import (
     reaction_table,
     recovery_time,
 )
-from .bench_components import components_markdown, find_repo, random_member_network, run_components
-from .bench_lab import FaultEvent, LabOutcome, run_bench_lab
-from .stack import LabSettings
+from .components import components_markdown, find_repo, random_member_network, run_components
+from .lab import FaultEvent, LabOutcome, run_bench_lab
 
 SECTIONS = ("quality", "naive", "storm", "faults", "components", "reaction")
 
@@ -534,7 +534,3 @@ def main(quick: bool, out: Path, only: str, repo: Path | None) -> None:
     status = suite.run()
     click.echo(f"\nresults: {target / 'results.json'}, {target / 'summary.md'}")
     sys.exit(status)
-
-
-if __name__ == "__main__":
-    main()

@@ -3,19 +3,18 @@
 zone API + member processes + NLB (in this process), the real Prometheus and Alertmanager,
 exo-sd and exo-scaler (child processes), and the open-loop load generator (a child process
 too, so its work never competes with the balancer for this interpreter). Every production
-duration is divided by `speed`.
+duration is divided by `speed`. What the children run with is rendered in render.py; this
+module starts, watches and stops them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import secrets
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,109 +22,30 @@ from typing import Any
 import httpx
 import yaml
 
-from .alerting import (
+from exo_zone import HealthCheck, LocalZone, ZoneTimings
+from exo_zone.api import ZoneApi
+from exo_zone.zone import Zone
+
+from ..dataplane import DataPlane
+from ..dataplane.members import MemberSettings, lab_prefix_for
+from ..files import write_atomically
+from ..load.generator import RequestResult, percentile
+from ..report.quality import oracle_demand
+from ..report.run_report import Decision, RunReport, Sample
+from . import render
+from .grafana import (
+    ScalingRule,
+    WebhookRoute,
     alertmanager_config,
-    format_duration,
     load_rules,
     load_webhook_route,
     prometheus_rule_file,
     scale_expression,
 )
-from .catalog import instance_type_by_name
-from .dataplane import DataPlane
-from .files import write_atomically
-from .load import RequestResult
-from .members import MemberSettings, lab_prefix_for
 from .processes import ChildProcesses, find_binary, free_port, wait_for
-from .profiles import LoadProfile, make_profile
-from .quality import oracle_demand
-from .report import Decision, RunReport, Sample
-from .serving import serve_in_thread
-from .zone import HealthCheck, Zone, ZoneTimings
-from .zone_api import ZoneApi, create_zone_app
+from .settings import LabError, LabSettings
 
-log = logging.getLogger("exo_lab.stack")
-
-
-SCALERS = ("exo-scaler", "naive")
-
-
-class LabError(RuntimeError):
-    """The lab cannot run here (missing tool, bad setting); the message says what to do."""
-
-
-@dataclass(frozen=True)
-class ProductionTimings:
-    """Seconds at `--speed 1`: what a deployment on Exoscale uses."""
-
-    scrape_interval: float = 15.0
-    sd_interval: float = 15.0
-    tick: float = 60.0
-    boot_delay: float = 30.0
-    operation_delay: float = 5.0
-    health_interval: float = 10.0
-    health_timeout: float = 5.0
-    health_retries: int = 1
-    drain: float = 10.0
-
-
-@dataclass(frozen=True)
-class LabSettings:
-    out: Path
-    speed: float = 10.0
-    profile: str = "step"
-    duration: float = 1200.0  # production seconds of load
-    min_size: int = 1
-    max_size: int = 5
-    initial_size: int = 1
-    instance_type: str = "standard.tiny"
-    cpu_per_vcpu: float = 0.25
-    work_ms: int = 50
-    base_members: float = 0.1  # offered load when quiet, in members' worth at the 80 % line
-    peak_members: float = 3.5  # offered load at the peak, likewise
-    member_network: str = "127.0.1.0/24"
-    provisioning: Path = Path("grafana-provisioning")
-    timings: ProductionTimings = field(default_factory=ProductionTimings)
-    use_cgroups: bool = True
-    progress: Callable[[str], None] | None = None
-    #: "exo-scaler" (the product) or "naive" (exo_lab.naive_scaler, the benchmark's baseline)
-    scaler: str = "exo-scaler"
-    #: every notification sent this many times (Grafana replicas without HA clustering)
-    notification_copies: int = 1
-
-    def __post_init__(self) -> None:
-        if self.speed <= 0 or self.speed > 60:
-            raise LabError("--speed must be within (0, 60]")
-        if not 1 <= self.min_size <= self.initial_size <= self.max_size:
-            raise LabError("need 1 <= min <= initial size <= max")
-        if self.duration <= 0:
-            raise LabError("--duration must be positive")
-        if not 0 <= self.base_members <= self.peak_members:
-            raise LabError("need 0 <= base load <= peak load")
-        if self.scaler not in SCALERS:
-            raise LabError(f"scaler must be one of {', '.join(SCALERS)}")
-        if not 1 <= self.notification_copies <= 10:
-            raise LabError("notification copies must be within [1, 10]")
-
-    def lab(self, seconds: float) -> float:
-        return float(seconds / self.speed)
-
-    @property
-    def member_cores(self) -> float:
-        return float(instance_type_by_name(self.instance_type).cpus * self.cpu_per_vcpu)
-
-    @property
-    def member_rps_at_line(self) -> float:
-        """Requests per second one member carries at the 80 % CPU line."""
-        return self.member_cores * 0.8 * 1000 / self.work_ms
-
-    def load_profile(self) -> LoadProfile:
-        return make_profile(
-            self.profile,
-            base_rps=self.base_members * self.member_rps_at_line,
-            peak_rps=self.peak_members * self.member_rps_at_line,
-            duration=self.duration,
-        ).scaled(self.speed)
+log = logging.getLogger(__name__)
 
 
 def _console_script(name: str) -> str:
@@ -137,6 +57,20 @@ def _console_script(name: str) -> str:
     return found
 
 
+def _required_binaries() -> tuple[str, str]:
+    prometheus = find_binary("prometheus")
+    alertmanager = find_binary("prometheus-alertmanager", "alertmanager")
+    missing = [n for n, p in (("prometheus", prometheus), ("alertmanager", alertmanager)) if not p]
+    if missing:
+        raise LabError(
+            f"missing {' and '.join(missing)}: install the Debian packages "
+            "(sudo apt-get install prometheus prometheus-alertmanager) or run `make demo`, "
+            "which does it for you"
+        )
+    assert prometheus and alertmanager
+    return prometheus, alertmanager
+
+
 class LabRun:
     """One run of the stack; use as a context manager so everything stops on exit."""
 
@@ -144,10 +78,11 @@ class LabRun:
         self.s = settings
         # Absolute: Prometheus resolves file paths against its config file's folder.
         self.out = settings.out.resolve()
+        self.files = render.StackFiles(self.out)
         self.children = ChildProcesses(self.out / "logs")
         self.plane: DataPlane | None = None
+        self.local_zone: LocalZone | None = None
         self.zone: Zone | None = None
-        self._zone_server: Any = None
         #: the zone API object (its `faults` plan is what `PUT /v2/_lab/faults` sets)
         self.zone_api: ZoneApi | None = None
         #: the API credentials and endpoint the stack's children run with
@@ -160,6 +95,8 @@ class LabRun:
         self.pool_id = ""
         self.service_id = ""
         self.cpu_expr = ""
+        self.rules: list[ScalingRule] = []
+        self.route: WebhookRoute | None = None
         self.observations: list[dict[str, Any]] = []
         #: when the load started: wall clock (the scaler's log) and monotonic (the zone's)
         self.load_start_wall: float | None = None
@@ -178,42 +115,42 @@ class LabRun:
             self.s.progress(text)
 
     def start(self) -> None:
+        prometheus, alertmanager = _required_binaries()
+        self._load_provisioning()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.say("starting the zone, its members and the NLB")
+        self._start_zone()
+        self._write_secrets()
+        ports = render.StackPorts(*(free_port() for _ in range(4)))
+        self._write_configs(ports)
+        self.say("starting Alertmanager, Prometheus, exo-sd and exo-scaler")
+        self._start_children(prometheus, alertmanager, ports)
+        self._wait_ready()
+
+    def _load_provisioning(self) -> None:
         s = self.s
-        prometheus = find_binary("prometheus")
-        alertmanager = find_binary("prometheus-alertmanager", "alertmanager")
-        missing = [
-            n for n, p in (("prometheus", prometheus), ("alertmanager", alertmanager)) if not p
-        ]
-        if missing:
-            raise LabError(
-                f"missing {' and '.join(missing)}: install the Debian packages "
-                "(sudo apt-get install prometheus prometheus-alertmanager) or run `make demo`, "
-                "which does it for you"
-            )
-        assert prometheus and alertmanager
         if not (s.provisioning / "alerting" / "rules.yaml").is_file():
             raise LabError(
                 f"no Grafana provisioning at {s.provisioning}: run from the repository root "
                 "or pass --provisioning"
             )
-        rules = load_rules(s.provisioning)
-        route = load_webhook_route(s.provisioning)
-        self.cpu_expr = scale_expression(rules[0].expr, s.speed)
-        self.out.mkdir(parents=True, exist_ok=True)
-        t = s.timings
+        self.rules = load_rules(s.provisioning)
+        self.route = load_webhook_route(s.provisioning)
+        self.cpu_expr = scale_expression(self.rules[0].expr, s.speed)
 
-        # Zone, members and NLB, in this process.
-        self.say("starting the zone, its members and the NLB")
-        key, secret = "EXO" + secrets.token_hex(12), secrets.token_urlsafe(30)
-        member_settings = MemberSettings(
-            lab_prefix=lab_prefix_for(s.member_network),
-            cpu_per_vcpu=s.cpu_per_vcpu,
-            work_ms=s.work_ms,
-            stop_timeout=max(1.0, s.lab(t.drain) + 1.0),
-            use_cgroups=s.use_cgroups,
+    def _start_zone(self) -> None:
+        """Zone, members and NLB, in this process."""
+        s, t = self.s, self.s.timings
+        self.plane = DataPlane(
+            MemberSettings(
+                lab_prefix=lab_prefix_for(s.member_network),
+                cpu_per_vcpu=s.cpu_per_vcpu,
+                work_ms=s.work_ms,
+                stop_timeout=max(1.0, s.lab(t.drain) + 1.0),
+                use_cgroups=s.use_cgroups,
+            )
         )
-        self.plane = DataPlane(member_settings)
-        self.zone = Zone(
+        local = self.local_zone = LocalZone(
             timings=ZoneTimings(
                 boot_delay=s.lab(t.boot_delay),
                 operation_delay=s.lab(t.operation_delay),
@@ -222,9 +159,10 @@ class LabRun:
             runtime=self.plane.runtime,
             member_network=s.member_network,
         )
-        pool = self.zone.create_pool("web", s.initial_size, s.instance_type)
+        self.zone, self.zone_api = local.zone, local.api
+        pool = local.zone.create_pool("web", s.initial_size, s.instance_type)
         self.pool_id = pool.id
-        lb = self.zone.create_load_balancer(
+        lb = local.zone.create_load_balancer(
             "web-nlb",
             pool.id,
             port=free_port(),
@@ -235,166 +173,65 @@ class LabRun:
             ),
         )
         self.service_id = lb.services[0].id
-        nlb = self.plane.attach(self.zone)
+        nlb = self.plane.attach(local.zone)
         self.nlb_url = f"http://{next(iter(nlb.addresses().values()))}/"
-        zone_app = create_zone_app(self.zone, {key: secret})
-        self.zone_api = zone_app.state.api
-        self._zone_server = serve_in_thread(zone_app)
-        self.endpoint = self._zone_server.__enter__() + "/v2"
-        api_env = {
-            "EXOSCALE_API_KEY": key,
-            "EXOSCALE_API_SECRET": secret,
-            "EXOSCALE_API_ENDPOINT": self.endpoint,
-            "EXOSCALE_ZONE": self.zone.name,
-        }
-        self.api_env = api_env
+        try:
+            self.endpoint = local.start()
+        except RuntimeError as exc:
+            raise LabError(f"the zone API did not start: {exc}") from exc
+        self.api_env = local.env
         zone_info = {"endpoint": self.endpoint, "pool_id": pool.id, "nlb": self.nlb_url}
         write_atomically(self.out / "zone.json", json.dumps(zone_info, indent=2))
 
-        # Secrets for the scaler's webhook and the members' drain endpoint: files, 0600.
-        secrets_dir = self.out / "secrets"
-        secrets_dir.mkdir(mode=0o700, exist_ok=True)
-        token_file = secrets_dir / "scaler-token"
-        write_atomically(token_file, self.scaler_token, mode=0o600)
-        drain_token_file = secrets_dir / "member-admin-token"
-        write_atomically(drain_token_file, self.plane.runtime.admin_token, mode=0o600)
+    def _write_secrets(self) -> None:
+        """The scaler's webhook token and the members' drain token: files, 0600 from creation."""
+        assert self.plane is not None
+        self.files.scaler_token.parent.mkdir(mode=0o700, exist_ok=True)
+        write_atomically(self.files.scaler_token, self.scaler_token, mode=0o600)
+        write_atomically(self.files.member_admin_token, self.plane.runtime.admin_token, mode=0o600)
 
-        # Alertmanager (Grafana's notifier in the lab) and Prometheus.
-        am_port, prom_port, scaler_port, sd_metrics_port = (free_port() for _ in range(4))
-        self.scaler_url = f"http://127.0.0.1:{scaler_port}"
-        self.prometheus_url = f"http://127.0.0.1:{prom_port}"
+    def _write_configs(self, ports: render.StackPorts) -> None:
+        """Alertmanager (Grafana's notifier in the lab), the alert rules and Prometheus."""
+        s, files = self.s, self.files
+        assert self.route is not None
+        self.scaler_url = f"http://127.0.0.1:{ports.scaler}"
+        self.prometheus_url = f"http://127.0.0.1:{ports.prometheus}"
         am_config = alertmanager_config(
-            route,
+            self.route,
             scaler_base_url=self.scaler_url,
-            credentials_file=token_file,
+            credentials_file=files.scaler_token,
             speed=s.speed,
             copies=s.notification_copies,
         )
-        write_atomically(self.out / "alertmanager.yml", yaml.safe_dump(am_config, sort_keys=False))
-        rule_file = prometheus_rule_file(rules, s.speed)
-        write_atomically(self.out / "rules.yml", yaml.safe_dump(rule_file, sort_keys=False))
-        targets = self.out / "targets.json"
-        write_atomically(self.out / "prometheus.yml", yaml.safe_dump(self._prometheus_config(
-            targets, am_port, scaler_port, sd_metrics_port, rules[0].evaluation_interval
-        ), sort_keys=False))  # fmt: skip
-        self.say("starting Alertmanager, Prometheus, exo-sd and exo-scaler")
+        write_atomically(files.alertmanager_config, yaml.safe_dump(am_config, sort_keys=False))
+        rule_file = prometheus_rule_file(self.rules, s.speed)
+        write_atomically(files.rules, yaml.safe_dump(rule_file, sort_keys=False))
+        config = render.prometheus_config(s, files, ports, self.rules[0].evaluation_interval)
+        write_atomically(files.prometheus_config, yaml.safe_dump(config, sort_keys=False))
+
+    def _start_children(self, prometheus: str, alertmanager: str, ports: render.StackPorts) -> None:
+        s, files = self.s, self.files
         self.children.start(
-            "alertmanager",
-            [
-                alertmanager,
-                f"--config.file={self.out / 'alertmanager.yml'}",
-                f"--storage.path={self.out / 'alertmanager-data'}",
-                f"--web.listen-address=127.0.0.1:{am_port}",
-                "--cluster.listen-address=",
-            ],
+            "alertmanager", render.alertmanager_command(alertmanager, files, ports.alertmanager)
         )
         self.children.start(
-            "prometheus",
-            [
-                prometheus,
-                f"--config.file={self.out / 'prometheus.yml'}",
-                f"--storage.tsdb.path={self.out / 'prometheus-data'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
-                f"--rules.alert.resend-delay={format_duration(s.lab(60))}",
-                "--storage.tsdb.retention.time=1d",
-            ],
+            "prometheus", render.prometheus_command(prometheus, s, files, ports.prometheus)
         )
         self.children.start(
             "exo-sd",
-            [
-                _console_script("exo-sd"),
-                "--pool",
-                pool.id,
-                "--port",
-                "9100",
-                "--out",
-                str(targets),
-                "--interval",
-                f"{s.lab(t.sd_interval):g}",
-                "--metrics-port",
-                str(sd_metrics_port),
-            ],
-            env=api_env,
+            render.exo_sd_command(
+                _console_script("exo-sd"), s, files, self.pool_id, ports.sd_metrics
+            ),
+            env=self.api_env,
         )
-        self.children.start(
-            "exo-scaler",
-            self._naive_scaler_command(pool.id, scaler_port, token_file)
+        scaler = (
+            render.naive_scaler_command(s, files, self.pool_id, ports.scaler)
             if s.scaler == "naive"
-            else [
-                _console_script("exo-scaler"),
-                "serve",
-                "--pool",
-                pool.id,
-                "--min",
-                str(s.min_size),
-                "--max",
-                str(s.max_size),
-                "--interval",
-                f"{s.lab(t.tick):g}",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(scaler_port),
-                "--token-file",
-                str(token_file),
-                "--drain-token-file",
-                str(drain_token_file),
-                "--drain-seconds",
-                f"{s.lab(t.drain):g}",
-                "--operation-timeout",
-                f"{max(10.0, s.lab(600)):g}",
-            ],
-            env=api_env,
+            else render.exo_scaler_command(
+                _console_script("exo-scaler"), s, files, self.pool_id, ports.scaler
+            )
         )
-        self._wait_ready()
-
-    def _naive_scaler_command(self, pool_id: str, port: int, token_file: Path) -> list[str]:
-        s = self.s
-        return [
-            sys.executable, "-m", "exo_lab.naive_scaler", "--pool", pool_id,
-            "--min", str(s.min_size), "--max", str(s.max_size),
-            "--host", "127.0.0.1", "--port", str(port), "--token-file", str(token_file),
-        ]  # fmt: skip
-
-    def _prometheus_config(
-        self, targets: Path, am_port: int, scaler_port: int, sd_port: int, evaluation: float
-    ) -> dict[str, Any]:
-        s = self.s
-        scrape = format_duration(s.lab(s.timings.scrape_interval))
-        return {
-            "global": {
-                "scrape_interval": scrape,
-                "scrape_timeout": format_duration(min(s.lab(10), s.lab(s.timings.scrape_interval))),
-                "evaluation_interval": format_duration(s.lab(evaluation)),
-            },
-            "rule_files": [str(self.out / "rules.yml")],
-            "alerting": {
-                "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
-            },
-            "scrape_configs": [
-                {
-                    "job_name": "pool",
-                    "file_sd_configs": [{"files": [str(targets)], "refresh_interval": scrape}],
-                },
-                {
-                    "job_name": "slow-web",
-                    "file_sd_configs": [{"files": [str(targets)], "refresh_interval": scrape}],
-                    "relabel_configs": [
-                        {
-                            "source_labels": ["__address__"],
-                            "regex": "(.+):[0-9]+",
-                            "target_label": "__address__",
-                            "replacement": "$1:8080",
-                        }
-                    ],
-                },
-                {
-                    "job_name": "exo-scaler",
-                    "static_configs": [{"targets": [f"127.0.0.1:{scaler_port}"]}],
-                },
-                {"job_name": "exo-sd", "static_configs": [{"targets": [f"127.0.0.1:{sd_port}"]}]},
-            ],
-        }
+        self.children.start("exo-scaler", scaler, env=self.api_env)
 
     def _wait_ready(self) -> None:
         assert self.zone is not None
@@ -496,8 +333,8 @@ class LabRun:
     def run_load(self) -> list[RequestResult]:
         s = self.s
         profile = self.s.load_profile()
-        progress_file = self.out / "load-progress.jsonl"
-        results_file = self.out / "load-results.jsonl"
+        progress_file = self.files.load_progress
+        results_file = self.files.load_results
         for path in (progress_file, results_file):
             path.unlink(missing_ok=True)
         self.say(
@@ -505,31 +342,7 @@ class LabRun:
             f"({s.duration:.0f} s at speed 1), peak {s.peak_members:g} members' worth "
             f"({s.peak_members * s.member_rps_at_line:.1f} rps of {s.work_ms} ms CPU)"
         )
-        child = self.children.start(
-            "load",
-            [
-                sys.executable,
-                "-m",
-                "exo_lab",
-                "load",
-                "--target",
-                self.nlb_url,
-                "--profile",
-                s.profile,
-                "--duration",
-                f"{s.duration:g}",
-                "--speed",
-                f"{s.speed:g}",
-                "--base-rps",
-                f"{s.base_members * s.member_rps_at_line:g}",
-                "--peak-rps",
-                f"{s.peak_members * s.member_rps_at_line:g}",
-                "--progress",
-                str(progress_file),
-                "--results",
-                str(results_file),
-            ],
-        )
+        child = self.children.start("load", render.load_command(s, self.files, self.nlb_url))
         start = self.load_start_mono = time.monotonic()
         self.load_start_wall = time.time()
         hard_stop = start + profile.duration + 60
@@ -598,8 +411,6 @@ class LabRun:
         load_by_second: dict[int, list[RequestResult]] = {}
         for r in results:
             load_by_second.setdefault(int(r.scheduled), []).append(r)
-        from .load import percentile
-
         for obs in self.observations:
             t = obs["t"]
             second = load_by_second.get(int(t), [])
@@ -643,31 +454,15 @@ class LabRun:
 
     def reaction_floor(self) -> dict[str, float]:
         """The least time the configured timers allow from a load step to new capacity."""
-        t = self.s.timings
-        rules = load_rules(self.s.provisioning)
-        route = load_webhook_route(self.s.provisioning)
-        up = next(r for r in rules if r.operator == ">")
-        floor = {
-            "scrape (half an interval on average)": t.scrape_interval / 2,
-            "rate window filling past the line (about half the window)": 30.0,
-            "rule evaluation (half an interval)": up.evaluation_interval / 2,
-            "pending period": up.pending,
-            "notification (group_wait)": route.group_wait,
-            "scaler tick (half on average)": t.tick / 2,
-            "API operation": t.operation_delay,
-            "boot": t.boot_delay,
-            "first health check": t.health_interval,
-        }
-        floor["total"] = math.fsum(floor.values())
-        return floor
+        rules = self.rules or load_rules(self.s.provisioning)
+        route = self.route or load_webhook_route(self.s.provisioning)
+        return render.reaction_floor(self.s.timings, rules, route)
 
     def stop(self) -> None:
         self.children.stop_all()
-        if self._zone_server is not None:
-            self._zone_server.__exit__(None, None, None)
-            self._zone_server = None
-        elif self.zone is not None:
-            self.zone.close()
+        if self.local_zone is not None:
+            self.local_zone.stop()
+            self.local_zone = None
         if self.plane is not None:
             self.plane.close()
             self.plane = None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-log = logging.getLogger("exo_lab.cgroups")
+log = logging.getLogger(__name__)
 
 CFS_PERIOD_US = 10_000
 MIN_QUOTA_US = 1_000

@@ -22,7 +22,7 @@ from typing import Any
 from .catalog import INSTANCE_TYPES, InstanceType, instance_type_by_name
 from .runtime import MemberRuntime, RecordRuntime
 
-log = logging.getLogger("exo_lab.zone")
+log = logging.getLogger(__name__)
 
 MAX_POOL_SIZE = 250
 TEMPLATE_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "exo-lab/template/debian-12"))

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from types import TracebackType
 
+from exo_zone.zone import Zone
+
 from .loop_thread import LoopThread
 from .members import MemberSettings, ProcessRuntime
 from .nlb import NetworkLoadBalancers
-from .zone import Zone
 
 
 class DataPlane:

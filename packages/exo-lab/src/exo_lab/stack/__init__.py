@@ -1,0 +1,1 @@
+"""The stack around the zone: settings, rendered configs, child processes and the run."""

@@ -1,0 +1,19 @@
+"""A local Exoscale zone: the v2 operations exo-autoscale uses, signed and shaped like Exoscale."""
+
+from .faults import FaultPlan
+from .local import LocalZone, new_credentials
+from .runtime import MemberRuntime, RecordRuntime
+from .zone import HealthCheck, Zone, ZoneError, ZoneTimings
+
+__version__ = "0.1.0"
+__all__ = [
+    "FaultPlan",
+    "HealthCheck",
+    "LocalZone",
+    "MemberRuntime",
+    "RecordRuntime",
+    "Zone",
+    "ZoneError",
+    "ZoneTimings",
+    "new_credentials",
+]
