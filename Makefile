@@ -4,16 +4,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Dependency order: a package comes after the packages it needs.
-PACKAGES := exo-client slow-web exo-sd exo-scaler exo-lab exo-testkit
+PACKAGES := exo-client exo-zone slow-web exo-sd exo-scaler exo-lab exo-testkit
 APT_PACKAGES := prometheus prometheus-alertmanager cloud-init systemd
 SPEED ?= 10
 DEMO_ARGS ?=
 
-.PHONY: help bootstrap system-packages venv test tox demo wheels record-cassettes bench bench-quick lint fmt clean
+.PHONY: help bootstrap system-packages venv test check tox demo wheels record-cassettes bench bench-quick lint fmt clean
 
 help:
 	@echo "make demo              run the whole autoscaling loop locally (exo-lab) and write a report"
-	@echo "make test              every test suite (tox: one env per package + lint, type, infra, e2e)"
+	@echo "make test              every test suite (tox: one env per package + lint, type, infra, e2e); what CI runs"
+	@echo "make check             the edit loop: lint, types and unit tests, no lab runs (2–3 minutes)"
 	@echo "make wheels            build every package's wheel into dist/ (what cloud-init installs)"
 	@echo "make record-cassettes  re-record the vcrpy cassettes (exo-client, exo-sd) against a local exo-lab zone"
 	@echo "make bench             benchmarks (make bench-quick for the short smoke run)"
@@ -47,7 +48,7 @@ $(BIN)/tox:
 # The development venv: every package editable, so `exo-lab run` and the CLIs work from the tree.
 $(VENV)/.installed: $(BIN)/tox $(foreach p,$(PACKAGES),packages/$(p)/pyproject.toml)
 	$(BIN)/pip install -q $(foreach p,$(PACKAGES),-e packages/$(p))
-	$(BIN)/pip install -q --group test 2>/dev/null || $(BIN)/pip install -q pytest pytest-timeout vcrpy hypothesis httpx pytest-socket jsonschema
+	$(BIN)/pip install -q --group test --group type 2>/dev/null || $(BIN)/pip install -q pytest pytest-timeout vcrpy hypothesis httpx pytest-socket jsonschema mypy types-requests types-PyYAML
 	touch $@
 
 venv: $(VENV)/.installed
@@ -56,6 +57,18 @@ test: bootstrap
 	$(BIN)/tox run
 
 tox: test
+
+# The edit loop: no real Prometheus, no member processes, no lab run. Each package's tests run
+# on their own (their tests/ folders import sibling helper modules by name).
+UNIT_TESTS := exo-zone exo-client slow-web exo-sd exo-scaler exo-lab
+check: venv
+	$(BIN)/ruff check packages infra
+	$(BIN)/ruff format --check packages infra
+	$(BIN)/python -m mypy $(foreach p,$(filter-out exo-testkit,$(PACKAGES)),packages/$(p)/src) packages/exo-testkit/src
+	@for p in $(UNIT_TESTS); do \
+	  echo "== $$p"; \
+	  $(BIN)/pytest -q -p no:cacheprovider packages/$$p/tests -m "not e2e and not integration" || exit 1; \
+	done
 
 demo: bootstrap
 	$(BIN)/exo-lab run --speed $(SPEED) $(DEMO_ARGS)

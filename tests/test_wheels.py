@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ["exo-client", "exo-sd", "exo-scaler", "slow-web", "exo-lab"]
+SHIPPED = ["exo-client", "exo-zone", "exo-sd", "exo-scaler", "slow-web", "exo-lab"]
 INTERNAL = {name.replace("-", "_") for name in SHIPPED} | set(SHIPPED)
 
 
