@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from exo_client import ClientSettings, ExoClient
-from exo_scaler.decision_log import EventLog
+from exo_scaler import EventLog
 from exo_scaler.settings import ScalerSettings
 
 FIXTURES = Path(__file__).parent / "fixtures"
