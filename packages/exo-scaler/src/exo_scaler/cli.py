@@ -112,6 +112,8 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
+    # Under --no-auth a token set in the environment is not even read, so an environment
+    # that carries both still starts; what --no-auth means for the routes is app._protect alone.
     token = None if no_auth else _secret(token_file, "EXO_SCALER_TOKEN", "token")
     drain_token = _secret(drain_token_file, "SLOW_WEB_ADMIN_TOKEN", "drain token")
     try:
