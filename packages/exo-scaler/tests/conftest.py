@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from exo_client import ClientSettings, ExoClient
-from exo_scaler.decision_log import EventLog
+from exo_scaler import DecisionRecord, EventLog, read_decision_log
 from exo_scaler.settings import ScalerSettings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -19,10 +19,16 @@ class EventSink:
     """Collects the scaler's JSON log lines."""
 
     def __init__(self) -> None:
+        self.raw: list[str] = []
         self.lines: list[dict[str, Any]] = []
 
     def write(self, line: str) -> None:
+        self.raw.append(line)
         self.lines.append(json.loads(line))
+
+    def records(self) -> list[DecisionRecord]:
+        """The decisions as a reader of the log sees them."""
+        return read_decision_log(self.raw)
 
     def log(self) -> EventLog:
         return EventLog(self.write)

@@ -84,6 +84,10 @@ def test_sustained_webhooks_step_once_per_tick_up_to_max(
         assert {d["reason"] for d in decisions} <= {"scaled", "pool-busy", "at-max"}
         assert len(scale_operations(rz)) == 2
         assert rz.pools["web"].size == 3
+        # The reader sees exactly what the scaler logged, typed.
+        records = sink.records()
+        assert [r.to_json() for r in records] == sink.of("decision")
+        assert [(r.from_size, r.to_size) for r in records if r.scaled] == [(1, 2), (2, 3)]
 
 
 def test_both_directions_in_one_tick_scale_up(
@@ -313,6 +317,15 @@ def test_drain_is_called_with_the_token_before_the_evict(
     [evict] = scale_operations(zone_of_two)
     assert evict.command == "evict-instance-pool-members"
     assert newest.id not in zone_of_two.pools["web"].member_ids
+    [record] = sink.records()
+    assert (record.action, record.reason, record.from_size, record.to_size) == (
+        Direction.DOWN,
+        Reason.SCALED,
+        2,
+        1,
+    )
+    assert (record.operation_id, record.members) == (evict.id, (newest.id,))
+    assert record.pool == zone_of_two.pools["web"].id
     assert len(calls) == 1
     assert calls[0]["path"] == "/admin/drain?exit=false"
     assert calls[0]["authorization"] == "Bearer admin-secret"

@@ -1,12 +1,15 @@
-"""The HTTP face of the scaler: webhooks, /up and /down, pause/resume, status, metrics."""
+"""The HTTP face of the scaler: webhooks, /up and /down, pause/resume, status, metrics.
+
+Handlers are module-level functions that find the scaler, its settings and metrics on
+`request.app.state`; `create_app` wires them, the loop and the authentication together.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -14,27 +17,30 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Scope
 
 from exo_client import ExoClient
 
-from .auth import Authenticator
+from .auth import Authenticator, AuthMiddleware
 from .body import BodyTooLarge, read_limited
-from .decision import Direction
-from .decision_log import EventLog
+from .events import EventLog
+from .intents import Direction
 from .metrics import ScalerMetrics
 from .scaler import Scaler
 from .settings import ScalerSettings
+from .target import ExoPoolTarget
 from .webhooks import ParsedPayload, PayloadError, parse_alert_payload
 
 log = logging.getLogger("exo_scaler.app")
 
-_UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="exo-scaler", Basic realm="exo-scaler"'}
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+# The mutating routes, with the (source, direction) labels their refusals are counted under.
+PROTECTED_ROUTES: dict[str, tuple[str, str]] = {
+    "/webhook": ("unknown", "none"),
+    "/up": ("route", "up"),
+    "/down": ("route", "down"),
+    "/pause": ("admin", "none"),
+    "/resume": ("admin", "none"),
+}
 
 
 def create_app(
@@ -45,132 +51,178 @@ def create_app(
     events: EventLog | None = None,
     http: httpx.AsyncClient | None = None,
 ) -> Starlette:
-    """The app; its lifespan runs the tick loop. `app.state.scaler` is the Scaler."""
+    """The app; its lifespan runs the tick loop.
+
+    `app.state` holds `settings`, `metrics`, `registry`, `target` (the ExoPoolTarget) and
+    `scaler` (the loop).
+    """
     registry = registry if registry is not None else CollectorRegistry()
     metrics = ScalerMetrics(registry)
-    owns_http = http is None
+    events = events or EventLog()
     http_client = http if http is not None else httpx.AsyncClient()
-    scaler = Scaler(settings, client, metrics, events=events or EventLog(), http=http_client)
-    auth = Authenticator(
-        None if settings.no_auth else settings.auth_token, basic_user=settings.basic_user
-    )
-
-    def guarded(handler: Handler, source: str, direction: str) -> Handler:
-        async def checked(request: Request) -> Response:
-            if not auth.allows(request.headers):
-                metrics.webhooks.labels(source, direction, "unauthorized").inc()
-                return _error(401, "missing or wrong credentials", _UNAUTHORIZED_HEADERS)
-            return await handler(request)
-
-        return checked
-
-    async def read_payload(
-        request: Request, source: str, direction: str, route: Direction | None
-    ) -> ParsedPayload | Response:
-        try:
-            raw = await read_limited(request, settings.max_body_bytes)
-        except BodyTooLarge as exc:
-            metrics.webhooks.labels(source, direction, "too_large").inc()
-            return _error(413, str(exc))
-        if route is not None and not raw.strip():
-            return ParsedPayload("plain", (route,))
-        try:
-            return parse_alert_payload(raw, label=settings.direction_label, route_direction=route)
-        except PayloadError as exc:
-            result = "malformed" if exc.status == 400 else "invalid"
-            metrics.webhooks.labels(source, direction, result).inc()
-            log.info("refused a %s body: %s", source, exc.message)
-            return _error(exc.status, exc.message)
-
-    def record(parsed: ParsedPayload, route: Direction | None) -> JSONResponse:
-        recorded = sorted(set(parsed.directions))
-        metric_source = parsed.source if route is None else "route"
-        source = parsed.source if route is None else f"{route.value}-{parsed.source}"
-        for direction in recorded:
-            scaler.record_intent(direction, source)
-            metrics.webhooks.labels(metric_source, direction.value, "recorded").inc()
-        if parsed.ignored:
-            log.info("%s: %s", source, "; ".join(parsed.ignored))
-        if not recorded:
-            direction_label = "none" if route is None else route.value
-            metrics.webhooks.labels(metric_source, direction_label, "ignored").inc()
-        return JSONResponse(
-            {
-                "source": parsed.source,
-                "recorded": [d.value for d in recorded],
-                "ignored": list(parsed.ignored),
-            }
-        )
-
-    async def webhook(request: Request) -> Response:
-        parsed = await read_payload(request, "unknown", "none", None)
-        if isinstance(parsed, Response):
-            return parsed
-        return record(parsed, None)
-
-    def route_for(direction: Direction) -> Handler:
-        async def handler(request: Request) -> Response:
-            parsed = await read_payload(request, "route", direction.value, direction)
-            if isinstance(parsed, Response):
-                return parsed
-            return record(parsed, direction)
-
-        return handler
-
-    async def pause(_request: Request) -> Response:
-        scaler.set_paused(True)
-        return JSONResponse({"paused": True})
-
-    async def resume(_request: Request) -> Response:
-        scaler.set_paused(False)
-        return JSONResponse({"paused": False})
-
-    async def status(_request: Request) -> Response:
-        return JSONResponse(scaler.status())
-
-    async def metrics_route(_request: Request) -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-    async def healthz(_request: Request) -> Response:
-        return PlainTextResponse("OK")
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        stop = asyncio.Event()
-        loop_task = asyncio.create_task(scaler.run(stop), name="exo-scaler-loop")
-        if settings.no_auth:
-            log.warning("--no-auth: every mutating route is open to anyone who can reach it")
-        try:
-            yield {}
-        finally:
-            stop.set()
-            # A tick blocked on a slow API call must not hold up SIGTERM.
-            done, _ = await asyncio.wait({loop_task}, timeout=1.0)
-            if not done:
-                loop_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await loop_task
-            await scaler.close()
-            if owns_http:
-                await http_client.aclose()
-
+    target = ExoPoolTarget(settings, client, metrics, events=events, http=http_client)
     app = Starlette(
         routes=[
-            Route("/webhook", guarded(webhook, "unknown", "none"), methods=["POST"]),
-            Route("/up", guarded(route_for(Direction.UP), "route", "up"), methods=["GET", "POST"]),
-            Route(
-                "/down",
-                guarded(route_for(Direction.DOWN), "route", "down"),
-                methods=["GET", "POST"],
-            ),
-            Route("/pause", guarded(pause, "admin", "none"), methods=["POST"]),
-            Route("/resume", guarded(resume, "admin", "none"), methods=["POST"]),
+            Route("/webhook", webhook, methods=["POST"]),
+            Route("/up", scale_up, methods=["GET", "POST"]),
+            Route("/down", scale_down, methods=["GET", "POST"]),
+            Route("/pause", pause, methods=["POST"]),
+            Route("/resume", resume, methods=["POST"]),
             Route("/status", status, methods=["GET"]),
-            Route("/metrics", metrics_route, methods=["GET"]),
+            Route("/metrics", metrics_text, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
-        lifespan=lifespan,
+        lifespan=_lifespan,
     )
-    app.state.scaler = scaler
+    app.state.settings = settings
+    app.state.metrics = metrics
     app.state.registry = registry
+    app.state.target = target
+    app.state.scaler = Scaler(settings, target, metrics, events=events)
+    app.state.owned_http = http_client if http is None else None
+    _protect(app, settings)
     return app
+
+
+def _protect(app: Starlette, settings: ScalerSettings) -> None:
+    """The one place --no-auth is honoured: without it, the middleware guards every mutating
+    route; with it, nothing does, and we say so loudly."""
+    if settings.no_auth or settings.auth_token is None:
+        log.warning("--no-auth: every mutating route is open to anyone who can reach it")
+        return
+    app.add_middleware(
+        AuthMiddleware,
+        authenticator=Authenticator(settings.auth_token, basic_user=settings.basic_user),
+        protected=PROTECTED_ROUTES.keys(),
+        on_refused=_count_refusal,
+    )
+
+
+def _count_refusal(scope: Scope) -> None:
+    source, direction = PROTECTED_ROUTES[scope["path"]]
+    scope["app"].state.metrics.webhooks.labels(source, direction, "unauthorized").inc()
+
+
+# -- state ---------------------------------------------------------------------------------------
+
+
+def _scaler(request: Request) -> Scaler:
+    scaler: Scaler = request.app.state.scaler
+    return scaler
+
+
+def _metrics(request: Request) -> ScalerMetrics:
+    metrics: ScalerMetrics = request.app.state.metrics
+    return metrics
+
+
+def _settings(request: Request) -> ScalerSettings:
+    settings: ScalerSettings = request.app.state.settings
+    return settings
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+# -- intents -------------------------------------------------------------------------------------
+
+
+async def webhook(request: Request) -> Response:
+    return await _receive(request, None)
+
+
+async def scale_up(request: Request) -> Response:
+    return await _receive(request, Direction.UP)
+
+
+async def scale_down(request: Request) -> Response:
+    return await _receive(request, Direction.DOWN)
+
+
+async def _receive(request: Request, route: Direction | None) -> Response:
+    """Read, parse and record one request; a refused body records nothing."""
+    settings, metrics = _settings(request), _metrics(request)
+    source, direction = ("unknown", "none") if route is None else ("route", route.value)
+    try:
+        raw = await read_limited(request, settings.max_body_bytes)
+    except BodyTooLarge as exc:
+        metrics.webhooks.labels(source, direction, "too_large").inc()
+        return _error(413, str(exc))
+    try:
+        parsed = parse_alert_payload(raw, label=settings.direction_label, route_direction=route)
+    except PayloadError as exc:
+        result = "malformed" if exc.status == 400 else "invalid"
+        metrics.webhooks.labels(source, direction, result).inc()
+        log.info("refused a %s body: %s", source, exc.message)
+        return _error(exc.status, exc.message)
+    return _record(request, parsed, route)
+
+
+def _record(request: Request, parsed: ParsedPayload, route: Direction | None) -> JSONResponse:
+    metrics = _metrics(request)
+    metric_source = parsed.source if route is None else "route"
+    source = parsed.source if route is None else f"{route.value}-{parsed.source}"
+    recorded = _scaler(request).record_intents(parsed.directions, source)
+    for direction in recorded:
+        metrics.webhooks.labels(metric_source, direction.value, "recorded").inc()
+    if parsed.ignored:
+        log.info("%s: %s", source, "; ".join(parsed.ignored))
+    if not recorded:
+        direction_label = "none" if route is None else route.value
+        metrics.webhooks.labels(metric_source, direction_label, "ignored").inc()
+    return JSONResponse(
+        {
+            "source": parsed.source,
+            "recorded": [d.value for d in recorded],
+            "ignored": list(parsed.ignored),
+        }
+    )
+
+
+# -- administration and observation --------------------------------------------------------------
+
+
+async def pause(request: Request) -> Response:
+    _scaler(request).set_paused(True)
+    return JSONResponse({"paused": True})
+
+
+async def resume(request: Request) -> Response:
+    _scaler(request).set_paused(False)
+    return JSONResponse({"paused": False})
+
+
+async def status(request: Request) -> Response:
+    return JSONResponse(_scaler(request).status())
+
+
+async def metrics_text(request: Request) -> Response:
+    registry: CollectorRegistry = request.app.state.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def healthz(_request: Request) -> Response:
+    return PlainTextResponse("OK")
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    """Runs the tick loop while the app serves."""
+    scaler: Scaler = app.state.scaler
+    stop = asyncio.Event()
+    loop_task = asyncio.create_task(scaler.run(stop), name="exo-scaler-loop")
+    try:
+        yield
+    finally:
+        stop.set()
+        # A tick blocked on a slow API call must not hold up SIGTERM.
+        done, _ = await asyncio.wait({loop_task}, timeout=1.0)
+        if not done:
+            loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await loop_task
+        await scaler.close()
+        owned: httpx.AsyncClient | None = app.state.owned_http
+        if owned is not None:
+            await owned.aclose()

@@ -22,6 +22,7 @@ from exo_client import (
 from .app import create_app
 from .server import serve as serve_app
 from .settings import DEFAULT_DRAIN_URL, SCALE_DOWN_POLICIES, ScalerSettings, SettingsError
+from .target import ExoPoolTarget
 
 log = logging.getLogger("exo_scaler.cli")
 
@@ -111,6 +112,8 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
+    # Under --no-auth a token set in the environment is not even read, so an environment
+    # that carries both still starts; what --no-auth means for the routes is app._protect alone.
     token = None if no_auth else _secret(token_file, "EXO_SCALER_TOKEN", "token")
     drain_token = _secret(drain_token_file, "SLOW_WEB_ADMIN_TOKEN", "drain token")
     try:
@@ -140,20 +143,18 @@ def serve(
         )
     except (SettingsError, MissingCredentialError) as exc:
         raise click.UsageError(str(exc)) from None
-    if no_auth:
-        click.echo(
-            "WARNING: --no-auth: /webhook, /up, /down, /pause and /resume accept anyone",
-            err=True,
-        )
     # A short retry budget: a tick is never worth more than a few seconds of backoff.
     client = ExoClient(client_settings, retry=RetryPolicy(attempts=3, base_delay=0.2, max_delay=2))
+    app = create_app(settings, client)
+    target: ExoPoolTarget = app.state.target
     try:
-        found = client.get_pool(settings.pool)
+        # The one lookup by reference: later reads use the id it resolves to.
+        found = target.read()
     except (NotFoundError, AuthError) as exc:
         raise click.ClickException(str(exc)) from None
     except ExoApiError as exc:
         log.warning("cannot read the pool yet (%s); the loop will keep trying", exc)
     else:
         log.info("pool %s (%s): size %d, %s", found.name, found.id, found.size, found.state)
-    serve_app(create_app(settings, client), host, port, log_level=log_level.lower())
+    serve_app(app, host, port, log_level=log_level.lower())
     client.close()

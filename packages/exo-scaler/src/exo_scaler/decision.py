@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from .intents import Direction, Intent
 from .settings import ScalerSettings
 
-
-class Direction(StrEnum):
-    UP = "up"
-    DOWN = "down"
+__all__ = ["Direction", "PoolView", "Reason", "ScaleDecision", "action_label", "decide"]
 
 
 class Reason(StrEnum):
@@ -25,12 +23,19 @@ class Reason(StrEnum):
     PAUSED = "paused"
 
 
+def action_label(action: Direction | None) -> str:
+    """How an action is written in logs and metric labels: `up`, `down` or `none`."""
+    return "none" if action is None else action.value
+
+
 @dataclass(frozen=True)
 class PoolView:
-    """What the API said about the pool this tick (never a local counter)."""
+    """The pool as the API described it at the last read (never a local counter)."""
 
     size: int
     state: str
+    id: str = ""
+    name: str = ""
 
     @property
     def is_running(self) -> bool:
@@ -39,11 +44,11 @@ class PoolView:
 
 @dataclass(frozen=True)
 class ScaleDecision:
-    action: str  # "up", "down" or "none"
+    action: Direction | None  # the direction wanted; None when nothing was wanted
     from_size: int | None
     to_size: int | None
     reason: Reason
-    intents: tuple[Direction, ...] = ()
+    intents: tuple[Intent, ...] = ()  # what the tick took, one per direction
     detail: str = ""
 
     @property
@@ -53,13 +58,11 @@ class ScaleDecision:
 
     def with_failure(self, reason: Reason, detail: str) -> ScaleDecision:
         """The same decision, reported as not carried out."""
-        return ScaleDecision(
-            self.action, self.from_size, self.from_size, reason, self.intents, detail
-        )
+        return replace(self, to_size=self.from_size, reason=reason, detail=detail)
 
 
 def decide(
-    intents: Iterable[Direction],
+    intents: Sequence[Intent],
     pool: PoolView,
     settings: ScalerSettings,
     *,
@@ -67,16 +70,17 @@ def decide(
     in_flight: bool = False,
 ) -> ScaleDecision:
     """Up wins over down; the new size moves by `step` within [min, effective max]."""
-    wanted = tuple(sorted(set(intents)))
+    taken = tuple(intents)
     size = pool.size
     if paused:
-        return ScaleDecision("none", size, size, Reason.PAUSED, wanted)
-    if not wanted:
-        return ScaleDecision("none", size, size, Reason.NO_INTENT)
+        return ScaleDecision(None, size, size, Reason.PAUSED, taken)
+    if not taken:
+        return ScaleDecision(None, size, size, Reason.NO_INTENT)
+    wanted = {i.direction for i in taken}
     direction = Direction.UP if Direction.UP in wanted else Direction.DOWN
     if in_flight or not pool.is_running:
         why = "an operation of ours is in flight" if in_flight else f"pool is {pool.state}"
-        return ScaleDecision(direction.value, size, size, Reason.POOL_BUSY, wanted, why)
+        return ScaleDecision(direction, size, size, Reason.POOL_BUSY, taken, why)
     if direction is Direction.UP:
         ceiling = settings.effective_max
         target = min(size + settings.step, ceiling)
@@ -87,11 +91,11 @@ def decide(
                 if cap is not None and cap < settings.max_size
                 else f"max is {settings.max_size}"
             )
-            return ScaleDecision("up", size, size, Reason.AT_MAX, wanted, detail)
+            return ScaleDecision(direction, size, size, Reason.AT_MAX, taken, detail)
     else:
         target = max(size - settings.step, settings.min_size)
         if target >= size:
             detail = f"min is {settings.min_size}"
-            return ScaleDecision("down", size, size, Reason.AT_MIN, wanted, detail)
+            return ScaleDecision(direction, size, size, Reason.AT_MIN, taken, detail)
     reason = Reason.DRY_RUN if settings.dry_run else Reason.SCALED
-    return ScaleDecision(direction.value, size, target, reason, wanted)
+    return ScaleDecision(direction, size, target, reason, taken)

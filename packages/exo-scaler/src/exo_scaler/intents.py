@@ -1,24 +1,31 @@
-"""Intents recorded from webhooks between two ticks; one per direction per tick."""
+"""Directions and the intents recorded from webhooks between two ticks."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
 
-from .decision import Direction
+
+class Direction(StrEnum):
+    UP = "up"
+    DOWN = "down"
 
 
 @dataclass(frozen=True)
 class Intent:
+    """Every request for one direction since the last tick, folded into one."""
+
     direction: Direction
     first_at: float  # wall-clock seconds
     last_at: float
     source: str
     count: int = 1
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "direction": self.direction.value,
             "first_at": self.first_at,
@@ -27,26 +34,55 @@ class Intent:
             "count": self.count,
         }
 
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Intent:
+        """The inverse of to_json; ValueError names the first field that is wrong."""
+        try:
+            direction = Direction(value["direction"])
+        except (KeyError, ValueError, TypeError):
+            raise ValueError(f"intent direction must be up or down: {value!r:.80}") from None
+        first_at, last_at = _seconds(value, "first_at"), _seconds(value, "last_at")
+        source, count = value.get("source", ""), value.get("count", 1)
+        if not isinstance(source, str):
+            raise ValueError("intent source must be a string")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ValueError("intent count must be a positive integer")
+        return cls(direction, first_at, last_at, source, count)
+
+
+def _seconds(value: Mapping[str, Any], key: str) -> float:
+    seconds = value.get(key)
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        raise ValueError(f"intent {key} must be a number, got {seconds!r:.40}")
+    return float(seconds)
+
 
 class IntentBook:
-    """Thread-safe, so worker threads and the event loop may both touch it."""
+    """One intent per direction until the next tick takes them.
+
+    This is where duplicate requests (many alerts, many notifications) become one intent, so
+    nothing downstream de-duplicates again. Thread-safe: worker threads and the event loop may
+    both touch it.
+    """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._pending: dict[Direction, Intent] = {}
 
-    def record(self, direction: Direction, source: str) -> Intent:
+    def record(self, directions: Iterable[Direction], source: str) -> tuple[Direction, ...]:
+        """Count one request for each direction it names; returns them, each once, down first."""
+        distinct = tuple(sorted(set(directions)))
         now = self._clock()
         with self._lock:
-            seen = self._pending.get(direction)
-            intent = (
-                Intent(direction, now, now, source)
-                if seen is None
-                else replace(seen, last_at=now, count=seen.count + 1)
-            )
-            self._pending[direction] = intent
-            return intent
+            for direction in distinct:
+                seen = self._pending.get(direction)
+                self._pending[direction] = (
+                    Intent(direction, now, now, source)
+                    if seen is None
+                    else replace(seen, last_at=now, count=seen.count + 1)
+                )
+        return distinct
 
     def take(self) -> tuple[Intent, ...]:
         """Everything since the last take, oldest direction first; the book is empty after."""

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .decision import Direction
+from .intents import Direction
 
 DIRECTION_VALUES: Mapping[str, Direction] = {
     "scale_up": Direction.UP,
@@ -32,8 +32,10 @@ class PayloadError(ValueError):
 
 @dataclass(frozen=True)
 class ParsedPayload:
-    source: str  # grafana | alertmanager | plain
-    directions: tuple[Direction, ...]  # one per firing alert that names a direction
+    source: str  # grafana | alertmanager | plain | unknown
+    # One per firing alert that names a direction, duplicates kept: the receiver's IntentBook
+    # folds them into one intent per direction.
+    directions: tuple[Direction, ...]
     ignored: tuple[str, ...] = field(default=())  # why each other alert recorded nothing
 
 
@@ -73,7 +75,13 @@ def _alerts(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 def parse_alert_payload(
     raw: bytes, *, label: str, route_direction: Direction | None = None
 ) -> ParsedPayload:
-    """Directions of the firing alerts; from the route when given, else from `label`."""
+    """Directions of the firing alerts; from the route when given, else from `label`.
+
+    A route (`/up`, `/down`) also accepts an empty body or any JSON object without `alerts`,
+    as simple callers (the course's robot, curl) send.
+    """
+    if route_direction is not None and not raw.strip():
+        return ParsedPayload("plain", (route_direction,))
     body = parse_json(raw)
     if not isinstance(body, dict):
         raise PayloadError(422, "body must be a JSON object")

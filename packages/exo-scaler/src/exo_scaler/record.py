@@ -1,0 +1,212 @@
+"""The decision record: one type from the scaler's log line to every reader of that log.
+
+The scaler writes one `DecisionRecord` per decision (`EventLog.decision`); a report, a figure or
+a benchmark reads them back with `read_decision_log`. The JSON keys are the log's public
+format: `action` is `up`, `down` or `none`; `from`/`to` are sizes (null when the pool could not
+be read).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .decision import Direction, Reason, ScaleDecision, action_label
+from .intents import Intent
+
+DECISION_EVENT = "decision"
+
+
+class DecisionLogError(ValueError):
+    """A decision line that does not describe a decision (the message says what is wrong)."""
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    time: float  # wall-clock seconds when the decision was taken
+    action: Direction | None
+    from_size: int | None
+    to_size: int | None
+    reason: Reason
+    detail: str = ""
+    intents: tuple[Intent, ...] = ()
+    pool: str = ""  # the pool's id (its reference until the first successful read)
+    tick: int = 0  # 1 for the first decision of a process
+    operation_id: str | None = None  # the scale or evict operation it started
+    members: tuple[str, ...] = ()  # the members a scale-down evicts
+    dry_run: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        decision: ScaleDecision,
+        *,
+        time: float,
+        pool: str = "",
+        tick: int = 0,
+        operation_id: str | None = None,
+        members: Iterable[str] = (),
+        dry_run: bool = False,
+    ) -> DecisionRecord:
+        return cls(
+            time=time,
+            action=decision.action,
+            from_size=decision.from_size,
+            to_size=decision.to_size,
+            reason=decision.reason,
+            detail=decision.detail,
+            intents=decision.intents,
+            pool=pool,
+            tick=tick,
+            operation_id=operation_id,
+            members=tuple(members),
+            dry_run=dry_run,
+        )
+
+    @property
+    def scaled(self) -> bool:
+        """True when the scaler asked the API to change the size (an operation was started)."""
+        return self.reason is Reason.SCALED and self.action is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event": DECISION_EVENT,
+            "pool": self.pool,
+            "tick": self.tick,
+            "time": self.time,
+            "action": action_label(self.action),
+            "from": self.from_size,
+            "to": self.to_size,
+            "reason": self.reason.value,
+            "intents": [i.to_json() for i in self.intents],
+            "detail": self.detail,
+            "operation_id": self.operation_id,
+            "members": list(self.members),
+            "dry_run": self.dry_run,
+        }
+
+    def to_line(self) -> str:
+        return json.dumps(self.to_json(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, value: str | bytes | Mapping[str, Any]) -> DecisionRecord:
+        """A record from a log line or its decoded object; DecisionLogError says what is wrong.
+
+        Keys this version does not know are ignored, so an older reader reads a newer log.
+        """
+        data = _decode(value) if isinstance(value, str | bytes) else value
+        if not isinstance(data, Mapping):
+            raise DecisionLogError("a decision must be a JSON object")
+        event = data.get("event", DECISION_EVENT)
+        if event != DECISION_EVENT:
+            raise DecisionLogError(f"not a decision event: {event!r:.40}")
+        try:
+            return cls(
+                time=_number(data, "time"),
+                action=_action(data.get("action")),
+                from_size=_size(data, "from"),
+                to_size=_size(data, "to"),
+                reason=_reason(data.get("reason")),
+                detail=_typed(data, "detail", str, ""),
+                intents=tuple(Intent.from_json(i) for i in _list(data, "intents", dict)),
+                pool=_typed(data, "pool", str, ""),
+                tick=_typed(data, "tick", int, 0),
+                operation_id=_typed(data, "operation_id", str, None),
+                members=tuple(_list(data, "members", str)),
+                dry_run=_typed(data, "dry_run", bool, False),
+            )
+        except DecisionLogError:
+            raise
+        except ValueError as exc:  # from Intent.from_json
+            raise DecisionLogError(str(exc)) from None
+
+
+def read_decision_log(source: str | os.PathLike[str] | Iterable[str]) -> list[DecisionRecord]:
+    """Every decision in a log file (a path) or in its lines, in the order written.
+
+    Lines that are not JSON objects (stderr logging sharing the file, a line still being
+    written) and events other than decisions are skipped; a decision line that is wrong raises
+    DecisionLogError with its line number, since a silently dropped decision would skew a
+    report.
+    """
+    if isinstance(source, str | os.PathLike):
+        lines: Iterable[str] = Path(source).read_text(errors="replace").splitlines()
+    else:
+        lines = source
+    records: list[DecisionRecord] = []
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text.startswith("{"):
+            continue
+        try:
+            data = json.loads(text)
+        except ValueError:
+            continue
+        if not isinstance(data, dict) or data.get("event") != DECISION_EVENT:
+            continue
+        try:
+            records.append(DecisionRecord.from_json(data))
+        except DecisionLogError as exc:
+            raise DecisionLogError(f"line {number}: {exc}") from None
+    return records
+
+
+def _decode(raw: str | bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError as exc:  # UnicodeDecodeError is a ValueError
+        raise DecisionLogError(f"not a JSON line: {exc}") from None
+
+
+def _number(data: Mapping[str, Any], key: str) -> float:
+    value = data.get(key)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise DecisionLogError(f"{key!r} must be a number, got {value!r:.40}")
+    return float(value)
+
+
+def _size(data: Mapping[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise DecisionLogError(f"{key!r} must be a size or null, got {value!r:.40}")
+    return value
+
+
+def _action(value: Any) -> Direction | None:
+    if value is None or value == "none":
+        return None
+    try:
+        return Direction(value)
+    except (ValueError, TypeError):
+        raise DecisionLogError(f"'action' must be up, down or none, got {value!r:.40}") from None
+
+
+def _reason(value: Any) -> Reason:
+    try:
+        return Reason(value)
+    except (ValueError, TypeError):
+        known = ", ".join(r.value for r in Reason)
+        raise DecisionLogError(f"'reason' must be one of {known}, got {value!r:.40}") from None
+
+
+def _typed(data: Mapping[str, Any], key: str, kind: type[Any], default: Any) -> Any:
+    value = data.get(key, default)
+    if value is None and default is None:
+        return None
+    # bool is an int: a tick of `true` is as wrong as a dry_run of 1.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise DecisionLogError(f"{key!r} must be a {kind.__name__}, got {value!r:.40}")
+    return value
+
+
+def _list(data: Mapping[str, Any], key: str, kind: type[Any]) -> list[Any]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, kind) for v in value):
+        raise DecisionLogError(f"{key!r} must be a list of {kind.__name__}")
+    return value

@@ -1,0 +1,118 @@
+"""The decision record: the scaler's log line, read back as the same typed value."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from exo_scaler import (
+    DecisionLogError,
+    DecisionRecord,
+    Direction,
+    EventLog,
+    Intent,
+    Reason,
+    ScaleDecision,
+    read_decision_log,
+)
+
+SCALED_DOWN = DecisionRecord(
+    time=1764017463.25,
+    action=Direction.DOWN,
+    from_size=3,
+    to_size=2,
+    reason=Reason.SCALED,
+    intents=(Intent(Direction.DOWN, 1764017461.0, 1764017462.5, "grafana", 3),),
+    pool="3f1c-pool",
+    tick=12,
+    operation_id="op-1",
+    members=("member-b",),
+)
+IDLE = DecisionRecord(1764017523.0, None, None, None, Reason.API_ERROR, detail="503")
+
+
+@pytest.mark.parametrize("record", [SCALED_DOWN, IDLE])
+def test_round_trip_through_a_line_and_through_a_dict(record: DecisionRecord) -> None:
+    assert DecisionRecord.from_json(record.to_line()) == record
+    assert DecisionRecord.from_json(record.to_json()) == record
+    assert DecisionRecord.from_json(record.to_line().encode()) == record
+
+
+def test_the_line_keeps_the_log_format() -> None:
+    line = json.loads(IDLE.to_line())
+    assert line["event"] == "decision"
+    assert (line["action"], line["from"], line["to"], line["reason"]) == (
+        "none",
+        None,
+        None,
+        "api-error",
+    )
+    assert json.loads(SCALED_DOWN.to_line())["intents"][0]["direction"] == "down"
+
+
+def test_of_a_decision_and_scaled() -> None:
+    intents = (Intent(Direction.UP, 1.0, 2.0, "route"),)
+    decision = ScaleDecision(Direction.UP, 1, 2, Reason.SCALED, intents)
+    record = DecisionRecord.of(decision, time=3.0, pool="p", tick=1, operation_id="op")
+    assert (record.action, record.intents, record.operation_id) == (Direction.UP, intents, "op")
+    assert record.scaled
+    assert not DecisionRecord.of(decision.with_failure(Reason.POOL_BUSY, "409"), time=4.0).scaled
+
+
+def test_unknown_keys_are_ignored_and_missing_optional_keys_default() -> None:
+    line = (
+        '{"event":"decision","time":5,"action":"none","from":2,"to":2,"reason":"at-max",'
+        '"wanted":"up","operation":"op-7"}'
+    )
+    record = DecisionRecord.from_json(line)
+    assert (record.time, record.action, record.intents, record.members) == (5.0, None, (), ())
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "not a JSON line"),
+        ("[1, 2]", "JSON object"),
+        ('{"event":"operation","time":1}', "not a decision event"),
+        ('{"action":"up","from":1,"to":2,"reason":"scaled"}', "'time' must be a number"),
+        ('{"time":true,"action":"up","from":1,"to":2,"reason":"scaled"}', "'time'"),
+        ('{"time":1,"action":"sideways","from":1,"to":2,"reason":"scaled"}', "'action'"),
+        ('{"time":1,"action":["up"],"from":1,"to":2,"reason":"scaled"}', "'action'"),
+        ('{"time":1,"action":"up","from":"1","to":2,"reason":"scaled"}', "'from'"),
+        ('{"time":1,"action":"up","from":1,"to":-2,"reason":"scaled"}', "'to'"),
+        ('{"time":1,"action":"up","from":1,"to":2,"reason":"lucky"}', "'reason' must be one of"),
+        ('{"time":1,"action":"up","from":1,"to":2,"reason":"scaled","tick":true}', "'tick'"),
+        ('{"time":1,"action":"up","from":1,"to":2,"reason":"scaled","intents":[1]}', "intents"),
+        (
+            '{"time":1,"action":"up","from":1,"to":2,"reason":"scaled",'
+            '"intents":[{"direction":"left","first_at":1,"last_at":1}]}',
+            "intent direction",
+        ),
+    ],
+)
+def test_malformed_lines_are_refused_clearly(line: str, message: str) -> None:
+    with pytest.raises(DecisionLogError, match=message):
+        DecisionRecord.from_json(line)
+
+
+def test_the_reader_reads_what_the_event_log_writes(tmp_path: Path) -> None:
+    path = tmp_path / "exo-scaler.log"
+    with path.open("w") as out:
+        events = EventLog(lambda line: out.write(line + "\n"))
+        out.write("INFO exo_scaler.cli: pool web (3f1c): size 3, running\n")
+        events.decision(SCALED_DOWN)
+        events.emit("operation", time=2.0, result="success")
+        out.write("{half a line, the scaler is still writing it\n")
+        events.emit("paused", time=3.0)
+        events.decision(IDLE)
+    assert read_decision_log(path) == [SCALED_DOWN, IDLE]
+    assert read_decision_log(str(path)) == [SCALED_DOWN, IDLE]
+    assert read_decision_log(path.read_text().splitlines()) == [SCALED_DOWN, IDLE]
+
+
+def test_the_reader_names_the_line_of_a_wrong_decision() -> None:
+    lines = [SCALED_DOWN.to_line(), '{"event":"decision","time":"soon"}']
+    with pytest.raises(DecisionLogError, match="line 2: 'time' must be a number"):
+        read_decision_log(lines)
