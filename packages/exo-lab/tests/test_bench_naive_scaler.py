@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from exo_client import NO_RETRY, ExoClient
-from exo_lab.bench.naive import NaiveSettings, create_app, firing_directions, main
+from exo_lab.bench.naive import NaiveSettings, create_app, main
+from exo_scaler import EventLog, read_decision_log
 from exo_testkit import RunningZone, running_zone
 from exo_zone.serving import serve_in_thread
 from exo_zone.zone import ZoneTimings
@@ -68,7 +68,7 @@ def naive() -> Iterator[Naive]:
         settings = NaiveSettings(pool=pool_id, token=TOKEN, min_size=1, max_size=5)
         app = create_app(settings, ExoClient(rz.settings, retry=NO_RETRY))
         lines: list[str] = []
-        app.state.scaler.write = lines.append
+        app.state.scaler.events = EventLog(lines.append)
         with serve_in_thread(app) as url:
             yield Naive(url, rz, pool_id, lines)
 
@@ -89,11 +89,13 @@ def test_every_firing_webhook_scales_at_once_even_while_the_pool_is_busy(naive: 
     assert naive.rz.zone.pools[naive.pool_id].size == 3
     assert naive.scale_operations() == 1
 
-    logged = [json.loads(line) for line in naive.lines]
-    assert [e["reason"] for e in logged] == ["scaled", "pool-busy", "pool-busy"]
-    assert logged[0]["event"] == "decision"
-    assert (logged[0]["action"], logged[0]["from"], logged[0]["to"]) == ("up", 2, 3)
-    assert logged[0]["intents"][0]["direction"] == "up"
+    # Its log is exo-scaler's format: the benchmark reads both with the same reader.
+    logged = read_decision_log(naive.lines)
+    assert [r.reason.value for r in logged] == ["scaled", "pool-busy", "pool-busy"]
+    assert [r.scaled for r in logged] == [True, False, False]
+    assert (logged[0].action, logged[0].from_size, logged[0].to_size) == ("up", 2, 3)
+    assert logged[0].operation_id is not None
+    assert logged[0].intents[0].direction == "up"
     status = httpx.get(naive.url + "/status", timeout=5).json()
     assert status["ticks"] == 3
     assert status["last_decision"]["reason"] == "pool-busy"
@@ -125,8 +127,7 @@ def test_wrong_token_and_resolved_alerts_record_nothing(naive: Naive) -> None:
 
 
 def test_route_paths_take_the_direction_from_the_path(naive: Naive) -> None:
-    response = naive.post({}, path="/up")
-    assert response.status_code == 422  # a JSON body must carry alerts
+    # The course robot's bare POST /up, as exo-scaler accepts it.
     response = httpx.post(
         naive.url + "/up", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
     )
@@ -134,12 +135,23 @@ def test_route_paths_take_the_direction_from_the_path(naive: Naive) -> None:
     assert naive.rz.zone.pools[naive.pool_id].size == 3
 
 
-def test_firing_directions_reads_labels_once_per_direction() -> None:
+def test_one_webhook_with_duplicate_alerts_is_one_decision(naive: Naive) -> None:
     body = alertmanager_payload("scale_up")
     body["alerts"] = [*body["alerts"], *body["alerts"]]  # type: ignore[list-item]
-    assert firing_directions(body, "action", None) == ["up"]
-    with pytest.raises(ValueError, match="alerts"):
-        firing_directions([], "action", None)
+    assert len(naive.post(body).json()["decisions"]) == 1
+    assert naive.scale_operations() == 1
+
+
+def test_bad_bodies_get_exo_scalers_answers(naive: Naive) -> None:
+    assert naive.post({"alerts": "nope"}).status_code == 422
+    too_large = httpx.post(
+        naive.url + "/webhook",
+        content=b"x" * (64 * 1024 + 1),
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
+    assert too_large.status_code == 413
+    assert naive.scale_operations() == 0
 
 
 def test_cli_refuses_missing_credentials(tmp_path: Path) -> None:

@@ -4,7 +4,12 @@ import math
 
 import pytest
 
-from exo_lab.report.quality import Action, elasticity, oracle_demand, reaction_times, reversals
+from exo_lab.report.quality import elasticity, oracle_demand, reaction_times, reversals
+from exo_scaler import DecisionRecord, Direction, Reason
+
+
+def scaled(t: float, direction: str, before: int, after: int) -> DecisionRecord:
+    return DecisionRecord(t, Direction(direction), before, after, Reason.SCALED)
 
 
 @pytest.mark.parametrize(
@@ -47,16 +52,16 @@ def test_elasticity_rejects_mismatched_series() -> None:
 
 def test_reversals_count_only_quick_undos() -> None:
     actions = [
-        Action(0, "up", 1, 2),
-        Action(60, "up", 2, 3),
-        Action(120, "down", 3, 2),  # undo within the window
-        Action(500, "up", 2, 3),  # far later: a new load phase, not flapping
+        scaled(0, "up", 1, 2),
+        scaled(60, "up", 2, 3),
+        scaled(120, "down", 3, 2),  # undo within the window
+        scaled(500, "up", 2, 3),  # far later: a new load phase, not flapping
     ]
     assert reversals(actions, window=180) == 1
 
 
 def test_reaction_times() -> None:
-    actions = [Action(5, "down", 2, 1), Action(95, "up", 1, 2)]
+    actions = [scaled(5, "down", 2, 1), scaled(95, "up", 1, 2)]
     times = [0, 50, 100, 150, 200]
     supply = [1, 1, 1, 2, 2]
     assert reaction_times(40, actions, times, supply) == {"to_decision": 55, "to_capacity": 110}

@@ -6,7 +6,18 @@ from pathlib import Path
 import pytest
 
 from exo_lab.load.generator import RequestResult
-from exo_lab.report.run_report import Decision, RunReport, Sample
+from exo_lab.report.run_report import RunReport, Sample, since_load_start
+from exo_scaler import DecisionRecord, Direction, Reason, read_decision_log
+
+
+def decision(t: float, action: str, before: int, after: int, reason: str) -> DecisionRecord:
+    return DecisionRecord(
+        time=t,
+        action=None if action == "none" else Direction(action),
+        from_size=before,
+        to_size=after,
+        reason=Reason(reason),
+    )
 
 
 def synthetic_run() -> RunReport:
@@ -29,11 +40,11 @@ def synthetic_run() -> RunReport:
         for i in range(80)
     ]
     decisions = [
-        Decision(16, "up", 1, 2, "scaled"),
-        Decision(22, "up", 2, 3, "scaled"),
-        Decision(28, "none", 3, 3, "no-intent"),
-        Decision(58, "down", 3, 2, "scaled"),
-        Decision(68, "down", 2, 1, "scaled"),
+        decision(16, "up", 1, 2, "scaled"),
+        decision(22, "up", 2, 3, "scaled"),
+        decision(28, "none", 3, 3, "no-intent"),
+        decision(58, "down", 3, 2, "scaled"),
+        decision(68, "down", 2, 1, "scaled"),
     ]
     results = [RequestResult(float(i) / 10, 0.05, 200, "m") for i in range(700)]
     results.append(RequestResult(59.0, 1.0, 0, error="ReadTimeout"))
@@ -86,3 +97,22 @@ def test_secrets_are_never_readable_by_others(tmp_path: Path) -> None:
     write_atomically(secret, "rotated", mode=0o600)
     assert secret.read_text() == "rotated"
     assert [p.name for p in tmp_path.iterdir()] == ["token"]
+
+
+def test_decisions_travel_from_the_scaler_log_to_the_report_as_one_type(tmp_path: Path) -> None:
+    """The scaler's log lines, read back, put on the load's clock and written into report.json."""
+    load_start = 1_700_000_000.0
+    logged = [
+        decision(load_start + d.time, action, d.from_size or 0, d.to_size or 0, d.reason.value)
+        for d, action in zip(
+            synthetic_run().decisions, ["up", "up", "none", "down", "down"], strict=True
+        )
+    ]
+    log = tmp_path / "exo-scaler.log"
+    log.write_text("INFO exo_scaler: starting\n" + "".join(d.to_line() + "\n" for d in logged))
+    records = since_load_start(read_decision_log(log), load_start)
+    assert records == synthetic_run().decisions
+    report = synthetic_run()
+    report.decisions = records
+    body = json.loads(report.write(tmp_path / "out")["json"].read_text())
+    assert [DecisionRecord.from_json(d) for d in body["decisions"]] == records

@@ -3,8 +3,8 @@
 `BenchLab` samples, once per lab second alongside LabRun's own sample: member records (first
 seen, running, serving behind the NLB), the RSS of every long-running process, and scheduled
 faults (API errors, a member kill, component restarts). After the load it reads the scaler's
-decision log and the zone's operations, so decisions are counted exactly (LabRun's polling of
-/status sees at most one decision per second).
+decision log (exo-scaler's `DecisionRecord`s) and the zone's operations, so decisions are
+counted exactly.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import psutil
 
+from exo_scaler import DecisionRecord
 from exo_zone.faults import FaultPlan
 
 from ..load.generator import RequestResult
@@ -291,7 +292,7 @@ class LabOutcome:
     settings: LabSettings
     report: RunReport
     figures: dict[str, Any]
-    decisions_logged: list[dict[str, Any]]
+    decisions_logged: list[DecisionRecord]  # wall-clock times, as logged
     operation_times: list[float]
     members: list[MemberTrack]
     events: list[FaultEvent]

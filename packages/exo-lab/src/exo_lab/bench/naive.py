@@ -3,25 +3,22 @@
 The common design of public solutions to this assignment: every firing webhook scales the pool
 by one at once. It reads the size from the API on each webhook, ignores the pool's state, keeps
 no tick, no single flight and no record of operations in progress, and scales down with
-`scale` (Exoscale picks who leaves; no evict, no drain). It accepts the same Alertmanager and
-Grafana webhooks with the same Bearer token as exo-scaler, so the rest of the lab is unchanged.
+`scale` (Exoscale picks who leaves; no evict, no drain).
+
+Only the policy is its own. The payload parser, the body limit, the authentication and the
+decision log are exo-scaler's (its public pieces), so the benchmark compares two policies, not
+two implementations, and reads both scalers' logs as the same `DecisionRecord`s.
 
     python -m exo_lab.bench.naive --pool ID --port P --token-file F --min 1 --max 5
-
-Each decision is one JSON line on stdout in exo-scaler's shape (event, time, action, from, to,
-reason, intents), so the benchmark reads both scalers' logs the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 import logging
-import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,12 +31,24 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from exo_client import NO_RETRY, ClientSettings, ConflictError, ExoApiError, ExoClient
+from exo_scaler import (
+    MAX_BODY_BYTES,
+    Authenticator,
+    AuthMiddleware,
+    BodyTooLarge,
+    DecisionRecord,
+    Direction,
+    EventLog,
+    Intent,
+    IntentBook,
+    PayloadError,
+    Reason,
+    ScaleDecision,
+    parse_alert_payload,
+    read_limited,
+)
 
 log = logging.getLogger("exo_lab.bench.naive")
-
-MAX_BODY_BYTES = 64 * 1024
-_DIRECTIONS = {"scale_up": "up", "scale-up": "up", "up": "up",
-               "scale_down": "down", "scale-down": "down", "down": "down"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -57,141 +66,120 @@ class NaiveSettings:
             raise ValueError("a webhook token is required")
 
 
-def stdout_line(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
 @dataclass
 class NaiveScaler:
+    """The policy: one webhook's direction → read the size → scale to size ± 1, at once."""
+
     settings: NaiveSettings
     client: ExoClient
-    write: Callable[[str], None] = stdout_line
+    events: EventLog = field(default_factory=EventLog)
     clock: Callable[[], float] = time.time
     decisions: int = 0
-    last_decision: dict[str, Any] | None = None
+    last_decision: DecisionRecord | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def scale(self, direction: str, received_at: float, source: str) -> dict[str, Any]:
-        """One webhook's action: read the size, call scale with size±1. Blocking (a thread)."""
+    def scale(self, book: IntentBook) -> list[DecisionRecord]:
+        """Act on every intent the webhook recorded. Blocking (run it in a thread)."""
+        return [self._scale_one(intent) for intent in book.take()]
+
+    def _scale_one(self, intent: Intent) -> DecisionRecord:
         s = self.settings
+        direction = intent.direction
         size: int | None = None
+        operation_id: str | None = None
         try:
             size = self.client.get_pool(s.pool).size
-            target = size + 1 if direction == "up" else size - 1
+            target = size + 1 if direction is Direction.UP else size - 1
             if target > s.max_size:
-                entry = self._entry(direction, size, size, "at-max")
+                decision = ScaleDecision(direction, size, size, Reason.AT_MAX, (intent,))
             elif target < s.min_size:
-                entry = self._entry(direction, size, size, "at-min")
+                decision = ScaleDecision(direction, size, size, Reason.AT_MIN, (intent,))
             else:
-                operation = self.client.scale_pool(s.pool, target)
-                entry = self._entry(direction, size, target, "scaled", operation=operation.id)
+                operation_id = self.client.scale_pool(s.pool, target).id
+                decision = ScaleDecision(direction, size, target, Reason.SCALED, (intent,))
         except ConflictError as exc:
-            entry = self._entry(direction, size, size, "pool-busy", detail=str(exc))
+            decision = ScaleDecision(direction, size, size, Reason.POOL_BUSY, (intent,), str(exc))
         except ExoApiError as exc:
-            entry = self._entry(direction, size, size, "api-error", detail=str(exc))
-        entry["intents"] = [{"direction": direction, "first_at": received_at,
-                             "last_at": received_at, "source": source, "count": 1}]  # fmt: skip
+            decision = ScaleDecision(direction, size, size, Reason.API_ERROR, (intent,), str(exc))
         with self._lock:
             self.decisions += 1
-            self.last_decision = entry
-            self.write(json.dumps({"event": "decision", "pool": s.pool, "tick": self.decisions,
-                                   **entry}, default=str, separators=(",", ":")))  # fmt: skip
-        return entry
-
-    def _entry(
-        self, direction: str, size: int | None, to: int | None, reason: str, **extra: Any
-    ) -> dict[str, Any]:
-        action = direction if reason == "scaled" else "none"
-        return {"time": self.clock(), "action": action, "from": size, "to": to,
-                "reason": reason, "wanted": direction, **extra}  # fmt: skip
+            record = DecisionRecord.of(
+                decision,
+                time=self.clock(),
+                pool=s.pool,
+                tick=self.decisions,
+                operation_id=operation_id,
+            )
+            self.last_decision = record
+            self.events.decision(record)
+        return record
 
     def status(self) -> dict[str, Any]:
         with self._lock:
+            last = self.last_decision
             return {
                 "scaler": "naive",
                 "pool": {"ref": self.settings.pool},
                 "min": self.settings.min_size,
                 "max": self.settings.max_size,
-                # LabRun polls `ticks` for a new decision; here every webhook is a "tick".
-                "ticks": self.decisions,
-                "last_decision": self.last_decision,
+                "ticks": self.decisions,  # every webhook is a "tick" here
+                "last_decision": None if last is None else last.to_json(),
                 "in_flight": None,
             }
 
 
-def firing_directions(body: Any, label: str, route: str | None) -> list[str]:
-    """Directions of the firing alerts of an Alertmanager (v4) or Grafana (v1) payload."""
-    if not isinstance(body, dict) or not isinstance(body.get("alerts"), list):
-        raise ValueError("body must be a JSON object with an `alerts` list")
-    found: list[str] = []
-    for alert in body["alerts"]:
-        if not isinstance(alert, dict) or alert.get("status") != "firing":
-            continue
-        labels = alert.get("labels")
-        direction = route or (
-            _DIRECTIONS.get(str(labels.get(label, ""))) if isinstance(labels, dict) else None
-        )
-        if direction and direction not in found:
-            found.append(direction)
-    return found
+def _receiver(route: Direction | None) -> Callable[[Request], Awaitable[Response]]:
+    async def receive(request: Request) -> Response:
+        scaler: NaiveScaler = request.app.state.scaler
+        try:
+            raw = await read_limited(request, MAX_BODY_BYTES)
+            parsed = parse_alert_payload(
+                raw, label=scaler.settings.direction_label, route_direction=route
+            )
+        except BodyTooLarge as exc:
+            return JSONResponse({"error": str(exc)}, status_code=413)
+        except PayloadError as exc:
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
+        # A book per webhook: the naive design keeps nothing between webhooks.
+        book = IntentBook()
+        book.record(parsed.directions, route.value if route else parsed.source)
+        records = await asyncio.to_thread(scaler.scale, book)
+        return JSONResponse({"decisions": [r.to_json() for r in records]})
+
+    return receive
+
+
+async def _status(request: Request) -> Response:
+    return JSONResponse(request.app.state.scaler.status())
+
+
+async def _healthz(_: Request) -> Response:
+    return PlainTextResponse("OK")
+
+
+async def _metrics(request: Request) -> Response:
+    text = f"naive_scaler_decisions_total {request.app.state.scaler.decisions}\n"
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+WEBHOOK_PATHS = {"/webhook": None, "/up": Direction.UP, "/down": Direction.DOWN}
 
 
 def create_app(settings: NaiveSettings, client: ExoClient) -> Starlette:
-    scaler = NaiveScaler(settings, client)
-    expected = f"Bearer {settings.token}".encode()
-
-    def authorized(request: Request) -> bool:
-        given = request.headers.get("authorization", "").encode()
-        return hmac.compare_digest(given, expected)
-
-    def handler(route: str | None) -> Callable[[Request], Any]:
-        async def receive(request: Request) -> Response:
-            received_at = time.time()
-            if not authorized(request):
-                return JSONResponse({"error": "missing or wrong credentials"}, status_code=401)
-            raw = b""
-            async for chunk in request.stream():
-                raw += chunk
-                if len(raw) > MAX_BODY_BYTES:
-                    return JSONResponse({"error": "body too large"}, status_code=413)
-            if route is not None and not raw.strip():
-                directions = [route]
-            else:
-                try:
-                    directions = firing_directions(json.loads(raw), settings.direction_label, route)
-                except ValueError as exc:
-                    return JSONResponse({"error": str(exc)}, status_code=422)
-            # At once, on every webhook: no tick, no check of what is already in progress.
-            results = [
-                await asyncio.to_thread(scaler.scale, d, received_at, route or "webhook")
-                for d in directions
-            ]
-            return JSONResponse({"decisions": results})
-
-        return receive
-
-    async def status(_: Request) -> Response:
-        return JSONResponse(scaler.status())
-
-    async def healthz(_: Request) -> Response:
-        return PlainTextResponse("OK")
-
-    async def metrics(_: Request) -> Response:
-        text = f"naive_scaler_decisions_total {scaler.decisions}\n"
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
-
     app = Starlette(
         routes=[
-            Route("/webhook", handler(None), methods=["POST"]),
-            Route("/up", handler("up"), methods=["POST"]),
-            Route("/down", handler("down"), methods=["POST"]),
-            Route("/status", status, methods=["GET"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
+            *(Route(p, _receiver(d), methods=["POST"]) for p, d in WEBHOOK_PATHS.items()),
+            Route("/status", _status, methods=["GET"]),
+            Route("/healthz", _healthz, methods=["GET"]),
+            Route("/metrics", _metrics, methods=["GET"]),
         ]
     )
-    app.state.scaler = scaler
+    app.add_middleware(
+        AuthMiddleware,
+        authenticator=Authenticator(settings.token),
+        protected=set(WEBHOOK_PATHS),
+    )
+    app.state.scaler = NaiveScaler(settings, client)
     return app
 
 

@@ -34,6 +34,8 @@ from typing import Any
 import click
 import psutil
 
+from exo_scaler import DecisionRecord, Direction, Reason
+
 from ..stack.settings import LabSettings
 from .analysis import (
     bound_violations,
@@ -219,7 +221,7 @@ class Suite:
         for profile in self.plan.profiles:
             rows = comparison(ours[profile], naive[profile])
             naive_outcome = self.outcomes[f"{profile}-naive"]
-            busy = sum(1 for e in naive_outcome.decisions_logged if e.get("reason") == "pool-busy")
+            busy = _pool_busy(naive_outcome.decisions_logged)
             section[profile] = {"naive": naive[profile], "comparison": rows, "naive_409s": busy}
             tables.append(comparison_table(profile, rows))
             tables.append(
@@ -246,11 +248,7 @@ class Suite:
             settings = self.settings(name, scaler=scaler, notification_copies=copies)
             figures[scaler] = self.lab(name, settings).figures
         rows = comparison(figures["exo-scaler"], figures["naive"])
-        busy = sum(
-            1
-            for e in self.outcomes["storm-step-naive"].decisions_logged
-            if e.get("reason") == "pool-busy"
-        )
+        busy = _pool_busy(self.outcomes["storm-step-naive"].decisions_logged)
         self.results["sections"]["storm"] = {
             "copies": copies,
             "figures": figures,
@@ -335,7 +333,7 @@ class Suite:
 def analyse_faults(outcome: LabOutcome) -> dict[str, Any]:
     s = outcome.settings
     samples = outcome.report.samples
-    scaled_times = [d.t for d in outcome.report.decisions if d.reason == "scaled"]
+    scaled_times = [d.time for d in outcome.report.actions()]
     match = match_decisions(scaled_times, outcome.operation_times, before=5.0)
     times = [x.t for x in samples]
     supply = [x.supply for x in samples]
@@ -358,7 +356,7 @@ def analyse_faults(outcome: LabOutcome) -> dict[str, Any]:
         "requests": f["requests"],
         "failed_during_scale_in": f["failed_during_scale_in"],
         "api_errors_in_decisions": sum(
-            1 for d in outcome.report.decisions if d.reason in ("api-error", "pool-busy")
+            1 for d in outcome.report.decisions if d.reason in (Reason.API_ERROR, Reason.POOL_BUSY)
         ),
         "events": events,
         "figures": f,
@@ -416,13 +414,9 @@ def analyse_reaction(outcome: LabOutcome) -> dict[str, Any]:
     step_t = outcome.figures.get("load_step_at")
     marks: dict[str, float | None] = {}
     if step_t is not None:
-        ups = [
-            e
-            for e in outcome.decisions_logged
-            if e.get("reason") == "scaled" and e.get("action") == "up"
-        ]
+        ups = [e for e in outcome.decisions_logged if e.scaled and e.action is Direction.UP]
         start_wall = outcome.load_start_wall
-        first = next((e for e in ups if float(e["time"]) - start_wall >= step_t), None)
+        first = next((e for e in ups if e.time - start_wall >= step_t), None)
         marks["alert_pending"] = outcome.alert_active_at.get("pending:scale_up") or (
             outcome.alert_marks.get("pending")
         )
@@ -430,9 +424,9 @@ def analyse_reaction(outcome: LabOutcome) -> dict[str, Any]:
             outcome.alert_active_at.get("firing:scale_up")
         )
         if first is not None:
-            decision_t = float(first["time"]) - start_wall
-            intents = [i for i in first.get("intents", []) if i.get("direction") == "up"]
-            marks["webhook"] = float(intents[0]["first_at"]) - start_wall if intents else None
+            decision_t = first.time - start_wall
+            intents = [i for i in first.intents if i.direction is Direction.UP]
+            marks["webhook"] = intents[0].first_at - start_wall if intents else None
             marks["decision"] = decision_t
             member = next((m for m in outcome.members if m.seen_at >= decision_t - 1.5), None)
             if member is not None:
@@ -534,3 +528,8 @@ def main(quick: bool, out: Path, only: str, repo: Path | None) -> None:
     status = suite.run()
     click.echo(f"\nresults: {target / 'results.json'}, {target / 'summary.md'}")
     sys.exit(status)
+
+
+def _pool_busy(records: list[DecisionRecord]) -> int:
+    """Decisions refused because the pool was busy (the naive scaler's 409s)."""
+    return sum(1 for r in records if r.reason is Reason.POOL_BUSY)

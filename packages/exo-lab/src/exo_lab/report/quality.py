@@ -17,6 +17,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from exo_scaler import DecisionRecord, Direction
+
 
 def oracle_demand(
     offered_rps: float,
@@ -72,32 +74,26 @@ def elasticity(demand: Sequence[int], supply: Sequence[int], dt: float) -> Elast
     )
 
 
-@dataclass(frozen=True)
-class Action:
-    t: float
-    direction: str  # "up" | "down"
-    from_size: int
-    to_size: int
-
-
-def reversals(actions: Sequence[Action], window: float) -> int:
-    """Actions that undo the previous one within `window` seconds (flapping)."""
+def reversals(actions: Sequence[DecisionRecord], window: float) -> int:
+    """Scaling actions that undo the previous one within `window` seconds (flapping)."""
     count = 0
     for previous, current in itertools.pairwise(actions):
-        if current.direction != previous.direction and current.t - previous.t <= window:
+        if current.action != previous.action and current.time - previous.time <= window:
             count += 1
     return count
 
 
 def reaction_times(
     step_time: float,
-    actions: Sequence[Action],
+    actions: Sequence[DecisionRecord],
     supply_times: Sequence[float],
     supply: Sequence[int],
 ) -> dict[str, float | None]:
     """From a load step to the first scale-up decision, and to the first new member serving."""
     baseline = next((s for t, s in zip(supply_times, supply, strict=True) if t >= step_time), None)
-    decision = next((a.t for a in actions if a.direction == "up" and a.t >= step_time), None)
+    decision = next(
+        (a.time for a in actions if a.action is Direction.UP and a.time >= step_time), None
+    )
     serving = None
     if baseline is not None:
         serving = next(

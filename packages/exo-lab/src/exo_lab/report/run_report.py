@@ -1,16 +1,22 @@
-"""The run report: report.json (everything), report.md (for a client), timeline.png."""
+"""The run report: report.json (everything), report.md (for a client), timeline.png.
+
+Decisions are exo-scaler's own `DecisionRecord`s, read from its log; in a report their `time`
+is lab seconds since the load started (`since_load_start`), like every sample.
+"""
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from exo_scaler import DecisionRecord, Direction, Reason, action_label
+
 from ..files import write_atomically
 from ..load.generator import RequestResult, percentile
-from .quality import Action, elasticity, reaction_times, reversals
+from .quality import elasticity, reaction_times, reversals
 
 
 @dataclass
@@ -29,30 +35,23 @@ class Sample:
     demand: int  # the oracle's count
 
 
-@dataclass
-class Decision:
-    t: float
-    action: str  # "up" | "down" | "none"
-    from_size: int
-    to_size: int
-    reason: str
+def since_load_start(records: list[DecisionRecord], load_start: float) -> list[DecisionRecord]:
+    """The scaler's records (wall-clock times) on the report's clock: seconds since the load."""
+    return [replace(r, time=round(r.time - load_start, 3)) for r in records]
 
 
 @dataclass
 class RunReport:
     config: dict[str, Any]
     samples: list[Sample]
-    decisions: list[Decision]
+    decisions: list[DecisionRecord]
     results: list[RequestResult] = field(default_factory=list)
 
     # -- figures --------------------------------------------------------------------------
 
-    def actions(self) -> list[Action]:
-        return [
-            Action(d.t, d.action, d.from_size, d.to_size)
-            for d in self.decisions
-            if d.action in ("up", "down") and d.reason == "scaled"
-        ]
+    def actions(self) -> list[DecisionRecord]:
+        """The decisions that started a scaling operation."""
+        return [d for d in self.decisions if d.scaled]
 
     def figures(self) -> dict[str, Any]:
         speed = float(self.config.get("speed", 1.0))
@@ -83,8 +82,8 @@ class RunReport:
             "oracle_instance_seconds": quality.demand_seconds * speed,
             "instance_seconds_ratio": quality.instance_seconds_ratio,
             "scaling_actions": len(actions),
-            "scale_ups": sum(a.direction == "up" for a in actions),
-            "scale_downs": sum(a.direction == "down" for a in actions),
+            "scale_ups": sum(a.action is Direction.UP for a in actions),
+            "scale_downs": sum(a.action is Direction.DOWN for a in actions),
             "reversals": reversals(actions, window=3 * tick / speed),
             "max_pool_size": max(s.pool_size for s in samples),
             "final_pool_size": samples[-1].pool_size,
@@ -110,7 +109,7 @@ class RunReport:
         grace = float(self.config.get("scale_in_window_s", 30.0)) / float(
             self.config.get("speed", 1.0)
         )
-        return [(a.t, a.t + grace) for a in self.actions() if a.direction == "down"]
+        return [(a.time, a.time + grace) for a in self.actions() if a.action is Direction.DOWN]
 
     # -- output ---------------------------------------------------------------------------
 
@@ -126,7 +125,7 @@ class RunReport:
             "config": self.config,
             "figures": figures,
             "samples": [asdict(s) for s in self.samples],
-            "decisions": [asdict(d) for d in self.decisions],
+            "decisions": [d.to_json() for d in self.decisions],
         }
         write_atomically(paths["json"], json.dumps(body, indent=2, default=_json_default))
         write_atomically(paths["md"], self.markdown(figures))
@@ -195,9 +194,10 @@ class RunReport:
             "| t (lab s) | action | size | reason |",
             "| --- | --- | --- | --- |",
             *[
-                f"| {d.t:.1f} | {d.action} | {d.from_size} → {d.to_size} | {d.reason} |"
+                f"| {d.time:.1f} | {action_label(d.action)} | {d.from_size} → {d.to_size} "
+                f"| {d.reason} |"
                 for d in self.decisions
-                if d.reason != "no-intent"
+                if d.reason is not Reason.NO_INTENT
             ],
             "",
             "![timeline](timeline.png)",
@@ -238,9 +238,9 @@ def plot_timeline(report: RunReport, path: Path) -> None:
     ax.step(t, [x.pool_size for x in s], where="post", label="pool size", color="tab:blue")
     ax.step(t, [x.supply for x in s], where="post", label="serving", color="tab:green")
     for d in report.decisions:
-        if d.reason == "scaled":
-            marker = "^" if d.action == "up" else "v"
-            ax.plot([d.t], [d.to_size], marker=marker, color="black", markersize=8)
+        if d.scaled:
+            marker = "^" if d.action is Direction.UP else "v"
+            ax.plot([d.time], [d.to_size], marker=marker, color="black", markersize=8)
     ax.set_ylabel("members")
     ax.set_xlabel(f"lab seconds since start (speed ×{report.config.get('speed')})")
     ax.legend(loc="upper right")

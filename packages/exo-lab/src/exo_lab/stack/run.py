@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import yaml
 
+from exo_scaler import DecisionRecord, action_label, read_decision_log
 from exo_zone import HealthCheck, LocalZone, ZoneTimings
 from exo_zone.api import ZoneApi
 from exo_zone.zone import Zone
@@ -31,7 +32,7 @@ from ..dataplane.members import MemberSettings, lab_prefix_for
 from ..files import write_atomically
 from ..load.generator import RequestResult, percentile
 from ..report.quality import oracle_demand
-from ..report.run_report import Decision, RunReport, Sample
+from ..report.run_report import RunReport, Sample, since_load_start
 from . import render
 from .grafana import (
     ScalingRule,
@@ -292,41 +293,23 @@ class LabRun:
         except (httpx.HTTPError, KeyError, ValueError, IndexError):
             return None
 
-    def logged_decisions(self) -> list[dict[str, Any]]:
-        """Every decision line of the scaler's structured log, as written (wall-clock times)."""
-        path = self.out / "logs" / "exo-scaler.log"
-        if not path.exists():
-            return []
-        entries = []
-        for line in path.read_text(errors="replace").splitlines():
-            if not line.startswith("{"):
-                continue
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if entry.get("event") == "decision" and isinstance(entry.get("time"), int | float):
-                entries.append(entry)
-        return entries
+    def scaler_log(self) -> Path:
+        return self.out / "logs" / "exo-scaler.log"
 
-    def decisions_from_log(self) -> list[Decision]:
-        """Every decision, in lab seconds since the load started.
+    def logged_decisions(self) -> list[DecisionRecord]:
+        """Every decision the scaler logged, as written (wall-clock times).
 
-        Exact where polling /status is not: a loaded machine can stretch a sampling pass past
-        a sped-up tick.
+        Read from the log, not by polling /status: a loaded machine can stretch a sampling pass
+        past a sped-up tick.
         """
+        path = self.scaler_log()
+        return read_decision_log(path) if path.exists() else []
+
+    def decisions_from_log(self) -> list[DecisionRecord]:
+        """Every decision, in lab seconds since the load started."""
         if self.load_start_wall is None:
             return []
-        return [
-            Decision(
-                t=round(float(entry["time"]) - self.load_start_wall, 3),
-                action=str(entry.get("action")),
-                from_size=int(entry.get("from") or 0),
-                to_size=int(entry.get("to") or 0),
-                reason=str(entry.get("reason")),
-            )
-            for entry in self.logged_decisions()
-        ]
+        return since_load_start(self.logged_decisions(), self.load_start_wall)
 
     # -- running --------------------------------------------------------------------------
 
@@ -395,13 +378,15 @@ class LabRun:
         p95 = last.get("p95")
         cpu = sample["avg_cpu"]
         decisions = self.decisions_from_log()
-        decision = decisions[-1] if decisions else None
+        last_decision = (
+            f"{action_label(decisions[-1].action)} {decisions[-1].reason}" if decisions else "—"
+        )
         return (
             f"t={t:5.0f}s  offered {last.get('offered_rps', 0):5.1f} rps  "
             f"p95 {'—' if p95 is None else f'{p95 * 1000:5.0f} ms'}  "
             f"cpu {'—' if cpu is None else f'{cpu:5.1f} %'}  "
             f"pool {sample['pool_size']} (serving {sample['supply']})  "
-            f"last decision: {'—' if decision is None else f'{decision.action} {decision.reason}'}"
+            f"last decision: {last_decision}"
         )
 
     def report(self, results: list[RequestResult]) -> RunReport:
