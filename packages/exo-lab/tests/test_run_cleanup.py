@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from exo_lab.dataplane.lock import LabBusyError, LabLock
 from exo_lab.dataplane.members import lab_prefix_for
 from exo_testkit import free_member_network
 
@@ -93,3 +94,63 @@ def test_interrupted_run_leaves_nothing_behind(tmp_path: Path, signum: int) -> N
     finally:
         second.send_signal(signal.SIGINT)
         assert second.wait(timeout=60) == 130
+
+
+def run_cli(args: list[str], runtime_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "exo_lab", "run", "--provisioning", str(PROVISIONING), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_bad_member_network_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = run_cli(["--member-network", "10.9.0.0/24", "--out", str(out)], tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "exo-lab run: --member-network 10.9.0.0/24: member network 10.9.0.0/24 must be inside "
+        "127.0.0.0/8 (e.g. 127.0.2.0/24)"
+    ]
+    assert not out.exists()
+    assert not list(tmp_path.rglob("*.lock"))
+
+
+def test_a_held_lab_lock_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    network = free_member_network()
+    holder = LabLock(tmp_path / f"exo-lab-{os.getuid()}", lab_prefix_for(network))
+    holder.acquire()
+    try:
+        out = tmp_path / "run"
+        result = run_cli(
+            ["--member-network", network, "--out", str(out), "--speed", "20"], tmp_path
+        )
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("exo-lab run: another exo-lab (pid ")
+        assert f"pid {os.getpid()}" in line
+        assert not out.exists()
+        assert not descendants_using(out)
+        assert holder.path.exists()  # the other lab's lock is untouched
+    finally:
+        holder.release()
+    assert not holder.path.exists()
+
+
+def test_the_lab_lock_is_exclusive_and_released_without_a_trace(tmp_path: Path) -> None:
+    first, second = LabLock(tmp_path, "exo-lab-x"), LabLock(tmp_path, "exo-lab-x")
+    first.acquire()
+    with pytest.raises(LabBusyError, match=f"pid {os.getpid()}"):
+        second.acquire()
+    first.release()
+    assert list(tmp_path.iterdir()) == []
+    second.acquire()
+    assert second.path.read_text() == str(os.getpid())
+    second.release()
+    assert list(tmp_path.iterdir()) == []

@@ -21,11 +21,11 @@ from exo_zone import HealthCheck, ZoneTimings
 from exo_zone.zone import AddressPool
 
 from .dataplane import DataPlane
-from .dataplane.members import LabBusyError, MemberSettings, default_runtime_dir, lab_prefix_for
+from .dataplane.lock import LabBusyError
+from .dataplane.members import MemberSettings, default_runtime_dir, lab_prefix_for
 from .dataplane.standalone import serve_zone
 from .load.generator import SecondStats, run_load, summarize, write_results
 from .load.profiles import PROFILE_NAMES, make_profile
-from .stack.grafana import ProvisioningError
 from .stack.run import run_lab
 from .stack.settings import SCALERS, LabError, LabSettings
 
@@ -271,8 +271,10 @@ def run(
             progress=lambda line: click.echo(line),
         )
         report, paths = run_lab(settings)
-    except (LabError, ProvisioningError, TimeoutError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    except LabError as exc:
+        # One clear message and status 2; run_lab has already stopped everything it started.
+        click.echo(f"exo-lab run: {exc}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         click.echo("interrupted: every process of this run has been stopped", err=True)
         sys.exit(130)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import ipaddress
 import json
 import logging
@@ -37,6 +36,7 @@ import psutil
 
 from ..files import write_atomically
 from .cgroups import UNCAPPED, CpuUsage, MemberCgroup, V1Driver, V2Driver, detect_driver
+from .lock import LabLock
 from .loop_thread import LoopThread
 from .node_exporter import CpuAccount, start_exporter
 from .probes import http_check
@@ -59,10 +59,6 @@ def lab_prefix_for(member_network: str) -> str:
     """One prefix per member network: two zones cannot share a network anyway."""
     net = ipaddress.ip_network(member_network)
     return "exo-lab-" + str(net.network_address).replace(".", "-") + f"-{net.prefixlen}"
-
-
-class LabBusyError(RuntimeError):
-    """Another live lab holds this prefix (member network)."""
 
 
 @dataclass(frozen=True)
@@ -162,10 +158,12 @@ class ProcessRuntime:
         self._members: dict[str, Member] = {}
         self._lock = threading.Lock()
         self._closed = False
+        # Locked before anything is created: a lab refused here leaves no trace.
+        self._lab_lock = LabLock(settings.runtime_dir, settings.lab_prefix)
+        self._lab_lock.acquire()
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         (settings.state_dir / "members").mkdir(exist_ok=True)
         (settings.state_dir / "logs").mkdir(exist_ok=True)
-        self._lock_file = self._take_lab_lock()
         self.driver: V1Driver | V2Driver | None = (
             detect_driver(settings.lab_prefix, settings.cgroup_root)
             if settings.use_cgroups
@@ -196,25 +194,6 @@ class ProcessRuntime:
         return self.settings.admin_token
 
     # -- lab prefix ownership ---------------------------------------------------------------
-
-    def _take_lab_lock(self) -> IO[str]:
-        path = self.settings.runtime_dir / f"{self.settings.lab_prefix}.lock"
-        handle = path.open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "?"
-            handle.close()
-            raise LabBusyError(
-                f"another exo-lab (pid {holder}) runs members under {self.settings.lab_prefix}; "
-                "stop it or choose another member network"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        return handle
 
     def _sweep_leftovers(self) -> list[str]:
         """Kill members and remove cgroups a dead lab with this prefix left behind."""
@@ -360,8 +339,7 @@ class ProcessRuntime:
         with contextlib.suppress(OSError):
             for directory in ("members", ""):
                 (self.settings.state_dir / directory).rmdir()
-        fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-        self._lock_file.close()
+        self._lab_lock.release()
 
     # -- lab-side views, for the stack and tests --------------------------------------------
 

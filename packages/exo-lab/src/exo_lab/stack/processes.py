@@ -54,10 +54,16 @@ class Child:
         return "\n".join(text.splitlines()[-lines:])
 
 
+class ChildExited(RuntimeError):
+    """A child of the run died that should still be running; the message has its log's tail."""
+
+
 class ChildProcesses:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.children: list[Child] = []
+        #: every child ever started (stop_all empties `children`)
+        self.started = 0
         self._pdeathsig = find_binary("setpriv")
 
     def start(self, name: str, command: list[str], env: dict[str, str] | None = None) -> Child:
@@ -77,6 +83,7 @@ class ChildProcesses:
         )
         child = Child(name, process, log_path, log_file)
         self.children.append(child)
+        self.started += 1
         log.info("started %s (pid %d)", name, process.pid)
         return child
 
@@ -84,7 +91,7 @@ class ChildProcesses:
         """Raise with the tail of its log if a child died that should still run."""
         for child in self.children:
             if child.name not in expected_to_exit and not child.alive():
-                raise RuntimeError(
+                raise ChildExited(
                     f"{child.name} exited with code {child.process.returncode}; "
                     f"its log ({child.log_path}) ends with:\n{child.tail()}"
                 )

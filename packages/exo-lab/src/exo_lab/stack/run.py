@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -28,6 +29,7 @@ from exo_zone.api import ZoneApi
 from exo_zone.zone import Zone
 
 from ..dataplane import DataPlane
+from ..dataplane.lock import LabBusyError
 from ..dataplane.members import MemberSettings, lab_prefix_for
 from ..files import write_atomically
 from ..load.generator import RequestResult, percentile
@@ -35,6 +37,7 @@ from ..report.quality import oracle_demand
 from ..report.run_report import RunReport, Sample, since_load_start
 from . import render
 from .grafana import (
+    ProvisioningError,
     ScalingRule,
     WebhookRoute,
     alertmanager_config,
@@ -43,7 +46,7 @@ from .grafana import (
     prometheus_rule_file,
     scale_expression,
 )
-from .processes import ChildProcesses, find_binary, free_port, wait_for
+from .processes import ChildExited, ChildProcesses, find_binary, free_port, wait_for
 from .settings import LabError, LabSettings
 
 log = logging.getLogger(__name__)
@@ -454,9 +457,23 @@ class LabRun:
 
 
 def run_lab(settings: LabSettings) -> tuple[RunReport, dict[str, Path]]:
-    with LabRun(settings) as lab:
-        lab.start()
-        results = lab.run_load()
-        report = lab.report(results)
-        paths = report.write(settings.out)
+    """Run, report, stop everything. Failures come out as LabError, with nothing left running.
+
+    A run that failed before starting any child (a held lab lock, a port taken) also removes
+    the output folder it created; once a child ran, its logs are kept for the message to name.
+    """
+    created_out = not settings.out.exists()
+    lab = LabRun(settings)
+    try:
+        with lab:
+            lab.start()
+            results = lab.run_load()
+            report = lab.report(results)
+            paths = report.write(settings.out)
+    except BaseException as exc:
+        if created_out and lab.children.started == 0:
+            shutil.rmtree(settings.out, ignore_errors=True)
+        if isinstance(exc, LabBusyError | ChildExited | ProvisioningError | TimeoutError | OSError):
+            raise LabError(str(exc)) from exc
+        raise
     return report, paths

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from exo_zone.catalog import instance_type_by_name
+from exo_zone.zone import AddressPool
 
 from ..load.profiles import LoadProfile, make_profile
 
@@ -69,6 +70,12 @@ class LabSettings:
             raise LabError(f"scaler must be one of {', '.join(SCALERS)}")
         if not 1 <= self.notification_copies <= 10:
             raise LabError("notification copies must be within [1, 10]")
+        try:
+            AddressPool(self.member_network)
+        except ValueError as exc:
+            raise LabError(
+                f"--member-network {self.member_network}: {exc} (e.g. 127.0.2.0/24)"
+            ) from None
 
     def lab(self, seconds: float) -> float:
         return float(seconds / self.speed)
