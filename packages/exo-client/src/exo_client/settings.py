@@ -1,7 +1,7 @@
 """Where the client finds its credentials, zone and endpoint.
 
-Flags win over the environment; the environment names follow DESIGN §3, with the course's
-grading-robot spellings (`EXOSCALE_KEY`, `EXOSCALE_SECRET`) accepted as fallbacks.
+Flags win over the environment; the environment names are the project's (README), with the
+course's grading-robot spellings (`EXOSCALE_KEY`, `EXOSCALE_SECRET`) accepted as fallbacks.
 """
 
 from __future__ import annotations

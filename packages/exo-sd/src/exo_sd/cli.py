@@ -1,4 +1,4 @@
-"""`exo-sd`: the click layer over Agent. Flags win over the environment (DESIGN §3)."""
+"""`exo-sd`: the click layer over Agent. Flags win over the environment."""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ Sections, run one after the other (a 2-core machine has no room for two labs at 
 
 - quality:    exo-scaler on the step, ramp and spike profiles, sped up (SPEC RG figures);
 - naive:      the same profiles under the naive scaler (exo_lab.bench.naive), with ratios;
+- storm:      full mode only: every notification sent 3 times (Grafana replicas without HA
+              clustering), step profile, both scalers: where the naive design loses;
 - faults:     API 5xx/429/latency, a member killed under load, exo-sd, exo-scaler and
               Prometheus restarted mid-run: missed/doubled decisions, bound violations,
               failed requests, recovery times;
