@@ -19,7 +19,7 @@ from exo_lab.bench.analysis import (
     reaction_breakdown,
     recovery_time,
 )
-from exo_lab.bench.suite import faults_markdown, reaction_markdown, rss_markdown
+from exo_lab.bench.outcomes import faults_markdown, reaction_markdown, rss_markdown
 
 OURS = {
     "theta_u": 10.0,

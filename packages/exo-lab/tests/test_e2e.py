@@ -59,10 +59,12 @@ def test_capacity_follows_a_load_step(tmp_path: Path) -> None:
     # Shrinks back to min once the load is gone.
     assert sizes[-1] == settings.min_size
     # One scaling operation per decision, one decision per tick: never two in one tick.
-    scaled = [d for d in report.decisions if d.reason == "scaled"]
+    scaled = report.actions()
     assert len(operations) == len(scaled) == figures["scaling_actions"]
+    # Each decision names the operation it started: the scaler's record and the zone agree.
+    assert {d.operation_id for d in scaled} == {op.id for op in operations}
     tick = settings.lab(settings.timings.tick)
-    assert all(b.t - a.t >= tick * 0.5 for a, b in itertools.pairwise(scaled))
+    assert all(b.time - a.time >= tick * 0.5 for a, b in itertools.pairwise(scaled))
     # No reversal at steady load: all ups come before all downs.
     directions = [d.action for d in scaled]
     assert directions == sorted(directions, key=lambda a: a != "up")

@@ -22,21 +22,26 @@ def free_member_network() -> str:
 
 @dataclass
 class RunningZone:
-    zone: Zone
-    api: ZoneApi
-    endpoint: str
+    local: LocalZone
     settings: ClientSettings
     pools: dict[str, Pool]
 
     @property
+    def zone(self) -> Zone:
+        return self.local.zone
+
+    @property
+    def api(self) -> ZoneApi:
+        return self.local.api
+
+    @property
+    def endpoint(self) -> str:
+        return self.local.endpoint
+
+    @property
     def env(self) -> dict[str, str]:
         """The environment a CLI needs to talk to this zone."""
-        return {
-            "EXOSCALE_API_KEY": self.settings.api_key,
-            "EXOSCALE_API_SECRET": self.settings.api_secret,
-            "EXOSCALE_API_ENDPOINT": self.endpoint,
-            "EXOSCALE_ZONE": self.zone.name,
-        }
+        return self.local.env
 
     def client(self, *, retry: RetryPolicy | None = None) -> ExoClient:
         return ExoClient(self.settings, retry=retry or RetryPolicy(base_delay=0.01, max_delay=0.05))
@@ -63,9 +68,7 @@ def running_zone(
     }
     with local:
         yield RunningZone(
-            zone=local.zone,
-            api=local.api,
-            endpoint=local.endpoint,
+            local=local,
             settings=ClientSettings(
                 api_key=local.key, api_secret=local.secret, endpoint=local.endpoint
             ),

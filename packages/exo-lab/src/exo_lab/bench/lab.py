@@ -26,7 +26,7 @@ from exo_scaler import DecisionRecord
 from exo_zone.faults import FaultPlan
 
 from ..load.generator import RequestResult
-from ..report.run_report import RunReport
+from ..report.run_report import Observation, RunReport
 from ..stack.run import LabRun
 from ..stack.settings import LabSettings
 
@@ -88,7 +88,7 @@ class BenchLab(LabRun):
 
     # -- per-second hook ----------------------------------------------------------------------
 
-    def observe(self, t: float) -> dict[str, Any]:
+    def observe(self, t: float) -> Observation:
         sample = super().observe(t)
         self._track_members(t)
         if t >= self._next_rss:

@@ -36,23 +36,22 @@ from typing import Any
 import click
 import psutil
 
-from exo_scaler import DecisionRecord, Direction, Reason
-
 from ..stack.settings import LabSettings
 from .analysis import (
-    bound_violations,
     comparison,
     comparison_table,
-    fmt,
-    markdown_table,
-    match_decisions,
     quality_table,
-    reaction_breakdown,
-    reaction_table,
-    recovery_time,
 )
 from .components import components_markdown, find_repo, random_member_network, run_components
 from .lab import FaultEvent, LabOutcome, run_bench_lab
+from .outcomes import (
+    analyse_faults,
+    analyse_reaction,
+    faults_markdown,
+    pool_busy_refusals,
+    reaction_markdown,
+    rss_markdown,
+)
 
 SECTIONS = ("quality", "naive", "storm", "faults", "components", "reaction")
 
@@ -223,7 +222,7 @@ class Suite:
         for profile in self.plan.profiles:
             rows = comparison(ours[profile], naive[profile])
             naive_outcome = self.outcomes[f"{profile}-naive"]
-            busy = _pool_busy(naive_outcome.decisions_logged)
+            busy = pool_busy_refusals(naive_outcome.decisions_logged)
             section[profile] = {"naive": naive[profile], "comparison": rows, "naive_409s": busy}
             tables.append(comparison_table(profile, rows))
             tables.append(
@@ -250,7 +249,7 @@ class Suite:
             settings = self.settings(name, scaler=scaler, notification_copies=copies)
             figures[scaler] = self.lab(name, settings).figures
         rows = comparison(figures["exo-scaler"], figures["naive"])
-        busy = _pool_busy(self.outcomes["storm-step-naive"].decisions_logged)
+        busy = pool_busy_refusals(self.outcomes["storm-step-naive"].decisions_logged)
         self.results["sections"]["storm"] = {
             "copies": copies,
             "figures": figures,
@@ -332,155 +331,6 @@ class Suite:
 # -- analysis of one outcome -------------------------------------------------------------------
 
 
-def analyse_faults(outcome: LabOutcome) -> dict[str, Any]:
-    s = outcome.settings
-    samples = outcome.report.samples
-    scaled_times = [d.time for d in outcome.report.actions()]
-    match = match_decisions(scaled_times, outcome.operation_times, before=5.0)
-    times = [x.t for x in samples]
-    supply = [x.supply for x in samples]
-    sizes = [x.pool_size for x in samples]
-    events = []
-    for event in outcome.events:
-        row = event.to_json()
-        if event.kind == "kill-member" and event.done_at is not None:
-            row["recovery_s"] = _prod(recovery_time(event.done_at, times, supply, sizes), s.speed)
-        if event.kind == "restart" and event.done_at is not None and event.ready_at is not None:
-            row["recovery_s"] = _prod(event.ready_at - event.done_at, s.speed)
-            row["recovery_lab_s"] = round(event.ready_at - event.done_at, 2)
-        events.append(row)
-    f = outcome.figures
-    return {
-        "decisions": match.to_json(),
-        "bound_violations": bound_violations(sizes, s.min_size, s.max_size),
-        "samples": len(samples),
-        "failed_requests": f["failed_requests"],
-        "requests": f["requests"],
-        "failed_during_scale_in": f["failed_during_scale_in"],
-        "api_errors_in_decisions": sum(
-            1 for d in outcome.report.decisions if d.reason in (Reason.API_ERROR, Reason.POOL_BUSY)
-        ),
-        "events": events,
-        "figures": f,
-        "speed": s.speed,
-    }
-
-
-def faults_markdown(section: dict[str, Any]) -> str:
-    d = section["decisions"]
-    summary = markdown_table(
-        ["figure", "value"],
-        [
-            [
-                "scaled decisions / scaling operations",
-                f"{d['scaled_decisions']} / {d['operations']}",
-            ],
-            ["decisions missed (no operation)", d["missed"]],
-            ["decisions doubled (operation without a decision)", d["doubled"]],
-            ["ticks that met an API error or a busy pool", section["api_errors_in_decisions"]],
-            [
-                "bound violations (samples outside [min, max])",
-                f"{section['bound_violations']} of {section['samples']}",
-            ],
-            ["failed requests", f"{section['failed_requests']} of {section['requests']}"],
-            ["failed during scale-in", section["failed_during_scale_in"]],
-            [
-                "θ_U / θ_O %",
-                f"{fmt(section['figures']['theta_u'], '.1f')} / "
-                f"{fmt(section['figures']['theta_o'], '.1f')}",
-            ],
-        ],
-    )
-    events = markdown_table(
-        ["lab t s", "fault", "what happened", "recovery s (production)"],
-        [
-            [
-                fmt(e["done_at"], ".0f"),
-                f"{e['kind']} {e['target']}".strip(),
-                e["detail"],
-                fmt(e.get("recovery_s"), ".1f"),
-            ]
-            for e in section["events"]
-        ],
-    )
-    note = (
-        "Recovery: after the kill, from the kill until the NLB serves as many members as the "
-        "pool's size again (after the loss showed); after a restart, until the component "
-        "answers its readiness endpoint."
-    )
-    return f"{summary}\n\n{events}\n\n{note}"
-
-
-def analyse_reaction(outcome: LabOutcome) -> dict[str, Any]:
-    s = outcome.settings
-    step_t = outcome.figures.get("load_step_at")
-    marks: dict[str, float | None] = {}
-    if step_t is not None:
-        ups = [e for e in outcome.decisions_logged if e.scaled and e.action is Direction.UP]
-        start_wall = outcome.load_start_wall
-        first = next((e for e in ups if e.time - start_wall >= step_t), None)
-        marks["alert_pending"] = outcome.alert_active_at.get("pending:scale_up") or (
-            outcome.alert_marks.get("pending")
-        )
-        marks["alert_firing"] = outcome.alert_marks.get("firing") or (
-            outcome.alert_active_at.get("firing:scale_up")
-        )
-        if first is not None:
-            decision_t = first.time - start_wall
-            intents = [i for i in first.intents if i.direction is Direction.UP]
-            marks["webhook"] = intents[0].first_at - start_wall if intents else None
-            marks["decision"] = decision_t
-            member = next((m for m in outcome.members if m.seen_at >= decision_t - 1.5), None)
-            if member is not None:
-                marks["member_running"] = member.running_at
-                marks["member_serving"] = member.serving_at
-    rows = (
-        reaction_breakdown(step_t, marks, s.speed, outcome.reaction_floor)
-        if step_t is not None
-        else []
-    )
-    return {
-        "speed": s.speed,
-        "profile": s.profile,
-        "duration_s": s.duration,
-        "peak_members": s.peak_members,
-        "load_step_at_lab_s": step_t,
-        "marks_lab_s": marks,
-        "breakdown": rows,
-        "report_reaction_to_decision_s": outcome.figures.get("reaction_to_decision_s"),
-        "report_reaction_to_capacity_s": outcome.figures.get("reaction_to_capacity_s"),
-        "floor": outcome.reaction_floor,
-    }
-
-
-def reaction_markdown(section: dict[str, Any]) -> str:
-    if not section["breakdown"]:
-        return "No load step was seen in this run."
-    return (
-        reaction_table(section["breakdown"])
-        + "\n\nFrom the run report: load step → scale-up decision "
-        f"{fmt(section['report_reaction_to_decision_s'], '.0f')} s, → new capacity serving "
-        f"{fmt(section['report_reaction_to_capacity_s'], '.0f')} s (production seconds). "
-        "Marks: Prometheus alert activeAt / ALERTS series, the scaler's decision log "
-        "(webhook = first intent's arrival), the zone's member records and the NLB's health."
-    )
-
-
-def rss_markdown(rss: dict[str, dict[str, dict[str, float]]]) -> str:
-    names: list[str] = []
-    for per_run in rss.values():
-        names += [n for n in per_run if n not in names]
-    runs = list(rss)
-    return "RSS (MiB, max over the run, sampled every 5 lab seconds):\n\n" + markdown_table(
-        ["process", *runs],
-        [[n, *(fmt(rss[r].get(n, {}).get("max"), ".1f") for r in runs)] for n in names],
-    )
-
-
-def _prod(lab_seconds: float | None, speed: float) -> float | None:
-    return None if lab_seconds is None else round(lab_seconds * speed, 1)
-
-
 def _write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
@@ -530,8 +380,3 @@ def main(quick: bool, out: Path, only: str, repo: Path | None) -> None:
     status = suite.run()
     click.echo(f"\nresults: {target / 'results.json'}, {target / 'summary.md'}")
     sys.exit(status)
-
-
-def _pool_busy(records: list[DecisionRecord]) -> int:
-    """Decisions refused because the pool was busy (the naive scaler's 409s)."""
-    return sum(1 for r in records if r.reason is Reason.POOL_BUSY)

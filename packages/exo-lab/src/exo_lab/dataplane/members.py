@@ -26,11 +26,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import psutil
 
@@ -40,6 +39,7 @@ from .lock import LabLock
 from .loop_thread import LoopThread
 from .node_exporter import CpuAccount, start_exporter
 from .probes import http_check
+from .process_groups import create_time, kill_groups, signal_group
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class ProcessRuntime:
                 log.warning("ignoring unreadable pidfile %s", pidfile)
             pidfile.unlink(missing_ok=True)
         if leftovers:
-            _kill_groups(leftovers)
+            kill_groups(leftovers)
         swept = self.driver.sweep() if self.driver is not None else []
         if names or swept:
             log.warning(
@@ -265,7 +265,7 @@ class ProcessRuntime:
             json.dumps(
                 {
                     "pid": process.pid,
-                    "create_time": _create_time(process.pid),
+                    "create_time": create_time(process.pid),
                     "name": name,
                     "address": address,
                 }
@@ -311,7 +311,7 @@ class ProcessRuntime:
         if member is None:
             raise KeyError(instance_id)
         member.killed = True
-        _signal_group(member.process.pid, signal.SIGKILL)
+        signal_group(member.process.pid, signal.SIGKILL)
         if member.cgroup is not None:
             for pid in member.cgroup.pids():
                 with contextlib.suppress(ProcessLookupError):
@@ -384,7 +384,7 @@ class ProcessRuntime:
                 log.warning("member %s did not stop within %gs: SIGKILL", member.name,
                             self.settings.stop_timeout)  # fmt: skip
         # Workers, or a process that ignored SIGTERM.
-        _signal_group(process.pid, signal.SIGKILL)
+        signal_group(process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(5)
         if member.cgroup is not None:
@@ -403,32 +403,3 @@ async def _close_server(server: asyncio.Server) -> None:
     server.close()
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(server.wait_closed(), 2)
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
-
-
-def _create_time(pid: int) -> float:
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
-        return time.time()
-
-
-def _kill_groups(leaders: dict[int, float]) -> None:
-    """SIGKILL every process in the recorded groups that is not older than its leader was.
-
-    The age check keeps a recycled process-group id from costing an unrelated process.
-    """
-    for proc in psutil.process_iter(["pid", "create_time"]):
-        info: dict[str, Any] = proc.info
-        try:
-            pgid = os.getpgid(info["pid"])
-        except (ProcessLookupError, PermissionError):
-            continue
-        born = leaders.get(pgid)
-        if born is not None and info["create_time"] is not None and info["create_time"] >= born - 1:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(info["pid"], signal.SIGKILL)

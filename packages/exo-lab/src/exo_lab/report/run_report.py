@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,54 @@ class Sample:
     pool_size: int  # what the API says
     supply: int  # members running and serving (healthy behind the NLB)
     demand: int  # the oracle's count
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a run saw at one lab second: pool size from the API, members serving behind the
+    NLB, and the average CPU exactly as the alert computes it (None when Prometheus had none).
+    """
+
+    t: float
+    pool_size: int
+    supply: int
+    avg_cpu: float | None
+
+
+def samples_from(
+    observations: Sequence[Observation],
+    results: Sequence[RequestResult],
+    offered_at: Callable[[float], float],
+    demand_for: Callable[[float], int],
+) -> list[Sample]:
+    """One Sample per observation: the load generator's second joined to what the run saw.
+
+    `offered_at(t)` is the profile's rate in the middle of second t; `demand_for(rps)` is the
+    oracle's member count for that rate.
+    """
+    by_second: dict[int, list[RequestResult]] = {}
+    for r in results:
+        by_second.setdefault(int(r.scheduled), []).append(r)
+    samples = []
+    for obs in observations:
+        second = by_second.get(int(obs.t), [])
+        ok = [r.latency for r in second if r.ok]
+        offered = offered_at(obs.t + 0.5)
+        samples.append(
+            Sample(
+                t=obs.t,
+                offered_rps=offered,
+                ok_rps=float(len(ok)),
+                failed=sum(not r.ok for r in second),
+                p50=percentile(ok, 50),
+                p95=percentile(ok, 95),
+                avg_cpu=obs.avg_cpu,
+                pool_size=obs.pool_size,
+                supply=obs.supply,
+                demand=demand_for(offered),
+            )
+        )
+    return samples
 
 
 def since_load_start(records: list[DecisionRecord], load_start: float) -> list[DecisionRecord]:

@@ -1,0 +1,274 @@
+"""The lab stack, up: the zone with its members and NLB in this process, the real Prometheus
+and Alertmanager, exo-sd and exo-scaler as children, all wired as `render` says.
+
+`LabStack` is the bring-up and the tear-down; a measured run (`run.LabRun`) builds on it.
+Every production duration is divided by the settings' `speed`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import sys
+from pathlib import Path
+from typing import Self
+
+import httpx
+import yaml
+
+from exo_zone import HealthCheck, LocalZone, ZoneTimings
+from exo_zone.api import ZoneApi
+from exo_zone.zone import Zone
+
+from ..dataplane import DataPlane
+from ..dataplane.members import MemberSettings, lab_prefix_for
+from ..files import write_atomically
+from . import render
+from .grafana import (
+    ScalingRule,
+    WebhookRoute,
+    alertmanager_config,
+    load_rules,
+    load_webhook_route,
+    prometheus_rule_file,
+    scale_expression,
+)
+from .processes import ChildProcesses, find_binary, free_port, wait_for
+from .settings import LabError, LabSettings
+
+log = logging.getLogger(__name__)
+
+
+def _console_script(name: str) -> str:
+    """The installed CLI next to this interpreter (a venv), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else find_binary(name)
+    if not found:
+        raise LabError(f"{name} is not installed: pip install {name} (or run `make demo`)")
+    return found
+
+
+def _required_binaries() -> tuple[str, str]:
+    prometheus = find_binary("prometheus")
+    alertmanager = find_binary("prometheus-alertmanager", "alertmanager")
+    missing = [n for n, p in (("prometheus", prometheus), ("alertmanager", alertmanager)) if not p]
+    if missing:
+        raise LabError(
+            f"missing {' and '.join(missing)}: install the Debian packages "
+            "(sudo apt-get install prometheus prometheus-alertmanager) or run `make demo`, "
+            "which does it for you"
+        )
+    assert prometheus and alertmanager
+    return prometheus, alertmanager
+
+
+class LabStack:
+    """The stack, up: zone, members, NLB and the children; a context manager stops it all."""
+
+    def __init__(self, settings: LabSettings) -> None:
+        self.s = settings
+        # Absolute: Prometheus resolves file paths against its config file's folder.
+        self.out = settings.out.resolve()
+        self.files = render.StackFiles(self.out)
+        self.children = ChildProcesses(self.out / "logs")
+        self.plane: DataPlane | None = None
+        self.local_zone: LocalZone | None = None
+        self.zone: Zone | None = None
+        #: the zone API object (its `faults` plan is what `PUT /v2/_lab/faults` sets)
+        self.zone_api: ZoneApi | None = None
+        #: the API credentials and endpoint the stack's children run with
+        self.api_env: dict[str, str] = {}
+        self.endpoint = ""
+        self.nlb_url = ""
+        self.prometheus_url = ""
+        self.scaler_url = ""
+        self.scaler_token = secrets.token_urlsafe(24)
+        self.pool_id = ""
+        self.service_id = ""
+        self.cpu_expr = ""
+        self.rules: list[ScalingRule] = []
+        self.route: WebhookRoute | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def say(self, text: str) -> None:
+        if self.s.progress:
+            self.s.progress(text)
+
+    def start(self) -> None:
+        prometheus, alertmanager = _required_binaries()
+        self._load_provisioning()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.say("starting the zone, its members and the NLB")
+        self._start_zone()
+        self._write_secrets()
+        ports = render.StackPorts(*(free_port() for _ in range(4)))
+        self._write_configs(ports)
+        self.say("starting Alertmanager, Prometheus, exo-sd and exo-scaler")
+        self._start_children(prometheus, alertmanager, ports)
+        self._wait_ready()
+
+    def _load_provisioning(self) -> None:
+        s = self.s
+        if not (s.provisioning / "alerting" / "rules.yaml").is_file():
+            raise LabError(
+                f"no Grafana provisioning at {s.provisioning}: run from the repository root "
+                "or pass --provisioning"
+            )
+        self.rules = load_rules(s.provisioning)
+        self.route = load_webhook_route(s.provisioning)
+        self.cpu_expr = scale_expression(self.rules[0].expr, s.speed)
+
+    def _start_zone(self) -> None:
+        """Zone, members and NLB, in this process."""
+        s, t = self.s, self.s.timings
+        self.plane = DataPlane(
+            MemberSettings(
+                lab_prefix=lab_prefix_for(s.member_network),
+                cpu_per_vcpu=s.cpu_per_vcpu,
+                work_ms=s.work_ms,
+                stop_timeout=max(1.0, s.lab(t.drain) + 1.0),
+                use_cgroups=s.use_cgroups,
+            )
+        )
+        local = self.local_zone = LocalZone(
+            timings=ZoneTimings(
+                boot_delay=s.lab(t.boot_delay),
+                operation_delay=s.lab(t.operation_delay),
+                tick_interval=0.05,
+            ),
+            runtime=self.plane.runtime,
+            member_network=s.member_network,
+        )
+        self.zone, self.zone_api = local.zone, local.api
+        pool = local.zone.create_pool("web", s.initial_size, s.instance_type)
+        self.pool_id = pool.id
+        lb = local.zone.create_load_balancer(
+            "web-nlb",
+            pool.id,
+            port=free_port(),
+            healthcheck=HealthCheck(
+                interval=s.lab(t.health_interval),
+                timeout=s.lab(t.health_timeout),
+                retries=t.health_retries,
+            ),
+        )
+        self.service_id = lb.services[0].id
+        nlb = self.plane.attach(local.zone)
+        self.nlb_url = f"http://{next(iter(nlb.addresses().values()))}/"
+        try:
+            self.endpoint = local.start()
+        except RuntimeError as exc:
+            raise LabError(f"the zone API did not start: {exc}") from exc
+        self.api_env = local.env
+        zone_info = {"endpoint": self.endpoint, "pool_id": pool.id, "nlb": self.nlb_url}
+        write_atomically(self.out / "zone.json", json.dumps(zone_info, indent=2))
+
+    def _write_secrets(self) -> None:
+        """The scaler's webhook token and the members' drain token: files, 0600 from creation."""
+        assert self.plane is not None
+        self.files.scaler_token.parent.mkdir(mode=0o700, exist_ok=True)
+        write_atomically(self.files.scaler_token, self.scaler_token, mode=0o600)
+        write_atomically(self.files.member_admin_token, self.plane.runtime.admin_token, mode=0o600)
+
+    def _write_configs(self, ports: render.StackPorts) -> None:
+        """Alertmanager (Grafana's notifier in the lab), the alert rules and Prometheus."""
+        s, files = self.s, self.files
+        assert self.route is not None
+        self.scaler_url = f"http://127.0.0.1:{ports.scaler}"
+        self.prometheus_url = f"http://127.0.0.1:{ports.prometheus}"
+        am_config = alertmanager_config(
+            self.route,
+            scaler_base_url=self.scaler_url,
+            credentials_file=files.scaler_token,
+            speed=s.speed,
+            copies=s.notification_copies,
+        )
+        write_atomically(files.alertmanager_config, yaml.safe_dump(am_config, sort_keys=False))
+        rule_file = prometheus_rule_file(self.rules, s.speed)
+        write_atomically(files.rules, yaml.safe_dump(rule_file, sort_keys=False))
+        config = render.prometheus_config(s, files, ports, self.rules[0].evaluation_interval)
+        write_atomically(files.prometheus_config, yaml.safe_dump(config, sort_keys=False))
+
+    def _start_children(self, prometheus: str, alertmanager: str, ports: render.StackPorts) -> None:
+        s, files = self.s, self.files
+        self.children.start(
+            "alertmanager", render.alertmanager_command(alertmanager, files, ports.alertmanager)
+        )
+        self.children.start(
+            "prometheus", render.prometheus_command(prometheus, s, files, ports.prometheus)
+        )
+        self.children.start(
+            "exo-sd",
+            render.exo_sd_command(
+                _console_script("exo-sd"), s, files, self.pool_id, ports.sd_metrics
+            ),
+            env=self.api_env,
+        )
+        scaler = (
+            render.naive_scaler_command(s, files, self.pool_id, ports.scaler)
+            if s.scaler == "naive"
+            else render.exo_scaler_command(
+                _console_script("exo-scaler"), s, files, self.pool_id, ports.scaler
+            )
+        )
+        self.children.start("exo-scaler", scaler, env=self.api_env)
+
+    def _wait_ready(self) -> None:
+        assert self.zone is not None
+        s = self.s
+        budget = 30 + s.lab(s.timings.boot_delay) * 2
+
+        def children_up() -> bool:
+            self.children.check_alive()
+            return True
+
+        def members_serving() -> bool:
+            children_up()
+            return sum(self._serving().values()) >= s.initial_size
+
+        wait_for(members_serving, "pool members behind the NLB", budget)
+        wait_for(lambda: children_up() and httpx.get(f"{self.scaler_url}/healthz", timeout=2)
+                 .is_success, "exo-scaler", 30)  # fmt: skip
+        wait_for(lambda: children_up() and self._prometheus_targets_up() >= s.initial_size,
+                 "Prometheus scraping the pool", 60)  # fmt: skip
+        self.say(f"stack ready: NLB {self.nlb_url}, Prometheus {self.prometheus_url}")
+
+    def _serving(self) -> dict[str, bool]:
+        assert self.plane is not None and self.plane.nlb is not None
+        health: dict[str, bool] = self.plane.nlb.health(self.service_id)
+        return health
+
+    def _prometheus_targets_up(self) -> int:
+        body = httpx.get(f"{self.prometheus_url}/api/v1/targets", timeout=2).json()
+        return sum(
+            1
+            for t in body["data"]["activeTargets"]
+            if t["labels"].get("job") == "pool" and t["health"] == "up"
+        )
+
+    def _query_cpu(self) -> float | None:
+        try:
+            body = httpx.get(
+                f"{self.prometheus_url}/api/v1/query", params={"query": self.cpu_expr}, timeout=2
+            ).json()
+            result = body["data"]["result"]
+            return float(result[0]["value"][1]) if result else None
+        except (httpx.HTTPError, KeyError, ValueError, IndexError):
+            return None
+
+    def stop(self) -> None:
+        self.children.stop_all()
+        if self.local_zone is not None:
+            self.local_zone.stop()
+            self.local_zone = None
+        if self.plane is not None:
+            self.plane.close()
+            self.plane = None
