@@ -22,7 +22,11 @@ REPO = Path(__file__).resolve().parents[2]
 TERRAFORM_DIR = REPO / "infra" / "terraform"
 MODULE_DIR = TERRAFORM_DIR / "modules" / "cloud-init"
 PROVISIONING_DIR = REPO / "grafana-provisioning"
-SCHEMA_FILE = REPO.parent / "shared" / "reference" / "exoscale_tf_schema.json"
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+# Provider schema facts kept inside the repository (see reference/README.md for their sources).
+SCHEMA_FILE = REFERENCE_DIR / "exoscale_tf_schema.json"
+AWS_SCHEMA_FILE = REFERENCE_DIR / "aws_tf_schema.json"
+RANDOM_SCHEMA_FILE = REFERENCE_DIR / "random_tf_schema.json"
 USER_DATA_LIMIT = 32768
 
 # Packages whose wheels cloud-init installs (dist name as in the wheel file name).
