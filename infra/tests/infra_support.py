@@ -37,6 +37,9 @@ WHEEL_PACKAGES = {
     "slow_web": "slow-web",
 }
 
+# The bucket URL shape the root module gives the module: https://sos-<zone>.exo.io/<bucket>.
+WHEEL_BASE_URL = "https://sos-ch-gva-2.exo.io/exo-autoscale-wheels-0a1b2c3d"
+
 # Fake runtime values with the shapes the real ones have.
 RUNTIME = {
     "pool_id": "0b9a1c44-5d2e-4f3a-9c1b-7e6d5a4b3c2d",
