@@ -9,13 +9,15 @@ APT_PACKAGES := prometheus prometheus-alertmanager cloud-init systemd
 SPEED ?= 10
 DEMO_ARGS ?=
 
-.PHONY: help bootstrap system-packages venv test check tox demo wheels record-cassettes bench bench-quick lint fmt clean
+.PHONY: help bootstrap system-packages venv test check tox demo wheels deploy destroy record-cassettes bench bench-quick lint fmt clean
 
 help:
 	@echo "make demo              run the whole autoscaling loop locally (exo-lab) and write a report"
 	@echo "make test              every test suite (tox: one env per package + lint, type, infra, e2e); what CI runs"
 	@echo "make check             the edit loop: lint, types and unit tests, no lab runs (2–3 minutes)"
 	@echo "make wheels            build every package's wheel into dist/ (what cloud-init installs)"
+	@echo "make deploy            wheels, then terraform apply on Exoscale (needs EXOSCALE_API_KEY/SECRET)"
+	@echo "make destroy           terraform destroy: nothing left running or billing"
 	@echo "make record-cassettes  re-record the vcrpy cassettes (exo-client, exo-sd) against a local exo-lab zone"
 	@echo "make bench             benchmarks (make bench-quick for the short smoke run)"
 
@@ -80,6 +82,26 @@ wheels: $(BIN)/tox
 	  $(BIN)/python -m build --wheel --outdir dist packages/$$p >/dev/null || exit 1; \
 	done
 	@ls -1 dist
+
+# Terraform reads no EXOSCALE_* variable itself; the SOS (aws) provider needs the key as a
+# variable, so both providers get it from TF_VAR_*. Extra arguments: TF_ARGS="-var ...".
+TF := terraform -chdir=infra/terraform
+TF_ARGS ?=
+define tf_credentials
+	@test -n "$$EXOSCALE_API_KEY" -a -n "$$EXOSCALE_API_SECRET" || { echo "export EXOSCALE_API_KEY and EXOSCALE_API_SECRET first"; exit 1; }
+endef
+
+deploy: wheels
+	$(tf_credentials)
+	$(TF) init -input=false
+	TF_VAR_exoscale_api_key="$$EXOSCALE_API_KEY" TF_VAR_exoscale_api_secret="$$EXOSCALE_API_SECRET" \
+	  $(TF) apply -input=false $(TF_ARGS)
+
+destroy:
+	$(tf_credentials)
+	$(TF) init -input=false
+	TF_VAR_exoscale_api_key="$$EXOSCALE_API_KEY" TF_VAR_exoscale_api_secret="$$EXOSCALE_API_SECRET" \
+	  $(TF) destroy -input=false $(TF_ARGS)
 
 record-cassettes: venv
 	$(BIN)/python packages/exo-client/tests/record_cassettes.py

@@ -32,12 +32,12 @@ output "monitor_ip_address" {
 }
 
 output "grafana_url" {
-  description = "Grafana (reachable only from admin_cidrs)."
+  description = "Grafana (reachable only from admin_cidrs, or from anywhere with course_grader_access)."
   value       = "http://${exoscale_compute_instance.monitor.public_ip_address}:3000/"
 }
 
 output "prometheus_url" {
-  description = "Prometheus (reachable only from admin_cidrs)."
+  description = "Prometheus (reachable only from admin_cidrs, or from anywhere with course_grader_access)."
   value       = "http://${exoscale_compute_instance.monitor.public_ip_address}:9090/"
 }
 
@@ -49,6 +49,22 @@ output "scaler_internal_url" {
 output "instance_pool_id" {
   description = "The pool exo-sd lists and exo-scaler sizes."
   value       = exoscale_instance_pool.web.id
+}
+
+output "grafana_admin_password" {
+  description = "Password of Grafana's admin user (generated)."
+  value       = random_password.grafana_admin.result
+  sensitive   = true
+}
+
+output "WARNING_course_grader_access" {
+  description = "Loud while course_grader_access opens Grafana and Prometheus to the Internet."
+  value       = var.course_grader_access ? "!!! course_grader_access is ON: Grafana (3000) and Prometheus (9090) on ${exoscale_compute_instance.monitor.public_ip_address} are open to the whole Internet. Turn it off (-var course_grader_access=false) when grading is done. !!!" : null
+}
+
+output "wheels_bucket" {
+  description = "SOS bucket holding the wheels instances install (deleted by terraform destroy)."
+  value       = var.wheel_source == "bucket" ? "https://sos-${var.zone}.exo.io/${aws_s3_bucket.wheels.bucket}" : null
 }
 
 output "scaler_token" {

@@ -1,11 +1,25 @@
 variable "exoscale_api_key" {
-  description = "Exoscale API key used by Terraform. Null: read EXOSCALE_API_KEY from the environment."
+  description = "Exoscale API key used by Terraform (Exoscale and SOS). `make deploy` sets it from EXOSCALE_API_KEY."
   type        = string
   default     = null
 }
 
 variable "exoscale_api_secret" {
-  description = "Exoscale API secret used by Terraform. Null: read EXOSCALE_API_SECRET from the environment."
+  description = "Exoscale API secret used by Terraform. `make deploy` sets it from EXOSCALE_API_SECRET."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+# The course's grading robot passes these names; they are used when ours are not set.
+variable "exoscale_key" {
+  description = "Same as exoscale_api_key (the course's name for it)."
+  type        = string
+  default     = null
+}
+
+variable "exoscale_secret" {
+  description = "Same as exoscale_api_secret (the course's name for it)."
   type        = string
   default     = null
   sensitive   = true
@@ -137,32 +151,33 @@ variable "ssh_public_key" {
   default     = null
 }
 
-variable "grafana_admin_password" {
-  description = "Password of Grafana's admin user. No default on purpose: pass it with TF_VAR_grafana_admin_password."
-  type        = string
-  sensitive   = true
-
-  validation {
-    condition     = length(var.grafana_admin_password) >= 12
-    error_message = "grafana_admin_password must be at least 12 characters."
-  }
+variable "course_grader_access" {
+  description = "Open Prometheus (9090) and Grafana (3000) on the monitor to the whole Internet, for the course's grading robot. Off by default; outputs warn loudly while it is on."
+  type        = bool
+  default     = false
 }
 
 variable "wheel_source" {
-  description = "\"embedded\": our wheels from wheel_dir travel inside the user-data; \"index\": instances pip-install them from package_index_url."
+  description = "\"bucket\": Terraform uploads dist/*.whl of the checked-out versions to an SOS bucket and instances install them by URL, sha256 pinned. \"index\": released versions from package_index_url, exact versions and sha256 (from dist/)."
   type        = string
-  default     = "embedded"
+  default     = "bucket"
 
   validation {
-    condition     = contains(["embedded", "index"], var.wheel_source)
-    error_message = "wheel_source must be \"embedded\" or \"index\"."
+    condition     = contains(["bucket", "index"], var.wheel_source)
+    error_message = "wheel_source must be \"bucket\" or \"index\"."
   }
 }
 
 variable "package_index_url" {
-  description = "Package index (PEP 503 simple URL) serving our wheels when wheel_source = \"index\"; PyPI stays the index for third-party dependencies."
+  description = "PEP 503 index of our released wheels, for wheel_source = \"index\" (the only index asked for them)."
   type        = string
   default     = ""
+}
+
+variable "dependency_index_url" {
+  description = "The one index third-party dependencies are installed from."
+  type        = string
+  default     = "https://pypi.org/simple/"
 }
 
 variable "wheel_dir" {

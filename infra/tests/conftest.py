@@ -30,6 +30,7 @@ from infra_support import (
     PROVISIONING_DIR,
     REPO,
     RUNTIME,
+    WHEEL_BASE_URL,
     WHEEL_PACKAGES,
     Result,
     Terraform,
@@ -124,6 +125,9 @@ def apply_module(terraform: Terraform, tmp_path_factory: pytest.TempPathFactory)
         unknown_pool_id: bool = False,
         member_admin_token: str = MEMBER_ADMIN_TOKEN,
         unknown_admin_token: bool = False,
+        wheel_base_url: str | None = WHEEL_BASE_URL,
+        provisioning_dir: Path = PROVISIONING_DIR,
+        unknown_wheel_base_url: bool = False,
         extra: str = "",
     ) -> ModuleRun:
         workdir = tmp_path_factory.mktemp("cloud-init-root")
@@ -137,7 +141,7 @@ def apply_module(terraform: Terraform, tmp_path_factory: pytest.TempPathFactory)
         admin_token = (
             "terraform_data.later.id" if unknown_admin_token else hcl_string(member_admin_token)
         )
-        unknown = unknown_pool_id or unknown_admin_token
+        unknown = unknown_pool_id or unknown_admin_token or unknown_wheel_base_url
         later = 'resource "terraform_data" "later" {\n  input = "x"\n}\n' if unknown else ""
         lines = [
             'module "cloud_init" {',
@@ -146,7 +150,13 @@ def apply_module(terraform: Terraform, tmp_path_factory: pytest.TempPathFactory)
             "  pool_min_size            = 1",
             "  pool_max_size            = 4",
             f"  wheel_dir                = {hcl_string(str(wheels))}",
-            f"  grafana_provisioning_dir = {hcl_string(str(PROVISIONING_DIR))}",
+            f"  grafana_provisioning_dir = {hcl_string(str(provisioning_dir))}",
+            f"  packages_dir             = {hcl_string(str(REPO / 'packages'))}",
+            *(
+                [f"  wheel_base_url           = {hcl_string(wheel_base_url)}"]
+                if wheel_base_url
+                else []
+            ),
             f"  member_admin_token       = {admin_token}",
             *(f"  {line}" for line in extra.splitlines()),
             "  monitor_runtime = {",

@@ -22,7 +22,11 @@ REPO = Path(__file__).resolve().parents[2]
 TERRAFORM_DIR = REPO / "infra" / "terraform"
 MODULE_DIR = TERRAFORM_DIR / "modules" / "cloud-init"
 PROVISIONING_DIR = REPO / "grafana-provisioning"
-SCHEMA_FILE = REPO.parent / "shared" / "reference" / "exoscale_tf_schema.json"
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+# Provider schema facts kept inside the repository (see reference/README.md for their sources).
+SCHEMA_FILE = REFERENCE_DIR / "exoscale_tf_schema.json"
+AWS_SCHEMA_FILE = REFERENCE_DIR / "aws_tf_schema.json"
+RANDOM_SCHEMA_FILE = REFERENCE_DIR / "random_tf_schema.json"
 USER_DATA_LIMIT = 32768
 
 # Packages whose wheels cloud-init installs (dist name as in the wheel file name).
@@ -32,6 +36,9 @@ WHEEL_PACKAGES = {
     "exo_scaler": "exo-scaler",
     "slow_web": "slow-web",
 }
+
+# The bucket URL shape the root module gives the module: https://sos-<zone>.exo.io/<bucket>.
+WHEEL_BASE_URL = "https://sos-ch-gva-2.exo.io/exo-autoscale-wheels-0a1b2c3d"
 
 # Fake runtime values with the shapes the real ones have.
 RUNTIME = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -53,60 +54,60 @@ def test_cloud_config_passes_cloud_init_schema(rendered: Any, role: str, tmp_pat
     assert "Valid" in done.stdout
 
 
-def test_real_wheels_against_the_provider_limit(
+def test_user_data_sizes_are_far_under_the_limit(
     rendered: Any, apply_module: Any, wheel_dir: Path
 ) -> None:
-    """Real wheels either fit under 32,768 encoded bytes or the plan stops with the remedy."""
+    """No wheel travels in the user-data any more: both documents are a few kB, bounded at plan."""
     sizes = rendered.outputs["user_data_bytes"]
-    wheels = sorted(p.name for p in wheel_dir.glob("*.whl"))
-    print(f"\nuser-data encoded bytes with {wheels}: {sizes}")
+    print(f"\nuser-data encoded bytes (limit {USER_DATA_LIMIT}): {sizes}")
     assert len(rendered.outputs["pool_user_data"]) == sizes["pool"]
     assert len(rendered.outputs["monitor_user_data"]) == sizes["monitor"]
     # The plan-time bounds really bound the applied sizes, and not absurdly loosely.
     for role in ("pool", "monitor"):
         assert sizes[role] <= sizes[f"{role}_bound"], role
         assert sizes[f"{role}_bound"] - sizes[role] < 2048, role
-
-    run = apply_module(wheel_dir, command="plan")  # the provider's real limit
-    fits = sizes["pool_bound"] < USER_DATA_LIMIT and sizes["monitor_bound"] < USER_DATA_LIMIT
-    if fits:
-        assert run.result.returncode == 0, run.result.output
-    else:
-        assert run.result.returncode != 0
-        assert 'set wheel_source = "index"' in " ".join(run.result.output.split())
-
-
-def test_pool_user_data_fits_with_the_real_wheels(
-    rendered: Any, apply_module: Any, wheel_dir: Path
-) -> None:
-    """The pool always embeds slow-web: with its admin token it must stay under the limit."""
-    sizes = rendered.outputs["user_data_bytes"]
-    assert sizes["pool"] <= sizes["pool_bound"] < USER_DATA_LIMIT
-    # With the token unknown, as on a first apply, the pool's check is decided at plan time.
-    run = apply_module(wheel_dir, command="plan", unknown_admin_token=True)
-    message = " ".join(run.result.output.split())
-    assert "pool's user-data could reach" not in message
-    assert run.result.returncode == 0 or "monitor's user-data could reach" in message, message
+    # Far under: a third of the limit for the monitor, a sixth for a pool member.
+    assert sizes["monitor_bound"] < USER_DATA_LIMIT / 3, sizes
+    assert sizes["pool_bound"] < USER_DATA_LIMIT / 6, sizes
+    # The provider's real limit, with every value that exists only after apply unknown.
+    run = apply_module(
+        wheel_dir,
+        command="plan",
+        unknown_pool_id=True,
+        unknown_admin_token=True,
+        unknown_wheel_base_url=True,
+    )
+    assert run.result.returncode == 0, run.result.output
 
 
-def test_embedded_wheels_are_the_built_ones(
+def test_wheels_are_pinned_by_url_and_sha256(
     rendered: Any, wheel_dir: Path, monitor_files: dict[str, Any], pool_files: dict[str, Any]
 ) -> None:
-    import base64
+    import hashlib
 
-    expected = sorted(p.name for dist in WHEEL_PACKAGES for p in wheel_dir.glob(f"{dist}-*.whl"))
-    assert rendered.outputs["embedded_wheels"] == expected
+    from infra_support import WHEEL_BASE_URL
+
+    wheels = rendered.outputs["wheels"]
+    assert set(wheels) == set(WHEEL_PACKAGES)
     for files, dists in (
         (monitor_files, ["exo_client", "exo_sd", "exo_scaler"]),
         (pool_files, ["slow_web"]),
     ):
+        assert not any(path.endswith(".whl") for path in files)
+        lines = file_text(files["/etc/exo-autoscale/wheels.txt"]).splitlines()
+        expected = []
         for dist in dists:
             (wheel,) = wheel_dir.glob(f"{dist}-*.whl")
-            entry = files[f"/opt/exo-autoscale/wheels/{wheel.name}"]
-            assert entry["encoding"] == "b64"
-            assert base64.b64decode(entry["content"]) == wheel.read_bytes()
-    assert not any("slow_web" in path for path in monitor_files)
-    assert not any("exo_sd" in path for path in pool_files)
+            digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+            assert wheels[dist]["name"] == wheel.name
+            assert wheels[dist]["sha256"] == digest
+            project = WHEEL_PACKAGES[dist]
+            expected.append(f"{project} @ {WHEEL_BASE_URL}/{wheel.name} --hash=sha256:{digest}")
+        assert lines == expected
+        script = file_text(files["/usr/local/sbin/exo-autoscale-setup"])
+        assert "--require-hashes --no-deps --only-binary :all: --no-index -r" in script
+        assert "--index-url 'https://pypi.org/simple/'" in script
+        assert "extra-index-url" not in script
 
 
 def test_secrets_only_in_root_only_files(
@@ -175,6 +176,9 @@ def test_setup_scripts_are_valid_shell_and_run_last(
         assert document["runcmd"] == [["/usr/local/sbin/exo-autoscale-setup"]]
     monitor_script = file_text(monitor_files["/usr/local/sbin/exo-autoscale-setup"])
     assert "https://apt.grafana.com" in monitor_script
+    # Grafana's major is pinned before apt ever sees its repository.
+    pin = file_text(monitor_files["/etc/apt/preferences.d/grafana.pref"])
+    assert "Pin: version 11.*" in pin
     assert "enable --now exo-sd.service exo-scaler.service" in monitor_script
     assert (
         "prometheus-node-exporter"
@@ -185,77 +189,76 @@ def test_setup_scripts_are_valid_shell_and_run_last(
     )
 
 
-def _oversize_wheels(wheel_dir: Path, target: Path) -> Path:
-    """The real wheels with exo_sd replaced by 30 kB of incompressible bytes."""
-    target.mkdir()
-    for wheel in wheel_dir.glob("*.whl"):
-        shutil.copy(wheel, target / wheel.name)
-    (big,) = target.glob("exo_sd-*.whl")
-    big.write_bytes(os.urandom(30_000))
-    return target
-
-
 def test_oversize_user_data_fails_the_plan_clearly(
     apply_module: Any, wheel_dir: Path, tmp_path: Path
 ) -> None:
-    wheels = _oversize_wheels(wheel_dir, tmp_path / "wheels")
-    # The real pool id is unknown until apply: the check must still fail at plan time.
-    run = apply_module(wheels, command="plan", unknown_pool_id=True)
+    from infra_support import PROVISIONING_DIR
+
+    provisioning = tmp_path / "provisioning"
+    shutil.copytree(PROVISIONING_DIR, provisioning)
+    dashboard = provisioning / "dashboards/autoscaling.json"
+    # 30 kB that gzip cannot shrink, as a huge dashboard would be.
+    dashboard.write_text(dashboard.read_text() + base64.b64encode(os.urandom(30_000)).decode())
+    run = apply_module(
+        wheel_dir,
+        command="plan",
+        unknown_pool_id=True,
+        unknown_wheel_base_url=True,
+        provisioning_dir=provisioning,
+    )
     assert run.result.returncode != 0
     message = " ".join(run.result.output.split())
     assert "monitor's user-data could reach" in message
     assert "accepts less than 32768" in message
-    assert 'wheel_source = "index"' in message
 
 
-def test_oversize_pool_user_data_fails_the_plan_clearly(
-    apply_module: Any, wheel_dir: Path, tmp_path: Path
-) -> None:
-    target = tmp_path / "wheels"
-    target.mkdir()
-    for wheel in wheel_dir.glob("*.whl"):
-        shutil.copy(wheel, target / wheel.name)
-    (big,) = target.glob("slow_web-*.whl")
-    big.write_bytes(os.urandom(30_000))
-    # The admin token is unknown until apply: the pool's check must still fail at plan time.
-    run = apply_module(target, command="plan", unknown_admin_token=True)
-    assert run.result.returncode != 0
-    message = " ".join(run.result.output.split())
-    assert "pool's user-data could reach" in message
-    assert "accepts less than 32768" in message
-
-
-def test_oversize_wheels_are_fine_from_an_index(
-    apply_module: Any, wheel_dir: Path, tmp_path: Path
-) -> None:
-    wheels = _oversize_wheels(wheel_dir, tmp_path / "wheels")
+def test_index_mode_pins_exact_versions_and_hashes(apply_module: Any, wheel_dir: Path) -> None:
     run = apply_module(
-        wheels,
+        wheel_dir,
+        wheel_base_url=None,
         extra='wheel_source      = "index"\npackage_index_url = "https://pkgs.example.org/simple/"',
     )
     assert run.result.returncode == 0, run.result.output
-    assert run.outputs["embedded_wheels"] == []
-    for role in ("pool", "monitor"):
+    for role, dists in (
+        ("pool", ["slow_web"]),
+        ("monitor", ["exo_client", "exo_sd", "exo_scaler"]),
+    ):
         files = write_files(run.outputs[f"{role}_cloud_config"])
-        assert not any(path.endswith(".whl") for path in files)
+        lines = file_text(files["/etc/exo-autoscale/wheels.txt"]).splitlines()
+        for dist, line in zip(dists, lines, strict=True):
+            wheel = run.outputs["wheels"][dist]
+            assert (
+                line
+                == f"{WHEEL_PACKAGES[dist]}=={wheel['version']} --hash=sha256:{wheel['sha256']}"
+            )
         script = file_text(files["/usr/local/sbin/exo-autoscale-setup"])
-        assert "--extra-index-url 'https://pkgs.example.org/simple/'" in script
-    sizes = run.outputs["user_data_bytes"]
-    assert sizes["monitor_bound"] < 16_000
-    assert sizes["pool"] <= sizes["pool_bound"] < 4_000
+        index = "--index-url 'https://pkgs.example.org/simple/'"
+        assert f"--require-hashes --no-deps --only-binary :all: {index} -r" in script
+        assert "extra-index-url" not in script
 
 
 def test_missing_wheel_is_a_clear_error(apply_module: Any, wheel_dir: Path, tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     for wheel in wheel_dir.glob("*.whl"):
-        if not wheel.name.startswith("exo_scaler-"):
+        if wheel.name.startswith("exo_scaler-"):
+            # Another version than the checked-out one counts as missing.
+            shutil.copy(wheel, wheels / "exo_scaler-0.0.1-py3-none-any.whl")
+        else:
             shutil.copy(wheel, wheels / wheel.name)
     run = apply_module(wheels, command="plan")
     assert run.result.returncode != 0
     message = " ".join(run.result.output.split())
-    assert "missing or ambiguous: exo_scaler" in message
+    assert (
+        "lacks the wheels of the checked-out packages: exo_scaler-0.1.0-py3-none-any.whl" in message
+    )
     assert "make wheels" in message
+
+
+def test_bucket_mode_needs_a_url(apply_module: Any, wheel_dir: Path) -> None:
+    run = apply_module(wheel_dir, command="plan", wheel_base_url=None)
+    assert run.result.returncode != 0
+    assert "needs wheel_base_url" in " ".join(run.result.output.split())
 
 
 def test_index_mode_needs_an_index_url(apply_module: Any, wheel_dir: Path) -> None:

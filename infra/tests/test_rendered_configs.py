@@ -188,3 +188,41 @@ def test_sd_unit_matches_the_cli_contract(monitor_files: dict[str, Any]) -> None
         "--interval": "15",
         "--metrics-port": "9101",
     }
+
+
+@pytest.mark.parametrize("role", ["monitor", "pool"])
+def test_metadata_server_is_root_only_after_boot(
+    role: str, monitor_files: dict[str, Any], pool_files: dict[str, Any], tmp_path: Path
+) -> None:
+    """The user-data (secrets) is served to any local process by 169.254.169.254: an nftables
+    rule (owner match, meta skuid) lets only root through, loaded before our services start."""
+    files = monitor_files if role == "monitor" else pool_files
+    rules = file_text(files["/etc/exo-autoscale/metadata-guard.nft"])
+    assert re.search(r"ip daddr 169\.254\.169\.254 meta skuid != 0 .*reject", rules)
+    unit = file_text(files["/etc/systemd/system/exo-metadata-guard.service"])
+    assert "ExecStart=/usr/sbin/nft -f /etc/exo-autoscale/metadata-guard.nft" in unit
+    assert "WantedBy=multi-user.target" in unit
+    script = file_text(files["/usr/local/sbin/exo-autoscale-setup"])
+    guard = script.index("enable --now exo-metadata-guard.service")
+    first_service = min(
+        script.index(f"enable --now {name}")
+        for name in ("exo-sd.service", "slow-web.service")
+        if f"enable --now {name}" in script
+    )
+    # Before anything unprivileged runs, and before pip fetches code from the network.
+    assert guard < script.index("/bin/pip ") < first_service
+    if shutil.which("systemd-analyze"):
+        staged = tmp_path / "exo-metadata-guard.service"
+        staged.write_text(unit.replace("/usr/sbin/nft", "/bin/true"))
+        done = subprocess.run(
+            ["systemd-analyze", "verify", "--man=no", str(staged)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert not (done.stdout + done.stderr).strip(), done.stdout + done.stderr
+    if shutil.which("nft"):
+        check = tmp_path / "guard.nft"
+        check.write_text(rules)
+        done = subprocess.run(["nft", "-c", "-f", str(check)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr

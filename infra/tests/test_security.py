@@ -2,21 +2,73 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from typing import Any
 
 import pytest
 from infra_support import TERRAFORM_DIR, load_terraform, named_blocks, resources
 
-EXPECTED_OPERATIONS = {
-    "get-instance-pool",
-    "list-instance-pools",
-    "get-instance",
-    "list-instances",
-    "scale-instance-pool",
-    "evict-instance-pool-members",
-    "get-operation",
-}
+REPO = TERRAFORM_DIR.parents[1]
+CLIENT_SOURCE = REPO / "packages/exo-client/src/exo_client/client.py"
+# Reached only when --pool is a name (ExoClient.get_pool); the monitor passes the pool's id
+# (EXOSCALE_INSTANCEPOOL_ID, asserted in test_rendered_configs), and list-instance-pools would
+# return every pool's user-data (secrets).
+NAME_LOOKUP_ONLY = {"list-instance-pools"}
+# Every operation the IAM role may grant: the ones scoped to the pool, and the rest.
+POOL_SCOPED = {"get-instance-pool", "scale-instance-pool", "evict-instance-pool-members"}
+
+
+def _client_operations() -> dict[str, set[str]]:
+    """{ExoClient method: API operations it calls}, following calls to its own methods."""
+    tree = ast.parse(CLIENT_SOURCE.read_text())
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ExoClient"]
+    direct: dict[str, set[str]] = {}
+    calls: dict[str, set[str]] = {}
+    for method in (n for n in cls.body if isinstance(n, ast.FunctionDef)):
+        direct[method.name], calls[method.name] = set(), set()
+        for node in ast.walk(method):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if not (isinstance(node.func.value, ast.Name) and node.func.value.id == "self"):
+                continue
+            if node.func.attr == "_call":
+                first = node.args[0]
+                assert isinstance(first, ast.Constant), ast.dump(node)
+                direct[method.name].add(first.value)
+            else:
+                calls[method.name].add(node.func.attr)
+
+    def closure(name: str, seen: frozenset[str] = frozenset()) -> set[str]:
+        found = set(direct.get(name, ()))
+        for callee in calls.get(name, set()) - seen:
+            found |= closure(callee, seen | {name})
+        return found
+
+    return {name: closure(name) for name in direct if not name.startswith("_")}
+
+
+def _used_client_methods(methods: set[str]) -> set[str]:
+    """ExoClient methods exo-sd and exo-scaler reference (`client.get_pool`, ...)."""
+    used = set()
+    for package in ("exo-sd", "exo-scaler"):
+        for path in (REPO / "packages" / package / "src").rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Attribute) and node.attr in methods:
+                    owner = node.value
+                    owner_name = (
+                        owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
+                    )
+                    if owner_name.endswith("client"):
+                        used.add(node.attr)
+    return used
+
+
+def needed_operations() -> set[str]:
+    operations = _client_operations()
+    used = _used_client_methods(set(operations))
+    assert used, "no ExoClient call found in exo-sd / exo-scaler"
+    return set().union(*(operations[m] for m in used)) - NAME_LOOKUP_ONLY
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +90,27 @@ def _ports(rule: dict[str, Any]) -> tuple[Any, Any]:
 
 
 def test_only_8080_is_open_to_the_internet(rules: dict[str, Any]) -> None:
+    """And 3000/9090 only through the course grader's opt-in, off by default."""
     public = {
         name: rule for name, rule in rules.items() if rule.get("cidr") in {"0.0.0.0/0", "::/0"}
     }
     assert public, "slow-web must be reachable through the NLB"
     for name, rule in public.items():
+        if name == "monitor_grader":
+            assert rule["for_each"].startswith("${var.course_grader_access ?"), rule
+            assert "3000" in rule["for_each"] and "9090" in rule["for_each"]
+            assert rule["security_group_id"] == "${exoscale_security_group.monitor.id}"
+            continue
         assert _ports(rule) in {(80, 80), (8080, 8080)}, name
         assert rule["security_group_id"] == "${exoscale_security_group.pool.id}", name
+
+
+def test_grader_opt_in_is_off_and_loud(tree: dict[str, Any]) -> None:
+    variable = named_blocks(tree, "variable")["course_grader_access"]
+    assert variable["default"] is False
+    warning = named_blocks(tree, "output")["WARNING_course_grader_access"]
+    assert "var.course_grader_access ?" in warning["value"]
+    assert "open to the whole Internet" in warning["value"]
 
 
 def test_every_cidr_rule_is_public_web_or_admin(rules: dict[str, Any]) -> None:
@@ -76,6 +142,9 @@ def _port_numbers(tree: dict[str, Any], rule: dict[str, Any]) -> set[int]:
     start, end = _ports(rule)
     if isinstance(start, int) and isinstance(end, int):
         return set(range(start, end + 1))
+    if str(rule.get("for_each", "")).startswith("${var.course_grader_access ?"):
+        assert (start, end) == ("${each.value}", "${each.value}"), rule
+        return {int(port) for port in re.findall(r"= (\d+)", rule["for_each"])}
     assert (start, end) == ("${each.value.port}", "${each.value.port}"), rule
     (admin_locals,) = [block for block in tree["locals"] if "admin_ports" in block]
     return set(admin_locals["admin_ports"].values())
@@ -117,26 +186,83 @@ def test_admin_ports_only_from_admin_cidrs(tree: dict[str, Any], rules: dict[str
     assert "0.0.0.0/0" in admin["validation"][0]["condition"]
 
 
-def test_iam_role_allows_only_the_needed_operations(tree: dict[str, Any]) -> None:
+def test_operations_are_derived_from_exo_client() -> None:
+    operations = needed_operations()
+    assert operations == {
+        "get-instance-pool",
+        "list-instances",
+        "scale-instance-pool",
+        "evict-instance-pool-members",
+        "get-operation",
+    }
+    # Nothing calls these: they would hand out other instances' user-data (secrets).
+    assert not {"get-instance", "list-instance-pools"} & operations
+
+
+def _granted(rules: list[dict[str, str]]) -> dict[str, str]:
+    """{operation: the allow rule's expression} from `operation in [...]` / `operation == ...`."""
+    granted = {}
+    for rule in rules:
+        if rule["action"] != "allow":
+            continue
+        listed = re.match(r"operation in \[([^\]]*)\]", rule["expression"])
+        single = re.match(r"operation == '([a-z-]+)'", rule["expression"])
+        names = (
+            [op.strip().strip("'") for op in listed.group(1).split(",")]
+            if listed
+            else [single.group(1)]
+            if single
+            else []
+        )
+        assert names, f"allow rule without an operation list: {rule['expression']}"
+        for name in names:
+            granted[name] = rule["expression"]
+    return granted
+
+
+def _rules(tree: dict[str, Any]) -> list[dict[str, str]]:
+    (block,) = [b for b in tree["locals"] if "iam_rules" in b]
+    (pool_ops,) = [b["iam_pool_operations"] for b in tree["locals"] if "iam_pool_operations" in b]
+    rules = []
+    for rule in block["iam_rules"]:
+        expression = rule["expression"].replace(
+            "${join(\"', '\", local.iam_pool_operations)}", "', '".join(pool_ops)
+        )
+        rules.append({"action": rule["action"], "expression": expression})
+    return rules
+
+
+def test_iam_role_grants_exactly_what_exo_client_calls(tree: dict[str, Any]) -> None:
     role = resources(tree)[("exoscale_iam_role", "autoscaler")]
     policy = role["policy"]
     assert policy["default_service_strategy"] == "deny"
     assert set(policy["services"]) == {"compute"}
     compute = policy["services"]["compute"]
     assert compute["type"] == "rules"
-    allow, deny = compute["rules"]
-    assert allow["action"] == "allow"
-    match = re.fullmatch(r"operation in \[(.*)\]", allow["expression"])
-    assert match, allow["expression"]
-    operations = {op.strip().strip("'") for op in match.group(1).split(",")}
-    assert operations == EXPECTED_OPERATIONS
-    assert deny == {"action": "deny", "expression": "true"}
+    assert compute["rules"] == "${local.iam_rules}"
+    rules = _rules(tree)
+    assert set(_granted(rules)) == needed_operations()
+    # Deny everything else explicitly, last.
+    assert rules[-1] == {"action": "deny", "expression": "true"}
     key = resources(tree)[("exoscale_iam_api_key", "autoscaler")]
     assert key["role_id"] == "${exoscale_iam_role.autoscaler.id}"
 
 
-SECRET_VARIABLES = {"exoscale_api_secret", "grafana_admin_password"}
-SECRET_OUTPUTS = {"scaler_token", "member_admin_token", "autoscaler_api_secret"}
+def test_pool_operations_are_scoped_to_this_pool(tree: dict[str, Any]) -> None:
+    granted = _granted(_rules(tree))
+    for operation in POOL_SCOPED:
+        assert granted[operation].endswith(
+            "&& parameters.id == '${exoscale_instance_pool.web.id}'"
+        ), operation
+
+
+SECRET_VARIABLES = {"exoscale_api_secret", "exoscale_secret"}
+SECRET_OUTPUTS = {
+    "scaler_token",
+    "member_admin_token",
+    "autoscaler_api_secret",
+    "grafana_admin_password",
+}
 
 
 def test_secret_variables_are_sensitive(tree: dict[str, Any]) -> None:
@@ -146,7 +272,8 @@ def test_secret_variables_are_sensitive(tree: dict[str, Any]) -> None:
     for name, body in variables.items():
         if re.search(r"secret|password|token", name):
             assert body.get("sensitive") is True, name
-    assert "default" not in variables["grafana_admin_password"]
+    # Generated, never asked for.
+    assert "grafana_admin_password" not in variables
 
 
 def test_secret_outputs_are_sensitive(tree: dict[str, Any]) -> None:
@@ -158,6 +285,7 @@ def test_secret_outputs_are_sensitive(tree: dict[str, Any]) -> None:
         "password",
         "scaler_token.result",
         "member_admin_token.result",
+        "grafana_admin.result",
         "monitor_user_data",
         "pool_user_data",
     )

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from infra_support import (
+    AWS_SCHEMA_FILE,
+    RANDOM_SCHEMA_FILE,
     SCHEMA_FILE,
     TERRAFORM_DIR,
     load_terraform,
@@ -20,6 +22,16 @@ META_ARGUMENTS = {"count", "for_each", "depends_on", "provider", "lifecycle", "p
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
     return json.loads(SCHEMA_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def schemas(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Facts of every provider the root module uses, by resource-type prefix."""
+    return {
+        "exoscale": schema,
+        "aws": json.loads(AWS_SCHEMA_FILE.read_text()),
+        "random": json.loads(RANDOM_SCHEMA_FILE.read_text()),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -93,15 +105,17 @@ def _check_attribute_object(
 
 
 def test_resources_and_attributes_exist_in_schema(
-    schema: dict[str, Any], tree: dict[str, Any]
+    schemas: dict[str, dict[str, Any]], schema: dict[str, Any], tree: dict[str, Any]
 ) -> None:
     problems = []
     found = resources(tree)
     for (rtype, name), body in found.items():
-        if rtype.startswith("exoscale_"):
-            assert rtype in schema["resources"], f"{rtype} is not an Exoscale resource"
-            spec = schema["resources"][rtype]
-            problems += _check_body(f"{rtype}.{name}", body, spec, spec.get("blocks", {}))
+        if rtype == "terraform_data":  # built into Terraform
+            continue
+        provider = schemas[rtype.split("_", 1)[0]]
+        assert rtype in provider["resources"], f"{rtype} is not in {provider['provider']}'s facts"
+        spec = provider["resources"][rtype]
+        problems += _check_body(f"{rtype}.{name}", body, spec, spec.get("blocks", {}))
     for (dtype, name), body in resources(tree, "data").items():
         assert dtype in schema["data_sources"], dtype
         spec = schema["data_sources"][dtype]
@@ -117,6 +131,9 @@ def test_resources_and_attributes_exist_in_schema(
         "exoscale_compute_instance",
         "exoscale_iam_role",
         "exoscale_iam_api_key",
+        "aws_s3_bucket",
+        "aws_s3_object",
+        "random_password",
     }
 
 
@@ -139,12 +156,75 @@ def test_schema_check_catches_mistakes(schema: dict[str, Any]) -> None:
     assert "svc.zone: required, not set" in _check_body("svc", body, spec, spec["blocks"])
 
 
-def test_provider_settings_exist(schema: dict[str, Any], tree: dict[str, Any]) -> None:
+def test_provider_settings_exist(schemas: dict[str, Any], tree: dict[str, Any]) -> None:
     (terraform_block,) = tree["terraform"]
     providers = terraform_block["required_providers"][0]
     assert providers["exoscale"] == {"source": "exoscale/exoscale", "version": "~> 0.70"}
+    # Pinned below the AWS SDK's default-checksum change (see versions.tf).
+    assert providers["aws"] == {"source": "hashicorp/aws", "version": "~> 5.83.0"}
+    for entry in tree["provider"]:
+        for name, block in entry.items():
+            assert set(block) <= set(schemas[name]["provider_config"]), name
+
+
+def test_aws_provider_talks_to_the_zones_sos(tree: dict[str, Any]) -> None:
+    """Exoscale's examples (examples/sos/providers.tf): the zone's endpoint, AWS checks off."""
+    (aws,) = [entry["aws"] for entry in tree["provider"] if "aws" in entry]
+    assert aws["endpoints"][0]["s3"] == "https://sos-${var.zone}.exo.io"
+    for flag in (
+        "skip_credentials_validation",
+        "skip_region_validation",
+        "skip_requesting_account_id",
+        "skip_metadata_api_check",
+        "s3_use_path_style",
+    ):
+        assert aws[flag] is True, flag
+    assert aws["access_key"] == "${local.api_key}"
+
+
+def test_wheels_bucket_objects_are_public_and_go_with_destroy(tree: dict[str, Any]) -> None:
+    found = resources(tree)
+    bucket = found[("aws_s3_bucket", "wheels")]
+    assert bucket["force_destroy"] is True
+    objects = found[("aws_s3_object", "wheels")]
+    assert objects["acl"] == "public-read"
+    assert "module.cloud_init.wheels" in objects["for_each"]
+    for key in [("exoscale_compute_instance", "monitor"), ("exoscale_instance_pool", "web")]:
+        assert found[key]["depends_on"] == ["${aws_s3_object.wheels}"], key
+
+
+def test_monitor_is_replaced_on_secret_change_not_on_a_new_template(tree: dict[str, Any]) -> None:
+    found = resources(tree)
+    (lifecycle,) = found[("exoscale_compute_instance", "monitor")]["lifecycle"]
+    ignored = [item.strip("${}") for item in lifecycle["ignore_changes"]]
+    assert ignored == ["template_id"]
+    triggers = {item.strip("${}") for item in lifecycle["replace_triggered_by"]}
+    assert triggers >= {
+        "terraform_data.monitor_user_data",
+        "exoscale_iam_api_key.autoscaler",
+        "random_password.scaler_token",
+        "random_password.member_admin_token",
+        "random_password.grafana_admin",
+    }
+    tracker = found[("terraform_data", "monitor_user_data")]
+    assert "module.cloud_init.monitor_user_data" in tracker["input"]
+
+
+def test_course_variable_names_are_accepted(tree: dict[str, Any]) -> None:
+    variables = named_blocks(tree, "variable")
+    assert variables["exoscale_secret"]["sensitive"] is True
+    assert "default" in variables["exoscale_key"] and variables["exoscale_key"]["default"] is None
     (provider,) = [entry["exoscale"] for entry in tree["provider"] if "exoscale" in entry]
-    assert set(provider) <= set(schema["provider_config"])
+    assert provider == {"key": "${local.api_key}", "secret": "${local.api_secret}"}
+    (names,) = [block for block in tree["locals"] if "api_key" in block]
+    assert "var.exoscale_key" in names["api_key"] and "var.exoscale_api_key" in names["api_key"]
+    assert "var.exoscale_secret" in names["api_secret"]
+
+
+def test_nothing_asks_for_a_value(tree: dict[str, Any]) -> None:
+    """A bare `terraform apply` (credentials from the environment) prompts for nothing."""
+    for name, body in named_blocks(tree, "variable").items():
+        assert "default" in body, f"variable {name} has no default: apply would prompt"
 
 
 def test_pool_keeps_the_scalers_size(tree: dict[str, Any]) -> None:

@@ -17,11 +17,13 @@ locals {
     scaler_token           = 128
     grafana_admin_password = 128
     member_admin_token     = 128
+    wheel_base_url         = 128
   }
 
   # Every variant of the runtime values the documents are rendered with.
   runtime_for = {
-    real = merge(var.monitor_runtime, { member_admin_token = var.member_admin_token })
+    # The bucket's name exists only after apply, like the secrets.
+    real = merge(var.monitor_runtime, { member_admin_token = var.member_admin_token, wheel_base_url = var.wheel_base_url })
     # Same text with every runtime value empty: known at plan time.
     empty = { for k, _ in local.runtime_max_length : k => "" }
     # Every runtime value replaced by a marker, to count where each one appears.
@@ -39,60 +41,65 @@ locals {
   member_stop_timeout = local.member_drain_timeout + 15
 
   # --- wheels --------------------------------------------------------------------------------
-  embedded       = var.wheel_source == "embedded"
-  available      = sort(tolist(fileset(var.wheel_dir, "*.whl")))
-  monitor_dists  = ["exo_client", "exo_sd", "exo_scaler"]
-  pool_dists     = ["slow_web"]
-  wheel_matches  = { for d in concat(local.monitor_dists, local.pool_dists) : d => [for f in local.available : f if can(regex("^${d}-[^-]+-", f))] }
-  wheels_missing = [for d, files in local.wheel_matches : d if length(files) != 1]
-
-  # Only touched when embedding, and only for wheels that exist: a missing wheel is reported
-  # by the output preconditions below, never as a file() error.
-  wheel_files = {
-    for d, files in local.wheel_matches : d => {
-      name   = files[0]
-      base64 = local.embedded ? filebase64("${var.wheel_dir}/${files[0]}") : ""
-    } if length(files) == 1
+  # The checked-out version of each package, read from its pyproject.toml: the plan then names
+  # exactly the wheel `make wheels` builds from this tree, and fails if dist/ holds another.
+  packages_dir = coalesce(var.packages_dir, "${path.module}/../../../../packages")
+  projects = {
+    exo_client = "exo-client"
+    exo_sd     = "exo-sd"
+    exo_scaler = "exo-scaler"
+    slow_web   = "slow-web"
   }
+  versions = {
+    for dist, project in local.projects : dist => regex(
+      "(?m)^version\\s*=\\s*\"([^\"]+)\"", file("${local.packages_dir}/${project}/pyproject.toml")
+    )[0]
+  }
+  wheel_names    = { for dist, version in local.versions : dist => "${dist}-${version}-py3-none-any.whl" }
+  wheels_missing = [for dist, name in local.wheel_names : name if !fileexists("${var.wheel_dir}/${name}")]
+  # sha256 of each wheel, known at plan time: pip refuses any file with another digest.
+  wheel_sha256 = {
+    for dist, name in local.wheel_names : dist => fileexists("${var.wheel_dir}/${name}") ? filesha256("${var.wheel_dir}/${name}") : ""
+  }
+  monitor_dists = ["exo_client", "exo_sd", "exo_scaler"]
+  pool_dists    = ["slow_web"]
 
-  # pip's requirement for each dist: the embedded file, or the project name on the index.
-  monitor_requirements = local.embedded ? [for d in local.monitor_dists : "${local.wheels_dir}/${try(local.wheel_files[d].name, "")}"] : ["exo-sd", "exo-scaler"]
-  pool_requirements    = local.embedded ? [for d in local.pool_dists : "${local.wheels_dir}/${try(local.wheel_files[d].name, "")}"] : ["slow-web"]
-
-  monitor_wheel_writes = local.embedded ? [
-    for d in local.monitor_dists : {
-      path        = "${local.wheels_dir}/${local.wheel_files[d].name}"
-      encoding    = "b64"
-      content     = local.wheel_files[d].base64
-      permissions = "0644"
-    } if contains(keys(local.wheel_files), d)
-  ] : []
-  pool_wheel_writes = local.embedded ? [
-    for d in local.pool_dists : {
-      path        = "${local.wheels_dir}/${local.wheel_files[d].name}"
-      encoding    = "b64"
-      content     = local.wheel_files[d].base64
-      permissions = "0644"
-    } if contains(keys(local.wheel_files), d)
-  ] : []
+  bucket_mode = var.wheel_source == "bucket"
+  # One line per wheel for `pip install --require-hashes -r`: by URL from the bucket (the name
+  # is never looked up on any index), or an exact version from package_index_url. Either way
+  # only the file with this sha256 installs.
+  requirement_for = {
+    for variant, runtime in local.runtime_for : variant => {
+      for dist, project in local.projects : dist => (local.bucket_mode
+        ? "${project} @ ${runtime.wheel_base_url}/${local.wheel_names[dist]} --hash=sha256:${local.wheel_sha256[dist]}"
+        : "${project}==${local.versions[dist]} --hash=sha256:${local.wheel_sha256[dist]}"
+      )
+    }
+  }
+  # Step 2 resolves the third-party dependencies of the installed wheels from dependency_index_url
+  # only; our own names are pinned to the versions just installed, so they are already satisfied.
+  monitor_pins = [for d in local.monitor_dists : "${local.projects[d]}==${local.versions[d]}"]
+  pool_pins    = [for d in local.pool_dists : "${local.projects[d]}==${local.versions[d]}"]
 
   # --- files without secrets ------------------------------------------------------------------
   common_template_vars = {
-    venv              = local.venv
-    config_dir        = local.config_dir
-    sd_file           = local.sd_file
-    scaler_host       = var.scaler_listen_host
-    scaler_port       = var.scaler_port
-    scaler_interval   = var.scaler_interval
-    pool_min_size     = var.pool_min_size
-    pool_max_size     = var.pool_max_size
-    slow_web_work_ms  = var.slow_web_work_ms
-    drain_seconds     = var.scaler_drain_seconds
-    admin_port        = local.member_admin_port
-    drain_timeout     = local.member_drain_timeout
-    stop_timeout      = local.member_stop_timeout
-    package_index_url = var.package_index_url
-    embedded          = local.embedded
+    venv                 = local.venv
+    config_dir           = local.config_dir
+    sd_file              = local.sd_file
+    scaler_host          = var.scaler_listen_host
+    scaler_port          = var.scaler_port
+    scaler_interval      = var.scaler_interval
+    pool_min_size        = var.pool_min_size
+    pool_max_size        = var.pool_max_size
+    slow_web_work_ms     = var.slow_web_work_ms
+    drain_seconds        = var.scaler_drain_seconds
+    admin_port           = local.member_admin_port
+    drain_timeout        = local.member_drain_timeout
+    stop_timeout         = local.member_stop_timeout
+    package_index_url    = var.package_index_url
+    dependency_index_url = var.dependency_index_url
+    bucket_mode          = local.bucket_mode
+    wheels_txt           = "${local.config_dir}/wheels.txt"
   }
 
   grafana_files = {
@@ -110,20 +117,28 @@ locals {
     "/etc/systemd/system/exo-scaler.service"                          = templatefile("${local.templates}/exo-scaler.service.tftpl", local.common_template_vars)
     "/etc/systemd/system/grafana-server.service.d/exo-autoscale.conf" = templatefile("${local.templates}/grafana-server.override.conf.tftpl", local.common_template_vars)
     "/usr/local/sbin/exo-autoscale-setup" = templatefile("${local.templates}/monitor-setup.sh.tftpl", merge(local.common_template_vars, {
-      requirements = local.monitor_requirements
+      pins = local.monitor_pins
     }))
-  })
+    "/etc/apt/preferences.d/grafana.pref" = file("${local.templates}/grafana-apt-pin.tftpl")
+  }, local.metadata_guard_files)
 
-  pool_files = {
+  pool_files = merge({
     "/etc/systemd/system/slow-web.service" = templatefile("${local.templates}/slow-web.service.tftpl", local.common_template_vars)
     "/usr/local/sbin/exo-autoscale-setup" = templatefile("${local.templates}/pool-setup.sh.tftpl", merge(local.common_template_vars, {
-      requirements = local.pool_requirements
+      pins = local.pool_pins
     }))
+  }, local.metadata_guard_files)
+
+  # Both roles: after boot only root may reach the metadata server, which serves the user-data
+  # (secrets) to any local process that asks.
+  metadata_guard_files = {
+    "${local.config_dir}/metadata-guard.nft"         = file("${local.templates}/metadata-guard.nft.tftpl")
+    "/etc/systemd/system/exo-metadata-guard.service" = templatefile("${local.templates}/exo-metadata-guard.service.tftpl", local.common_template_vars)
   }
 
   # --- assembling cloud-config ----------------------------------------------------------------
-  monitor_packages = ["prometheus", "python3-venv", "curl", "gnupg", "ca-certificates"]
-  pool_packages    = ["prometheus-node-exporter", "python3-venv"]
+  monitor_packages = ["prometheus", "python3-venv", "curl", "gnupg", "ca-certificates", "nftables"]
+  pool_packages    = ["prometheus-node-exporter", "python3-venv", "nftables"]
 
   secret_permissions = { permissions = "0600", owner = "root:root" }
 
@@ -141,11 +156,15 @@ locals {
           content     = content
           permissions = endswith(path, "-setup") ? "0755" : "0644"
         }],
+        [{
+          path        = "${local.config_dir}/wheels.txt"
+          content     = join("", [for d in local.pool_dists : "${local.requirement_for[variant][d]}\n"])
+          permissions = "0644"
+        }],
         [for path, tpl in local.pool_secret_files : merge(local.secret_permissions, {
           path    = path
           content = templatefile("${local.templates}/${tpl}", merge(local.common_template_vars, runtime))
         })],
-        local.pool_wheel_writes,
       )
       runcmd = [["/usr/local/sbin/exo-autoscale-setup"]]
     })])
@@ -171,18 +190,22 @@ locals {
           content     = content
           permissions = endswith(path, "-setup") ? "0755" : "0644"
         }],
+        [{
+          path        = "${local.config_dir}/wheels.txt"
+          content     = join("", [for d in local.monitor_dists : "${local.requirement_for[variant][d]}\n"])
+          permissions = "0644"
+        }],
         [for path, tpl in local.monitor_secret_files : merge(local.secret_permissions, {
           path    = path
           content = templatefile("${local.templates}/${tpl}", merge(local.common_template_vars, runtime, { zone = var.zone }))
         })],
-        local.monitor_wheel_writes,
       )
       runcmd = [["/usr/local/sbin/exo-autoscale-setup"]]
     })])
   }
 
   # gzip first, then base64: cloud-init inflates gzip user-data itself, and the provider passes
-  # base64 through unchanged, so our wheels (already compressed) pay the base64 cost once.
+  # base64 through unchanged.
   pool_user_data    = base64gzip(local.pool_cloud_config_for.real)
   monitor_user_data = base64gzip(local.monitor_cloud_config_for.real)
 
@@ -207,5 +230,5 @@ locals {
     )
   }
 
-  oversize_hint = "Build smaller wheels, or set wheel_source = \"index\" with package_index_url so instances pip-install them instead of carrying them in the user-data."
+  oversize_hint = "Wheels no longer travel in the user-data: look for a large file under grafana-provisioning/ or the templates."
 }

@@ -4,13 +4,13 @@ output "pool_user_data" {
   sensitive   = true
 
   precondition {
-    condition     = !local.embedded || length(local.wheels_missing) == 0
-    error_message = "wheel_source = \"embedded\" needs exactly one wheel per package in ${var.wheel_dir}; missing or ambiguous: ${join(", ", local.wheels_missing)}. Run `make wheels` (it empties dist/ first)."
+    condition     = length(local.wheels_missing) == 0
+    error_message = "${var.wheel_dir} lacks the wheels of the checked-out packages: ${join(", ", local.wheels_missing)}. Run `make wheels` (it rebuilds dist/ from this tree)."
   }
 
   precondition {
-    condition     = local.embedded || var.package_index_url != ""
-    error_message = "wheel_source = \"index\" needs package_index_url."
+    condition     = local.bucket_mode ? var.wheel_base_url != "" : var.package_index_url != ""
+    error_message = "wheel_source = \"bucket\" needs wheel_base_url; wheel_source = \"index\" needs package_index_url."
   }
 
   # Checked at plan time, before the admin token exists.
@@ -26,8 +26,8 @@ output "monitor_user_data" {
   sensitive   = true
 
   precondition {
-    condition     = !local.embedded || length(local.wheels_missing) == 0
-    error_message = "wheel_source = \"embedded\" needs exactly one wheel per package in ${var.wheel_dir}; missing or ambiguous: ${join(", ", local.wheels_missing)}. Run `make wheels` (it empties dist/ first)."
+    condition     = length(local.wheels_missing) == 0
+    error_message = "${var.wheel_dir} lacks the wheels of the checked-out packages: ${join(", ", local.wheels_missing)}. Run `make wheels` (it rebuilds dist/ from this tree)."
   }
 
   # Checked at plan time, before the API key or the pool exist.
@@ -65,7 +65,14 @@ output "scaler_url" {
   value       = local.scaler_url
 }
 
-output "embedded_wheels" {
-  description = "Wheel files embedded in the user-data (empty with wheel_source = \"index\")."
-  value       = local.embedded ? sort([for d, w in local.wheel_files : w.name]) : []
+output "wheels" {
+  description = "The wheel of each checked-out package: file name, path in wheel_dir, sha256 and version (what the root module uploads and instances install)."
+  value = {
+    for dist, name in local.wheel_names : dist => {
+      name    = name
+      path    = "${var.wheel_dir}/${name}"
+      sha256  = local.wheel_sha256[dist]
+      version = local.versions[dist]
+    }
+  }
 }

@@ -49,18 +49,29 @@ variable "scaler_drain_seconds" {
 }
 
 variable "wheel_source" {
-  description = "\"embedded\": wheels from wheel_dir travel inside the user-data; \"index\": pip installs them from package_index_url."
+  description = "\"bucket\": pip installs our wheels by URL from wheel_base_url (the root module's SOS bucket); \"index\": exact released versions from package_index_url. Both pin each wheel's sha256 from wheel_dir."
   type        = string
-  default     = "embedded"
+  default     = "bucket"
 
   validation {
-    condition     = contains(["embedded", "index"], var.wheel_source)
-    error_message = "wheel_source must be \"embedded\" or \"index\"."
+    condition     = contains(["bucket", "index"], var.wheel_source)
+    error_message = "wheel_source must be \"bucket\" or \"index\"."
+  }
+}
+
+variable "wheel_base_url" {
+  description = "Where the wheels are, for wheel_source = \"bucket\": <wheel_base_url>/<wheel file name> (e.g. https://sos-ch-gva-2.exo.io/<bucket>)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.wheel_base_url == "" || (length(var.wheel_base_url) <= 128 && can(regex("^https?://[^\\s'\"#?]+[^/]$", var.wheel_base_url)))
+    error_message = "wheel_base_url must be an http(s) URL of at most 128 characters (the size bound assumes it) without spaces, quotes, query or trailing slash."
   }
 }
 
 variable "package_index_url" {
-  description = "PEP 503 index serving our wheels when wheel_source = \"index\" (PyPI remains the index for dependencies)."
+  description = "PEP 503 index serving our released wheels when wheel_source = \"index\"; the only index pip asks for them."
   type        = string
   default     = ""
 
@@ -68,6 +79,23 @@ variable "package_index_url" {
     condition     = var.package_index_url == "" || can(regex("^https?://[^\\s'\"]+$", var.package_index_url))
     error_message = "package_index_url must be an http(s) URL without spaces or quotes."
   }
+}
+
+variable "dependency_index_url" {
+  description = "The one index third-party dependencies come from (--index-url, never an extra index)."
+  type        = string
+  default     = "https://pypi.org/simple/"
+
+  validation {
+    condition     = can(regex("^https?://[^\\s'\"]+$", var.dependency_index_url))
+    error_message = "dependency_index_url must be an http(s) URL without spaces or quotes."
+  }
+}
+
+variable "packages_dir" {
+  description = "The repository's packages/ folder, whose pyproject.toml files name the versions to install (null: found relative to this module)."
+  type        = string
+  default     = null
 }
 
 variable "wheel_dir" {
