@@ -8,11 +8,12 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sd_support import agent_env, start_agent
+from sd_support import agent_env, start_agent, wait_for
 
 from exo_testkit import running_zone
 from exo_zone.zone import ZoneError, ZoneTimings
@@ -56,7 +57,11 @@ def test_kill_9_never_leaves_a_partial_file(tmp_path: Path) -> None:
                     env,
                     stderr=subprocess.DEVNULL,
                 )
-                time.sleep(rnd.uniform(0.2, 1.0))
+                # Kill it while it is busy writing, not while the interpreter still starts (on a
+                # loaded machine that takes longer than any fixed delay): wait for its first
+                # write (a new file replaces the old one), then let it run a random while.
+                wait_for(_replaced(out), timeout=30, what="the agent's first write")
+                time.sleep(rnd.uniform(0.05, 0.5))
                 assert agent.poll() is None, "the agent exited on its own"
                 agent.send_signal(signal.SIGKILL)
                 agent.wait(10)
@@ -76,3 +81,16 @@ def test_kill_9_never_leaves_a_partial_file(tmp_path: Path) -> None:
         assert final.returncode == 0, stderr
         assert_complete(out.read_bytes(), pool_id)
         assert [p.name for p in out.parent.iterdir()] == ["targets.json"]
+
+
+def _replaced(path: Path) -> Callable[[], bool]:
+    """True once `path` is a different file than it is now (atomic writes replace it)."""
+    before = _inode(path)
+    return lambda: _inode(path) not in (None, before)
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
