@@ -41,7 +41,7 @@ class ZoneApi:
         self.zone = zone
         self.credentials = dict(credentials)
         self.prefix = prefix
-        self.faults = FaultPlan()
+        self._faults = FaultPlan()
         self.routes: list[tuple[str, re.Pattern[str], str, Handler]] = []
         for method, pattern, operation, handler in (
             ("GET", r"/instance-pool", "list-instance-pools", self._list_pools),
@@ -62,6 +62,22 @@ class ZoneApi:
             ("PUT", rf"/_lab/instance/{_UUID}:kill", "lab-kill-instance", self._kill_instance),
         ):
             self.routes.append((method, re.compile(f"^{prefix}{pattern}$"), operation, handler))
+
+    @property
+    def faults(self) -> FaultPlan:
+        return self._faults
+
+    @faults.setter
+    def faults(self, plan: FaultPlan) -> None:
+        """Install a plan: the zone reads its state-changing parts, pool states apply now."""
+        previous, self._faults = self._faults, plan
+        with self.zone.lock:
+            self.zone.faults = plan
+            if previous.pool_state is not None:
+                self.zone.set_pool_fault(previous.pool_state.pools, None, None)
+            if plan.pool_state is not None:
+                fault = plan.pool_state
+                self.zone.set_pool_fault(fault.pools, fault.state, fault.error_reason)
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -96,14 +112,24 @@ class ZoneApi:
     async def _run(
         self, operation: str, handler: Handler, request: Request, params: dict[str, str], raw: bytes
     ) -> Response:
+        faults = self.faults
         if not operation.startswith("lab-"):
-            if self.faults.latency and self.faults.applies_to(operation):
-                await asyncio.sleep(self.faults.latency)
-            status = self.faults.draw_error(operation)
-            if status is not None:
-                headers = {"Retry-After": "1"} if status == 429 else None
+            throttled = faults.throttle()
+            if throttled is not None:
+                # Exoscale documents no rate limit (DESIGN.md §3): a token bucket is the model.
+                status, headers = throttled
                 return JSONResponse(
-                    {"message": f"injected fault ({status})"}, status_code=status, headers=headers
+                    {"message": "too many requests: rate limit exceeded"},
+                    status_code=status,
+                    headers=headers,
+                )
+            if faults.latency and faults.applies_to(operation):
+                await asyncio.sleep(faults.latency)
+            drawn = faults.draw_error(operation)
+            if drawn is not None:
+                retry = {"Retry-After": "1"} if drawn == 429 and faults.retry_after else None
+                return JSONResponse(
+                    {"message": f"injected fault ({drawn})"}, status_code=drawn, headers=retry
                 )
         try:
             payload = json.loads(raw) if raw else None
@@ -116,6 +142,12 @@ class ZoneApi:
                 result = await result
         except ZoneError as exc:
             return _error(exc.status, exc.message)
+        if request.method != "GET" and not operation.startswith("lab-"):
+            late = faults.take_after_mutation(operation)
+            if late is not None:
+                # The work is done (the operation exists, the pool changed) but the answer is
+                # lost, as behind a proxy that times out: a blind retry repeats the mutation.
+                return _error(late, f"injected fault ({late}) after the request was applied")
         return result if isinstance(result, Response) else JSONResponse(result)
 
     # -- handlers ---------------------------------------------------------------------------
