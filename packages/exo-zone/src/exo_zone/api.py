@@ -226,8 +226,8 @@ class ZoneApi:
             raise ZoneError(400, "a JSON object is required")
         try:
             self.faults = FaultPlan.from_json(payload)
-        except (TypeError, ValueError) as exc:
-            raise ZoneError(400, f"invalid fault plan: {exc}") from exc
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise ZoneError(400, f"invalid fault plan: {exc!r}") from exc
         log.warning("fault plan set: %s", self.faults.to_json())
         return self.faults.to_json()
 
