@@ -149,8 +149,10 @@ class ZoneApi:
         if decision.allowed:
             return None
         log.info("403 %s for %s: %s", operation, key, decision.why)
-        # Shaped like the API's error answers ({"message": ...}); the exact wording Exoscale
-        # uses for an IAM denial is not documented.
+        # A role denial is a 403: the official SDK says so (exoscale/python-exoscale,
+        # exoscale/api/generator.py: "the server enforces IAM role policies on authenticated
+        # requests — restricted keys ... get 403"). The body is shaped like the API's other
+        # errors ({"message": ...}); Exoscale's exact wording is not documented.
         return _error(403, f"Forbidden: operation {operation} is not allowed by the API key's role")
 
     def _resources(self, resource_id: str | None) -> dict[str, Any]:
