@@ -221,3 +221,17 @@ def test_strict_check_rejects_what_the_shipped_spec_lacks(
     spec_2026("instance-pool", {**body, "state": "degraded", "error_reason": {"type": "x"}})
     with pytest.raises(jsonschema.ValidationError):
         spec_2026("instance-pool", {**body, "error_reason": {"kind": "x"}})
+
+
+def test_a_same_size_scale_repairs_a_degraded_pool(strict_spec: Callable[[str, Any], None]) -> None:
+    zone, clock = make_zone(RecordRuntime())
+    pool = zone.create_pool("web", 1)
+    advance(zone, clock, 30)
+    zone.set_pool_fault(frozenset(), "degraded", {"type": "quota-exceeded", "cause": "x"})
+    assert zone.pool_body(pool)["error_reason"]["type"] == "quota-exceeded"
+    op = zone.scale(pool.id, 1)
+    body = zone.pool_body(pool)
+    assert body["state"] == "running" and "error_reason" not in body
+    strict_spec("instance-pool", body)
+    advance(zone, clock, 5)
+    assert op.state == "success"

@@ -340,8 +340,11 @@ class Zone:
             pool.size = size
             if shortfall:
                 return self._pool_operation(pool, command, quota_shortfall=shortfall)
-            # Scaling out of `degraded` is how a user repairs a pool: it settles `running`.
+            # Scaling out of `degraded` is how a user repairs a pool: it settles `running`
+            # (at once when the size did not change, as nothing is left to converge).
             pool.settles_to, pool.error_reason = "running", None
+            if pool.state == "degraded":
+                pool.state = "running"
             return self._pool_operation(pool, command)
 
     def evict(self, pool_id: str, instance_ids: list[str]) -> Operation:
