@@ -1,6 +1,7 @@
 """A local Exoscale zone: the v2 operations exo-autoscale uses, signed and shaped like Exoscale."""
 
 from .faults import FaultPlan
+from .iam import Policy, PolicyError, load_policy
 from .local import LocalZone, new_credentials
 from .runtime import MemberRuntime, RecordRuntime
 from .zone import HealthCheck, Zone, ZoneError, ZoneTimings
@@ -11,9 +12,12 @@ __all__ = [
     "HealthCheck",
     "LocalZone",
     "MemberRuntime",
+    "Policy",
+    "PolicyError",
     "RecordRuntime",
     "Zone",
     "ZoneError",
     "ZoneTimings",
+    "load_policy",
     "new_credentials",
 ]

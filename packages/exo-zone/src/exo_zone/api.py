@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .faults import FaultPlan
+from .iam import AuthzRequest, Policy
 from .signing import SignatureError, verify_request
 from .zone import Zone, ZoneError
 
@@ -40,8 +41,10 @@ class ZoneApi:
     def __init__(self, zone: Zone, credentials: Mapping[str, str], prefix: str = "/v2") -> None:
         self.zone = zone
         self.credentials = dict(credentials)
+        #: API key -> its role's policy; a key without an entry has full access
+        self.roles: dict[str, Policy] = {}
         self.prefix = prefix
-        self.faults = FaultPlan()
+        self._faults = FaultPlan()
         self.routes: list[tuple[str, re.Pattern[str], str, Handler]] = []
         for method, pattern, operation, handler in (
             ("GET", r"/instance-pool", "list-instance-pools", self._list_pools),
@@ -63,13 +66,29 @@ class ZoneApi:
         ):
             self.routes.append((method, re.compile(f"^{prefix}{pattern}$"), operation, handler))
 
+    @property
+    def faults(self) -> FaultPlan:
+        return self._faults
+
+    @faults.setter
+    def faults(self, plan: FaultPlan) -> None:
+        """Install a plan: the zone reads its state-changing parts, pool states apply now."""
+        previous, self._faults = self._faults, plan
+        with self.zone.lock:
+            self.zone.faults = plan
+            if previous.pool_state is not None:
+                self.zone.set_pool_fault(previous.pool_state.pools, None, None)
+            if plan.pool_state is not None:
+                fault = plan.pool_state
+                self.zone.set_pool_fault(fault.pools, fault.state, fault.error_reason)
+
     # -- dispatch ---------------------------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:
         path = request.scope.get("raw_path", request.url.path.encode()).decode()
         body = await request.body()
         try:
-            verify_request(
+            key = verify_request(
                 method=request.method,
                 path=path,
                 query_string=request.url.query,
@@ -88,22 +107,98 @@ class ZoneApi:
             if method != request.method:
                 allowed = True
                 continue
+            denied = self._authorize(key, operation, request, match.groupdict(), body)
+            if denied is not None:
+                return denied
             return await self._run(operation, handler, request, match.groupdict(), body)
         if allowed:
             return _error(405, f"method {request.method} not allowed on {path}")
         return _error(404, f"no such endpoint: {request.method} {path}")
 
+    def _authorize(
+        self, key: str, operation: str, request: Request, params: dict[str, str], raw: bytes
+    ) -> Response | None:
+        """403 when the key's role policy does not allow the operation, else None."""
+        policy = self.roles.get(key)
+        if policy is None:
+            return None
+        if operation.startswith("lab-"):
+            # Lab controls are not Exoscale's; a key with a role (a component's) never drives them.
+            return _error(403, f"{operation} is a lab control: not allowed for a key with a role")
+        parameters: dict[str, Any] = dict(request.query_params)
+        try:
+            payload = json.loads(raw) if raw else None
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict):
+            parameters.update(payload)
+        parameters.update(params)  # the path's {id} as parameters.id
+        with self.zone.lock:
+            resources = self._resources(params.get("id"))
+        client = request.client
+        decision = policy.evaluate(
+            AuthzRequest(
+                operation=operation,
+                parameters=parameters,
+                resources=resources,
+                zone=self.zone.name,
+                api_key=key,
+                source_ip=client.host if client else "",
+            )
+        )
+        if decision.allowed:
+            return None
+        log.info("403 %s for %s: %s", operation, key, decision.why)
+        # A role denial is a 403: the official SDK says so (exoscale/python-exoscale,
+        # exoscale/api/generator.py: "the server enforces IAM role policies on authenticated
+        # requests — restricted keys ... get 403"). The body is shaped like the API's other
+        # errors ({"message": ...}); Exoscale's exact wording is not documented.
+        return _error(403, f"Forbidden: operation {operation} is not allowed by the API key's role")
+
+    def _resources(self, resource_id: str | None) -> dict[str, Any]:
+        """The resource a call targets, by type, as a rule's `resources` binding sees it."""
+        if resource_id is None:
+            return {}
+        zone = self.zone
+        if resource_id in zone.pools:
+            pool = zone.pools[resource_id]
+            return {"instance_pool": {"id": pool.id, "name": pool.name, "labels": {}}}
+        if resource_id in zone.instances:
+            inst = zone.instances[resource_id]
+            return {
+                "instance": {
+                    "id": inst.id,
+                    "name": inst.name,
+                    "manager": {"id": inst.pool_id, "type": "instance-pool"},
+                    "labels": {},
+                }
+            }
+        if resource_id in zone.operations:
+            op = zone.operations[resource_id]
+            return {"operation": {"id": op.id, "reference": {"id": op.reference_id}}}
+        return {}
+
     async def _run(
         self, operation: str, handler: Handler, request: Request, params: dict[str, str], raw: bytes
     ) -> Response:
+        faults = self.faults
         if not operation.startswith("lab-"):
-            if self.faults.latency and self.faults.applies_to(operation):
-                await asyncio.sleep(self.faults.latency)
-            status = self.faults.draw_error(operation)
-            if status is not None:
-                headers = {"Retry-After": "1"} if status == 429 else None
+            throttled = faults.throttle()
+            if throttled is not None:
+                # Exoscale documents no rate limit (DESIGN.md §3): a token bucket is the model.
+                status, headers = throttled
                 return JSONResponse(
-                    {"message": f"injected fault ({status})"}, status_code=status, headers=headers
+                    {"message": "too many requests: rate limit exceeded"},
+                    status_code=status,
+                    headers=headers,
+                )
+            if faults.latency and faults.applies_to(operation):
+                await asyncio.sleep(faults.latency)
+            drawn = faults.draw_error(operation)
+            if drawn is not None:
+                retry = {"Retry-After": "1"} if drawn == 429 and faults.retry_after else None
+                return JSONResponse(
+                    {"message": f"injected fault ({drawn})"}, status_code=drawn, headers=retry
                 )
         try:
             payload = json.loads(raw) if raw else None
@@ -116,6 +211,12 @@ class ZoneApi:
                 result = await result
         except ZoneError as exc:
             return _error(exc.status, exc.message)
+        if request.method != "GET" and not operation.startswith("lab-"):
+            late = faults.take_after_mutation(operation)
+            if late is not None:
+                # The work is done (the operation exists, the pool changed) but the answer is
+                # lost, as behind a proxy that times out: a blind retry repeats the mutation.
+                return _error(late, f"injected fault ({late}) after the request was applied")
         return result if isinstance(result, Response) else JSONResponse(result)
 
     # -- handlers ---------------------------------------------------------------------------
@@ -194,8 +295,8 @@ class ZoneApi:
             raise ZoneError(400, "a JSON object is required")
         try:
             self.faults = FaultPlan.from_json(payload)
-        except (TypeError, ValueError) as exc:
-            raise ZoneError(400, f"invalid fault plan: {exc}") from exc
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise ZoneError(400, f"invalid fault plan: {exc!r}") from exc
         log.warning("fault plan set: %s", self.faults.to_json())
         return self.faults.to_json()
 

@@ -7,12 +7,15 @@ it here, so credentials, endpoint and shutdown are made one way.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
 from starlette.applications import Starlette
 
 from .api import ZoneApi, create_zone_app
+from .iam import Policy
 from .runtime import MemberRuntime
 from .serving import serve_in_thread
 from .zone import Zone, ZoneTimings
@@ -50,6 +53,32 @@ class LocalZone:
         self.api: ZoneApi = self.app.state.api
         self.endpoint = ""
         self._server: object | None = None
+
+    def add_key(self, policy: Policy | Mapping[str, Any] | None = None) -> tuple[str, str]:
+        """A new API key pair, with a role whose policy is `policy` (the API's policy JSON or
+        Terraform's `exoscale_iam_role` policy block as a dict; see iam.load_policy to read
+        one from a file). Without a policy the key has full access, like the zone's own key."""
+        key, secret = new_credentials()
+        self.api.credentials[key] = secret
+        self.set_policy(key, policy)
+        return key, secret
+
+    def set_policy(self, key: str, policy: Policy | Mapping[str, Any] | None) -> None:
+        """Give an existing key a role policy (None: full access again). Takes effect at once."""
+        if key not in self.api.credentials:
+            raise KeyError(key)
+        if policy is None:
+            self.api.roles.pop(key, None)
+            return
+        self.api.roles[key] = policy if isinstance(policy, Policy) else Policy.from_dict(policy)
+
+    def env_for(self, key: str) -> dict[str, str]:
+        """`env`, for another key of this zone (e.g. one with a role)."""
+        return {
+            **self.env,
+            "EXOSCALE_API_KEY": key,
+            "EXOSCALE_API_SECRET": self.api.credentials[key],
+        }
 
     @property
     def key(self) -> str:

@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .catalog import INSTANCE_TYPES, InstanceType, instance_type_by_name
-from .runtime import MemberRuntime, RecordRuntime
+from .faults import FaultPlan, OperationOutcome
+from .runtime import MemberRuntime, RecordRuntime, runs_at_boot
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +41,54 @@ class ZoneError(Exception):
 
 @dataclass(frozen=True)
 class ZoneTimings:
-    """Seconds; the lab's --speed divides them all."""
+    """Seconds; the lab's --speed divides them all.
+
+    A pool operation ends when the pool has converged (every member `running`, every leaving
+    member gone), never before `operation_delay`: on Exoscale the pool stays `scaling-up` until
+    its members run (cluster-autoscaler's Exoscale provider polls get-instance-pool until
+    `state == "running"` after every scale and evict: kubernetes/autoscaler,
+    cluster-autoscaler/cloudprovider/exoscale/exoscale_node_group_instance_pool.go,
+    waitUntilRunning), so the operation lasts about one member boot, not a fixed 5 s.
+
+    - `boot_delay`: a member from `starting` to `running` (its VM boots).
+    - `operation_delay`: the least time an operation stays `pending` (API-side work).
+    - `create_delay`: a scale-up's new members appear in the pool's `instances` (and in
+      list-instances) this long after the pool's `size` changed: `instances` lags `size`.
+    - `converge_timeout`: an operation whose pool has not converged by then ends `timeout`
+      (the pool stays busy until it does converge). 600 s is the budget issue 13's audit
+      reports for cluster-autoscaler's wait for `running` (its pollCmd; the exact constant was
+      not re-read here), the longest wait a known client gives a pool.
+    """
 
     boot_delay: float = 30.0
     operation_delay: float = 5.0
     tick_interval: float = 0.1
+    create_delay: float = 0.0
+    converge_timeout: float = 600.0
+
+    @classmethod
+    def instant(cls) -> ZoneTimings:
+        """Everything as soon as the next tick: for unit tests that test logic, not time."""
+        return cls(boot_delay=0.0, operation_delay=0.0, tick_interval=0.01, converge_timeout=60.0)
+
+    @classmethod
+    def fast(cls) -> ZoneTimings:
+        """Sub-second but still asynchronous (pending, scaling-up and starting are visible)."""
+        return cls(boot_delay=0.3, operation_delay=0.3, tick_interval=0.02, converge_timeout=60.0)
+
+    @classmethod
+    def realistic(cls) -> ZoneTimings:
+        """Speed-1 timing: a VM boots in about 30 s, the API accepts in about 5 s, new members
+        appear a few seconds after the size changed."""
+        return cls(create_delay=3.0)
 
     def scaled(self, speed: float) -> ZoneTimings:
         return ZoneTimings(
             boot_delay=self.boot_delay / speed,
             operation_delay=self.operation_delay / speed,
             tick_interval=min(self.tick_interval, max(0.02, self.tick_interval / speed)),
+            create_delay=self.create_delay / speed,
+            converge_timeout=self.converge_timeout / speed,
         )
 
 
@@ -100,6 +138,14 @@ class Pool:
     disk_size: int = 10
     state: str = "running"
     member_ids: list[str] = field(default_factory=list)
+    #: members being destroyed: still listed in `instances` until gone (`instances` lags `size`)
+    leaving_ids: list[str] = field(default_factory=list)
+    #: zone-clock times at which members the pool decided to create will appear
+    pending_creations: list[float] = field(default_factory=list)
+    #: 2026 API field (see `Zone.pool_body`): why the pool is degraded or suspended
+    error_reason: dict[str, str] | None = None
+    #: the state the pool returns to once a scaling converges (`degraded` after a quota error)
+    settles_to: str = "running"
 
 
 @dataclass
@@ -114,6 +160,12 @@ class Operation:
     reason: str | None = None
     message: str | None = None
     on_success: Callable[[], None] = lambda: None
+    #: past this zone-clock time a still-unconverged operation ends `timeout`
+    deadline: float = float("inf")
+    #: an injected end (failure/timeout with a reason) replacing success at `ready_at`
+    forced: OperationOutcome | None = None
+    #: get-operation answers 404 this many more times (a just-created id not yet readable)
+    hidden_reads: int = 0
 
 
 @dataclass
@@ -135,10 +187,6 @@ class LoadBalancer:
     ip: str
     created_at: datetime
     services: list[LbService] = field(default_factory=list)
-
-
-def _always() -> bool:
-    return True
 
 
 def _now() -> datetime:
@@ -190,6 +238,8 @@ class Zone:
         self.instances: dict[str, Instance] = {}
         self.operations: dict[str, Operation] = {}
         self.load_balancers: dict[str, LoadBalancer] = {}
+        #: the API's fault plan; the zone reads the parts that change state (outcomes, quota)
+        self.faults = FaultPlan()
         #: service id -> {member address: healthy}; the data plane's balancer fills it
         self.health_source: Callable[[str], dict[str, bool]] | None = None
         self.lock = threading.RLock()
@@ -265,21 +315,37 @@ class Zone:
             pool = self.pool(pool_id)
             if not 0 <= size <= MAX_POOL_SIZE:
                 raise ZoneError(400, f"invalid size {size}: must be between 0 and {MAX_POOL_SIZE}")
-            self._require_running(pool)
+            self._require_scalable(pool)
+            command = "scale-instance-pool"
+            forced = self.faults.take_outcome(command)
+            if size != pool.size:
+                pool.state = "scaling-up" if size > pool.size else "scaling-down"
+            if forced is not None:
+                # An operation that ends in failure/timeout changed nothing: the pool is busy
+                # for the operation's duration, then back as it was.
+                return self._pool_operation(pool, command, forced=forced)
+            shortfall = 0
             if size > pool.size:
-                pool.state = "scaling-up"
-                self._grow(pool, size - pool.size)
-                done_when: Callable[[], bool] = _always
+                wanted = size - pool.size
+                creatable = self._creatable(wanted)
+                shortfall = wanted - creatable
+                self._grow(pool, creatable, delay=self.timings.create_delay)
             elif size < pool.size:
-                pool.state = "scaling-down"
-                # Exoscale chooses which members go; the lab drops the newest.
-                leaving = pool.member_ids[size:]
-                self._shrink(pool, leaving)
-                done_when = self._gone(leaving)
-            else:
-                done_when = _always
+                # Exoscale chooses which members go; the lab drops the newest (not-yet-created
+                # members first, as they are the newest of all).
+                drop = pool.size - size
+                cancelled = min(drop, len(pool.pending_creations))
+                del pool.pending_creations[len(pool.pending_creations) - cancelled :]
+                self._shrink(pool, pool.member_ids[len(pool.member_ids) - (drop - cancelled) :])
             pool.size = size
-            return self._pool_operation(pool, "scale-instance-pool", done_when)
+            if shortfall:
+                return self._pool_operation(pool, command, quota_shortfall=shortfall)
+            # Scaling out of `degraded` is how a user repairs a pool: it settles `running`
+            # (at once when the size did not change, as nothing is left to converge).
+            pool.settles_to, pool.error_reason = "running", None
+            if pool.state == "degraded":
+                pool.state = "running"
+            return self._pool_operation(pool, command)
 
     def evict(self, pool_id: str, instance_ids: list[str]) -> Operation:
         with self.lock:
@@ -289,35 +355,73 @@ class Zone:
             unknown = [i for i in instance_ids if i not in pool.member_ids]
             if unknown:
                 raise ZoneError(400, f"instances not in pool {pool_id}: {', '.join(unknown)}")
-            self._require_running(pool)
+            self._require_scalable(pool)
+            command = "evict-instance-pool-members"
             pool.state = "scaling-down"
+            forced = self.faults.take_outcome(command)
+            if forced is not None:
+                # A failed evict leaves the members in the pool, running: the caller must
+                # notice (a drained member stays drained unless the caller resumes it).
+                return self._pool_operation(pool, command, forced=forced)
             ids = list(dict.fromkeys(instance_ids))
             self._shrink(pool, ids)
             pool.size -= len(ids)
-            return self._pool_operation(pool, "evict-instance-pool-members", self._gone(ids))
+            return self._pool_operation(pool, command)
 
     def delete_instance(self, instance_id: str) -> Operation:
         """Deleting a pool member: Exoscale's pool notices and boots a replacement."""
         with self.lock:
             inst = self.instance(instance_id)
+            if inst.state == "destroying":
+                raise ZoneError(409, f"instance {instance_id} is being destroyed")
             pool = self.pool(inst.pool_id)
             self._shrink(pool, [instance_id])
-            self._grow(pool, 1)
+            self._grow(pool, 1, delay=self.timings.create_delay)
             return self._operation(
                 instance_id, "instance", "delete-instance", self._gone([instance_id])
             )
 
     def operation(self, operation_id: str) -> Operation:
         op = self.operations.get(operation_id)
+        if op is not None and op.hidden_reads > 0:
+            # Injected: a just-created operation id that the API cannot read yet.
+            op.hidden_reads -= 1
+            op = None
         if op is None:
             raise ZoneError(404, f"operation {operation_id} not found")
         return op
 
+    def converged(self, pool: Pool) -> bool:
+        """Every member the pool wants exists and runs, every leaving member is gone."""
+        return (
+            not pool.pending_creations
+            and not pool.leaving_ids
+            and all(self.instances[i].state == "running" for i in pool.member_ids)
+        )
+
+    def set_pool_fault(
+        self, pool_ids: frozenset[str], state: str | None, error_reason: dict[str, str] | None
+    ) -> None:
+        """Lab-only: put pools (all when `pool_ids` is empty) into `suspended`/`degraded` with an
+        error reason, or (state None) take back a fault put earlier."""
+        with self.lock:
+            for pool in self.pools.values():
+                if pool_ids and pool.id not in pool_ids:
+                    continue
+                if state is None:
+                    if pool.state in ("suspended", "degraded"):
+                        pool.state, pool.error_reason = "running", None
+                    pool.settles_to = "running"
+                else:
+                    pool.state, pool.error_reason = state, error_reason
+                    pool.settles_to = state
+
     def health_of(self, service: LbService) -> dict[str, bool]:
         if self.health_source is not None:
             return self.health_source(service.id)
+        # Without a data plane, a member is healthy when its VM runs and its app is ready.
         return {
-            inst.address: inst.state == "running"
+            inst.address: inst.state == "running" and self.runtime.is_ready(inst.id)
             for inst in (self.instances[i] for i in self.pool(service.pool_id).member_ids)
         }
 
@@ -326,6 +430,11 @@ class Zone:
     def tick(self) -> None:
         with self.lock:
             now = self.clock()
+            for pool in self.pools.values():
+                due = [t for t in pool.pending_creations if t <= now]
+                if due:
+                    pool.pending_creations = [t for t in pool.pending_creations if t > now]
+                    self._grow(pool, len(due))
             for inst in list(self.instances.values()):
                 if inst.state not in ("starting", "running"):
                     continue
@@ -338,14 +447,35 @@ class Zone:
                     )
                     pool = self.pools[inst.pool_id]
                     self._shrink(pool, [inst.id])
-                    self._grow(pool, 1)
+                    self._grow(pool, 1, delay=self.timings.create_delay)
                 elif inst.state == "starting" and self.runtime.is_ready(inst.id):
                     inst.state = "running"
                     log.info("member %s (%s) running", inst.name, inst.address)
+            busy: set[str] = set()
             for op in self.operations.values():
-                if op.state == "pending" and now >= op.ready_at and op.done_when():
+                if op.state != "pending":
+                    continue
+                if op.forced is not None:
+                    if now >= op.ready_at:
+                        op.state, op.reason = op.forced.state, op.forced.reason
+                        op.message = op.forced.message
+                elif now >= op.ready_at and op.done_when():
                     op.state = "success"
                     op.on_success()
+                elif now >= op.deadline:
+                    op.state, op.reason = "timeout", "unavailable"
+                    op.message = "the instance pool did not converge in time"
+                if op.state == "pending":
+                    busy.add(op.reference_id)
+            for pool in self.pools.values():
+                # A pool leaves scaling-up/-down once its members converged and no operation on
+                # it is pending (a timed-out operation leaves the pool busy until it converges).
+                if (
+                    pool.state in ("scaling-up", "scaling-down")
+                    and pool.id not in busy
+                    and self.converged(pool)
+                ):
+                    pool.state = pool.settles_to
 
     def kill_member(self, instance_id: str) -> None:
         """Lab-only: the member's software dies at once; the pool notices and replaces it."""
@@ -368,18 +498,49 @@ class Zone:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _require_running(self, pool: Pool) -> None:
-        if pool.state != "running":
-            # Undocumented at Exoscale; the lab answers like a busy resource.
+    def _require_scalable(self, pool: Pool) -> None:
+        # Undocumented at Exoscale; the lab answers like a busy resource. A `degraded` pool
+        # accepts a scale (the lab's assumption: it is how a user repairs it, e.g. scaling back
+        # within the quota); a `suspended` one does not.
+        if pool.state not in ("running", "degraded"):
             raise ZoneError(409, f"instance pool {pool.id} is busy ({pool.state})")
 
-    def _pool_operation(self, pool: Pool, command: str, done_when: Callable[[], bool]) -> Operation:
-        """A pool operation: when it succeeds the pool is `running` again."""
+    def _creatable(self, wanted: int) -> int:
+        """How many of `wanted` new instances the organisation's instance quota allows."""
+        quota = self.faults.quota_instances
+        if quota is None:
+            return wanted
+        alive = sum(1 for i in self.instances.values() if i.state != "destroying")
+        alive += sum(len(p.pending_creations) for p in self.pools.values())
+        return max(0, min(wanted, quota - alive))
 
-        def settle() -> None:
-            pool.state = "running"
-
-        return self._operation(pool.id, "instance-pool", command, done_when, settle)
+    def _pool_operation(
+        self,
+        pool: Pool,
+        command: str,
+        *,
+        forced: OperationOutcome | None = None,
+        quota_shortfall: int = 0,
+    ) -> Operation:
+        """A pool operation: it succeeds once the pool converged, and the pool then settles."""
+        op = self._operation(pool.id, "instance-pool", command, lambda: self.converged(pool))
+        op.forced = forced
+        if quota_shortfall:
+            # The quota case, modelled (how Exoscale answers is not documented): the scale is
+            # accepted, the members the quota allows are created, the operation ends in
+            # failure and the pool settles `degraded` with a quota error reason: the 2026
+            # egoscale v3 types carry exactly this pool state and reason type
+            # (exoscale/egoscale, v3/instance_pool_test.go: state "degraded", error_reason
+            # {"type": "quota-exceeded", "cause", "job-id"}).
+            cause = (
+                f"instance quota exceeded: {quota_shortfall} of the requested instances"
+                " could not be created"
+            )
+            op.forced = OperationOutcome(state="failure", reason="partial", message=cause)
+            op.done_when = lambda: self.converged(pool)
+            pool.settles_to = "degraded"
+            pool.error_reason = {"type": "quota-exceeded", "cause": cause, "job-id": op.id}
+        return op
 
     def _operation(
         self,
@@ -389,14 +550,17 @@ class Zone:
         done_when: Callable[[], bool],
         on_success: Callable[[], None] = lambda: None,
     ) -> Operation:
+        now = self.clock()
         op = Operation(
             id=str(uuid.uuid4()),
             reference_id=reference_id,
             reference_kind=reference_kind,
             command=command,
-            ready_at=self.clock() + self.timings.operation_delay,
+            ready_at=now + self.timings.operation_delay,
             done_when=done_when,
             on_success=on_success,
+            deadline=now + self.timings.converge_timeout,
+            hidden_reads=self.faults.fresh_operation_404s,
         )
         self.operations[op.id] = op
         return op
@@ -404,7 +568,11 @@ class Zone:
     def _gone(self, instance_ids: list[str]) -> Callable[[], bool]:
         return lambda: not any(i in self.instances for i in instance_ids)
 
-    def _grow(self, pool: Pool, count: int) -> None:
+    def _grow(self, pool: Pool, count: int, *, delay: float = 0.0) -> None:
+        """Add `count` members now, or (delay > 0) record that they appear `delay` from now."""
+        if delay > 0:
+            pool.pending_creations += [self.clock() + delay] * count
+            return
         for _ in range(count):
             inst = Instance(
                 id=str(uuid.uuid4()),
@@ -425,12 +593,18 @@ class Zone:
         except Exception:
             # The member stays `starting` for good, as a VM whose software never came up.
             log.exception("member %s (%s) failed to start", inst.name, inst.address)
+            return
+        if runs_at_boot(self.runtime):
+            # `running` is the VM's state on Exoscale: the boot timer, not the app, decides.
+            inst.state = "running"
+            log.info("member %s (%s) running (VM booted)", inst.name, inst.address)
 
     def _shrink(self, pool: Pool, instance_ids: list[str]) -> None:
         for instance_id in instance_ids:
             inst = self.instances[instance_id]
             inst.state = "destroying"
             pool.member_ids.remove(instance_id)
+            pool.leaving_ids.append(instance_id)
             self._stopper.submit(self._stop_member, inst)
 
     def _stop_member(self, inst: Instance) -> None:
@@ -441,16 +615,20 @@ class Zone:
         with self.lock:
             self.instances.pop(inst.id, None)
             self.addresses.give_back(inst.address)
+            pool = self.pools.get(inst.pool_id)
+            if pool is not None and inst.id in pool.leaving_ids:
+                pool.leaving_ids.remove(inst.id)
 
     # -- API bodies -------------------------------------------------------------------------
 
     def pool_body(self, pool: Pool) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "id": pool.id,
             "name": pool.name,
             "size": pool.size,
             "state": pool.state,
-            "instances": [{"id": i} for i in pool.member_ids],
+            # Members being destroyed are still the pool's until gone: `instances` lags `size`.
+            "instances": [{"id": i} for i in pool.member_ids + pool.leaving_ids],
             "instance-type": {"id": pool.itype.id},
             "template": {"id": TEMPLATE_ID},
             "disk-size": pool.disk_size,
@@ -461,6 +639,14 @@ class Zone:
             "security-groups": [],
             "anti-affinity-groups": [],
         }
+        if pool.error_reason is not None:
+            # Not in the openapi.json the `exoscale` wheel ships (its state enum has no
+            # `degraded` and no error reason): modelled on the 2026 API as egoscale v3 reads it
+            # (exoscale/egoscale, v3/instance_pool_test.go): `error_reason` (snake case, unlike
+            # every other field) holding `cause`, `type` and `job-id`. Only present while a
+            # pool is degraded/suspended, so every other pool body validates against the spec.
+            body["error_reason"] = dict(pool.error_reason)
+        return body
 
     def instance_body(self, inst: Instance) -> dict[str, Any]:
         return {
