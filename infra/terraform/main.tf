@@ -240,40 +240,12 @@ resource "exoscale_nlb_service" "http" {
 # --- least-privilege credentials for exo-sd and exo-scaler ------------------------------------
 
 locals {
-  # Exactly the operations exo-sd and exo-scaler call through exo-client
-  # (infra/tests/test_security.py derives this list from exo-client's source and fails when a
-  # call has no grant). Policy language: CEL over `operation`, `parameters` (the request's
-  # parameters, e.g. parameters.id for /instance-pool/{id}) and `resources`, first matching
-  # rule wins, an expression that cannot be evaluated is skipped
-  # (https://community.exoscale.com/product/iam/how-to/policy-guide/).
-  iam_pool_operations = ["get-instance-pool", "scale-instance-pool", "evict-instance-pool-members"]
-  iam_rules = [
-    {
-      action = "allow"
-      # Read, scale and evict this pool only: its id is in the path of all three.
-      expression = "operation in ['${join("', '", local.iam_pool_operations)}'] && parameters.id == '${exoscale_instance_pool.web.id}'"
-    },
-    {
-      action = "allow"
-      # exo-sd's one call per refresh (?manager-id=<pool>). Not scoped: the policy guide does
-      # not document how query parameters are bound. Its answer carries names and addresses,
-      # never user-data.
-      expression = "operation == 'list-instances'"
-    },
-    {
-      action = "allow"
-      # exo-scaler polls the operations its scale/evict calls return. Exoscale's API spec tags
-      # get-operation "operation", not "compute", and no public document says which IAM
-      # service class checks it; granted here with the compute operations that create them.
-      # If the monitor logs 403 on get-operation, the service class is another one: see
-      # docs/security.md.
-      expression = "operation == 'get-operation'"
-    },
-    {
-      action     = "deny"
-      expression = "true"
-    },
-  ]
+  # Exactly the operations exo-sd and exo-scaler call through exo-client, scoped to this pool.
+  # The policy is a file of its own (the reasons for each rule are in policies/README.md) so
+  # exo-lab gives its exo-sd and exo-scaler a key with this very role, not a copy.
+  autoscaler_policy = jsondecode(templatefile("${path.module}/policies/autoscaler-role.json.tftpl", {
+    pool_id = exoscale_instance_pool.web.id
+  }))
 }
 
 resource "exoscale_iam_role" "autoscaler" {
@@ -282,15 +254,7 @@ resource "exoscale_iam_role" "autoscaler" {
   editable    = true
   labels      = local.labels
 
-  policy = {
-    default_service_strategy = "deny"
-    services = {
-      compute = {
-        type  = "rules"
-        rules = local.iam_rules
-      }
-    }
-  }
+  policy = local.autoscaler_policy
 }
 
 resource "exoscale_iam_api_key" "autoscaler" {

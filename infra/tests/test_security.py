@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import pytest
-from infra_support import TERRAFORM_DIR, load_terraform, named_blocks, resources
+from infra_support import TERRAFORM_DIR, Terraform, load_terraform, named_blocks, resources
 
 REPO = TERRAFORM_DIR.parents[1]
 CLIENT_SOURCE = REPO / "packages/exo-client/src/exo_client/client.py"
@@ -220,40 +220,55 @@ def _granted(rules: list[dict[str, str]]) -> dict[str, str]:
     return granted
 
 
-def _rules(tree: dict[str, Any]) -> list[dict[str, str]]:
-    (block,) = [b for b in tree["locals"] if "iam_rules" in b]
-    (pool_ops,) = [b["iam_pool_operations"] for b in tree["locals"] if "iam_pool_operations" in b]
-    rules = []
-    for rule in block["iam_rules"]:
-        expression = rule["expression"].replace(
-            "${join(\"', '\", local.iam_pool_operations)}", "', '".join(pool_ops)
-        )
-        rules.append({"action": rule["action"], "expression": expression})
-    return rules
+POLICY_TEMPLATE = TERRAFORM_DIR / "policies" / "autoscaler-role.json.tftpl"
+POOL_ID = "3f1e2d4c-0000-4000-8000-00000000abcd"
 
 
-def test_iam_role_grants_exactly_what_exo_client_calls(tree: dict[str, Any]) -> None:
+@pytest.fixture(scope="module")
+def policy(terraform: Terraform, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The role's policy as Terraform itself renders it (templatefile + jsondecode, the exact
+    expression of main.tf's local), for a pool id of our choosing."""
+    workdir = tmp_path_factory.mktemp("policy")
+    (workdir / "main.tf").write_text(
+        'output "policy" {\n'
+        f'  value = jsondecode(templatefile("{POLICY_TEMPLATE}", {{ pool_id = "{POOL_ID}" }}))\n'
+        "}\n"
+    )
+    terraform.check(["init", "-input=false"], workdir)
+    terraform.check(["apply", "-auto-approve", "-input=false"], workdir)
+    rendered: dict[str, Any] = terraform.outputs(workdir)["policy"]
+    return rendered
+
+
+def test_the_role_takes_its_policy_from_the_one_file(tree: dict[str, Any]) -> None:
+    """main.tf renders policies/autoscaler-role.json.tftpl for this pool, and the role uses it;
+    exo-lab renders the same file for its zone (exo_lab.stack.iam_role)."""
+    (block,) = [b for b in tree["locals"] if "autoscaler_policy" in b]
+    expression = block["autoscaler_policy"]
+    assert 'templatefile("${path.module}/policies/autoscaler-role.json.tftpl"' in expression
+    assert "pool_id = exoscale_instance_pool.web.id" in expression
+    assert expression.startswith("${jsondecode(")
     role = resources(tree)[("exoscale_iam_role", "autoscaler")]
-    policy = role["policy"]
-    assert policy["default_service_strategy"] == "deny"
-    assert set(policy["services"]) == {"compute"}
-    compute = policy["services"]["compute"]
-    assert compute["type"] == "rules"
-    assert compute["rules"] == "${local.iam_rules}"
-    rules = _rules(tree)
-    assert set(_granted(rules)) == needed_operations()
-    # Deny everything else explicitly, last.
-    assert rules[-1] == {"action": "deny", "expression": "true"}
+    assert role["policy"] == "${local.autoscaler_policy}"
     key = resources(tree)[("exoscale_iam_api_key", "autoscaler")]
     assert key["role_id"] == "${exoscale_iam_role.autoscaler.id}"
 
 
-def test_pool_operations_are_scoped_to_this_pool(tree: dict[str, Any]) -> None:
-    granted = _granted(_rules(tree))
+def test_iam_role_grants_exactly_what_exo_client_calls(policy: dict[str, Any]) -> None:
+    assert policy["default_service_strategy"] == "deny"
+    assert set(policy["services"]) == {"compute"}
+    compute = policy["services"]["compute"]
+    assert compute["type"] == "rules"
+    rules = compute["rules"]
+    assert set(_granted(rules)) == needed_operations()
+    # Deny everything else explicitly, last.
+    assert rules[-1] == {"action": "deny", "expression": "true"}
+
+
+def test_pool_operations_are_scoped_to_this_pool(policy: dict[str, Any]) -> None:
+    granted = _granted(policy["services"]["compute"]["rules"])
     for operation in POOL_SCOPED:
-        assert granted[operation].endswith(
-            "&& parameters.id == '${exoscale_instance_pool.web.id}'"
-        ), operation
+        assert granted[operation].endswith(f"&& parameters.id == '{POOL_ID}'"), operation
 
 
 SECRET_VARIABLES = {"exoscale_api_secret", "exoscale_secret"}

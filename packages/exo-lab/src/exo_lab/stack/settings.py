@@ -49,6 +49,9 @@ class LabSettings:
     peak_members: float = 3.5  # offered load at the peak, likewise
     member_network: str = "127.0.1.0/24"
     provisioning: Path = Path("grafana-provisioning")
+    #: the IAM role policy exo-sd and exo-scaler get (None: the one Terraform uses, in the
+    #: repository that holds `provisioning`)
+    iam_policy: Path | None = None
     timings: ProductionTimings = field(default_factory=ProductionTimings)
     use_cgroups: bool = True
     progress: Callable[[str], None] | None = None
@@ -76,6 +79,18 @@ class LabSettings:
             raise LabError(
                 f"--member-network {self.member_network}: {exc} (e.g. 127.0.2.0/24)"
             ) from None
+
+    @property
+    def role_policy_file(self) -> Path:
+        if self.iam_policy is not None:
+            return self.iam_policy
+        return (
+            self.provisioning.parent
+            / "infra"
+            / "terraform"
+            / "policies"
+            / ("autoscaler-role.json.tftpl")
+        )
 
     def lab(self, seconds: float) -> float:
         return float(seconds / self.speed)
