@@ -1,10 +1,8 @@
-"""A stricter body check than exo-testkit's validate_response, and the 2026 overlay.
+"""Bodies against a components schema, and the 2026 overlay.
 
-exo-testkit closes only the objects written inline in a response schema; the zone's bodies are
-`$ref`s (`#/components/schemas/instance-pool`), so an unknown field passes there. Here every
-object schema of the shipped openapi.json is closed, so a field the spec does not know fails,
-and a body that carries a 2026 field (`degraded`, `error_reason`) fails unless the overlay that
-models it is applied explicitly.
+Every object schema of the shipped openapi.json is closed (exo-testkit's close_objects), so a
+field the spec does not know fails, and a body that carries a 2026 field (`degraded`,
+`error_reason`) fails unless the overlay that models it is applied explicitly.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ import pytest
 from referencing import Registry
 from referencing.jsonschema import DRAFT4
 
-from exo_testkit.openapi import spec
+from exo_testkit.openapi import close_objects, spec
 
 #: The 2026 instance-pool additions as egoscale v3 reads them (exoscale/egoscale,
 #: v3/instance_pool_test.go); absent from the openapi.json the `exoscale` wheel ships.
@@ -32,24 +30,13 @@ OVERLAY_2026_ERROR_REASON = {
 }
 
 
-def _close(node: Any) -> Any:
-    if isinstance(node, dict):
-        closed = {k: _close(v) for k, v in node.items()}
-        if closed.get("type") == "object" and "properties" in closed:
-            closed.setdefault("additionalProperties", False)
-        return closed
-    if isinstance(node, list):
-        return [_close(v) for v in node]
-    return node
-
-
 def _validator(overlay_2026: bool) -> Callable[[str, Any], None]:
     document = copy.deepcopy(spec())
     if overlay_2026:
         pool = document["components"]["schemas"]["instance-pool"]
         pool["properties"]["state"]["enum"].append("degraded")
         pool["properties"]["error_reason"] = OVERLAY_2026_ERROR_REASON
-    document = _close(document)
+    document = close_objects(document)
     registry: Registry[Any] = Registry().with_resource("spec", DRAFT4.create_resource(document))
 
     def validate(schema_name: str, body: Any) -> None:
