@@ -150,7 +150,13 @@ async def _receive(request: Request, route: Direction | None) -> Response:
         metrics.webhooks.labels(source, direction, "too_large").inc()
         return _error(413, str(exc))
     try:
-        parsed = parse_alert_payload(raw, label=settings.direction_label, route_direction=route)
+        parsed = parse_alert_payload(
+            raw,
+            label=settings.direction_label,
+            route_direction=route,
+            value_annotations=settings.value_annotations,
+            value_ref=settings.value_ref,
+        )
     except PayloadError as exc:
         result = "malformed" if exc.status == 400 else "invalid"
         metrics.webhooks.labels(source, direction, result).inc()
@@ -163,11 +169,18 @@ def _record(request: Request, parsed: ParsedPayload, route: Direction | None) ->
     metrics = _metrics(request)
     metric_source = parsed.source if route is None else "route"
     source = parsed.source if route is None else f"{route.value}-{parsed.source}"
-    recorded = _scaler(request).record_intents(parsed.directions, source)
+    recorded = _scaler(request).record_intents(parsed.directions, source, parsed.values)
     for direction in recorded:
         metrics.webhooks.labels(metric_source, direction.value, "recorded").inc()
-    if parsed.ignored:
+    for skip in parsed.skipped:
+        metrics.alerts_ignored.labels(skip.value).inc()
+    if parsed.test_notification:
+        # Acknowledged with a 2xx so Grafana's "Test" button reports the contact point works.
+        log.warning("%s: contact-point test notification received; it never scales", source)
+    elif parsed.ignored:
         log.info("%s: %s", source, "; ".join(parsed.ignored))
+    if parsed.truncated:
+        log.warning("%s: the sender left out %d alert(s) (max_alerts)", source, parsed.truncated)
     if not recorded:
         direction_label = "none" if route is None else route.value
         metrics.webhooks.labels(metric_source, direction_label, "ignored").inc()
@@ -176,6 +189,7 @@ def _record(request: Request, parsed: ParsedPayload, route: Direction | None) ->
             "source": parsed.source,
             "recorded": [d.value for d in recorded],
             "ignored": list(parsed.ignored),
+            "test_notification": parsed.test_notification,
         }
     )
 

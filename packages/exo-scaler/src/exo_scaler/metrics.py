@@ -28,6 +28,12 @@ class ScalerMetrics:
             ["source", "direction", "result"],
             registry=registry,
         )
+        self.alerts_ignored = Counter(
+            "exo_scaler_alerts_ignored_total",
+            "Received alerts that recorded nothing, by why (resolved, nodata, test-notification…).",
+            ["reason"],
+            registry=registry,
+        )
         self.pending_intents = Gauge(
             "exo_scaler_pending_intents",
             "Intents waiting for the next tick.",

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from exo_client import ConflictError, ExoApiError
@@ -56,9 +56,14 @@ class Scaler:
 
     # -- recording --------------------------------------------------------------------------
 
-    def record_intents(self, directions: Iterable[Direction], source: str) -> tuple[Direction, ...]:
+    def record_intents(
+        self,
+        directions: Iterable[Direction],
+        source: str,
+        values: Mapping[Direction, float] | None = None,
+    ) -> tuple[Direction, ...]:
         """One request naming `directions`; returns each direction recorded, once."""
-        recorded = self.intents.record(directions, source)
+        recorded = self.intents.record(directions, source, values)
         for direction in recorded:
             self.metrics.pending_intents.labels(direction.value).set(1)
         return recorded

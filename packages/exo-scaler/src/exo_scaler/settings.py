@@ -29,6 +29,10 @@ class ScalerSettings:
     price_per_member_hour: float | None = None
     dry_run: bool = False
     direction_label: str = "action"
+    # Where an alert's measured value is read (webhooks.alert_value): annotations first, then
+    # Grafana's `values` (the ref id `value_ref`, or the largest non-0/1 value).
+    value_annotations: tuple[str, ...] = ("value", "cpu")
+    value_ref: str | None = None
     scale_down_policy: ScaleDownPolicy = "newest"
     prometheus_url: str | None = None
     busy_query: str = DEFAULT_BUSY_QUERY
