@@ -68,7 +68,8 @@ def test_sustained_webhooks_step_once_per_tick_up_to_max(
 ) -> None:
     body = fixture_bytes("grafana_firing_up.json")
     with running_zone({"web": 1}) as rz:
-        app = build(rz, make_settings(max_size=3, interval=0.4), sink)
+        # The seed-literal policy: one step a tick (the proportional one waits for warm-up).
+        app = build(rz, make_settings(max_size=3, interval=0.4, policy="step"), sink)
         with TestClient(app) as client:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
@@ -188,7 +189,7 @@ def test_flaky_api_one_operation_at_most_per_decision(
             operations=frozenset({"scale-instance-pool"}),
             seed=7,
         )
-        scaler = scaler_of(build(rz, make_settings(max_size=10), sink))
+        scaler = scaler_of(build(rz, make_settings(max_size=10, policy="step"), sink))
 
         async def scenario() -> None:
             for _ in range(8):

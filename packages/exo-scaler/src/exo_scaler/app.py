@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator
 
 import httpx
@@ -40,6 +41,8 @@ PROTECTED_ROUTES: dict[str, tuple[str, str]] = {
     "/down": ("route", "down"),
     "/pause": ("admin", "none"),
     "/resume": ("admin", "none"),
+    # Read-only, but decisions say when and how a deployment scales: same credentials.
+    "/decisions": ("admin", "none"),
 }
 
 
@@ -69,6 +72,7 @@ def create_app(
             Route("/pause", pause, methods=["POST"]),
             Route("/resume", resume, methods=["POST"]),
             Route("/status", status, methods=["GET"]),
+            Route("/decisions", decisions, methods=["GET"]),
             Route("/metrics", metrics_text, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
@@ -209,6 +213,22 @@ async def resume(request: Request) -> Response:
 
 async def status(request: Request) -> Response:
     return JSONResponse(_scaler(request).status())
+
+
+async def decisions(request: Request) -> Response:
+    """The recent decisions, newest last (a bounded ring: scaler.DECISION_RING), for a load
+    test against a real deployment that cannot read the scaler's log."""
+    raw = request.query_params.get("since")
+    since: float | None = None
+    if raw is not None:
+        try:
+            since = float(raw)
+        except ValueError:
+            since = math.nan
+        if not math.isfinite(since):
+            return _error(400, "since must be a number of unix seconds")
+    records = _scaler(request).decisions_since(since)
+    return JSONResponse({"decisions": [r.to_json() for r in records]})
 
 
 async def metrics_text(request: Request) -> Response:

@@ -53,6 +53,22 @@ class ScalerMetrics:
             ["operation"],
             registry=registry,
         )
+        self.intents_expired = Counter(
+            "exo_scaler_intents_expired_total",
+            "Intents kept through busy ticks that grew too old to act on (--carry-ticks).",
+            ["direction"],
+            registry=registry,
+        )
+        self.warming = Gauge(
+            "exo_scaler_warming_members",
+            "Members asked for and not serving yet, counted as capacity when scaling up.",
+            registry=registry,
+        )
+        self.pool_unhealthy = Gauge(
+            "exo_scaler_pool_unhealthy",
+            "1 while the pool has been suspended/degraded longer than --unhealthy-after.",
+            registry=registry,
+        )
         self.paused = Gauge("exo_scaler_paused", "1 while paused.", registry=registry)
         self.in_flight = Gauge(
             "exo_scaler_operation_in_flight",
