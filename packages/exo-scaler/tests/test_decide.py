@@ -44,7 +44,7 @@ def test_decision_table(
 
 
 def test_step_is_clamped_to_the_bounds(make_settings: Callable[..., ScalerSettings]) -> None:
-    settings = make_settings(step=3, min_size=2, max_size=6)
+    settings = make_settings(step=3, min_size=2, max_size=6, policy="step")
     assert decide(wanted(UP), PoolView(5, RUNNING), settings).to_size == 6
     assert decide(wanted(DOWN), PoolView(3, RUNNING), settings).to_size == 2
     assert decide(wanted(UP), PoolView(2, RUNNING), settings).to_size == 5
@@ -97,3 +97,73 @@ def test_settings_never_show_secrets(make_settings: Callable[..., ScalerSettings
     settings = make_settings(drain_seconds=1, drain_token="drain-secret")
     assert "t0ken" not in repr(settings)
     assert "drain-secret" not in repr(settings)
+
+
+# -- proportional policy and warm-up ----------------------------------------------------------
+
+
+def valued(direction: Direction, value: float | None) -> tuple[Intent, ...]:
+    return (Intent(direction, 0.0, 0.0, "test", value=value),)
+
+
+@pytest.mark.parametrize(
+    ("direction", "value", "size", "warming", "expected"),
+    [
+        # desired = ceil(serving × value / 70); at least ±1, at most ±2 (max_step).
+        (UP, 100.0, 1, 0, (2, Reason.SCALED, 2)),  # the course robot's 1 → 2
+        (UP, 91.7, 2, 0, (3, Reason.SCALED, 3)),
+        (UP, 140.0, 2, 0, (4, Reason.SCALED, 4)),
+        (UP, 200.0, 2, 0, (4, Reason.SCALED, 6)),  # clamped by max_step
+        (UP, 72.0, 5, 0, (6, Reason.SCALED, 6)),
+        (UP, 60.0, 2, 0, (3, Reason.SCALED, 2)),  # the alert fired: +1 anyway
+        (UP, None, 2, 0, (3, Reason.SCALED, None)),  # no value: the step
+        # Warm-up: 3 asked for, 1 still booting, the 2 serving at 90 % need ceil(2.57) = 3.
+        (UP, 90.0, 3, 1, (3, Reason.WARMING_UP, 3)),
+        (UP, None, 3, 1, (3, Reason.WARMING_UP, None)),
+        # ... unless the value asks for more than what is already asked for.
+        (UP, 130.0, 3, 1, (4, Reason.SCALED, 4)),
+        (DOWN, 20.0, 4, 0, (2, Reason.SCALED, 2)),  # ceil(4 × 20 / 70) = 2
+        (DOWN, 5.0, 4, 0, (2, Reason.SCALED, 1)),  # at most max_step a tick
+        (DOWN, 60.0, 3, 0, (2, Reason.SCALED, 3)),  # the alert fired: -1 anyway
+        (DOWN, 20.0, 2, 0, (1, Reason.SCALED, 1)),
+        (DOWN, 20.0, 1, 0, (1, Reason.AT_MIN, 1)),
+    ],
+)
+def test_proportional_steps_from_the_alert_value(
+    make_settings: Callable[..., ScalerSettings],
+    direction: Direction,
+    value: float | None,
+    size: int,
+    warming: int,
+    expected: tuple[int, Reason, int | None],
+) -> None:
+    settings = make_settings(max_size=10, policy="proportional", target_value=70, max_step=2)
+    decision = decide(valued(direction, value), PoolView(size, RUNNING), settings, warming=warming)
+    assert (decision.to_size, decision.reason, decision.desired) == expected
+    assert (decision.value, decision.policy) == (value, "proportional")
+
+
+def test_proportional_respects_max_and_the_cost_cap(
+    make_settings: Callable[..., ScalerSettings],
+) -> None:
+    settings = make_settings(max_size=10, max_hourly_cost=0.4, price_per_member_hour=0.1)
+    decision = decide(valued(UP, 200.0), PoolView(3, RUNNING), settings)
+    assert (decision.to_size, decision.reason) == (4, Reason.SCALED)
+    assert decide(valued(UP, 200.0), PoolView(4, RUNNING), settings).reason is Reason.AT_MAX
+
+
+def test_step_policy_is_the_seed_literal(make_settings: Callable[..., ScalerSettings]) -> None:
+    settings = make_settings(max_size=10, policy="step")
+    decision = decide(valued(UP, 200.0), PoolView(2, RUNNING), settings, warming=1)
+    assert (decision.to_size, decision.reason, decision.warming) == (3, Reason.SCALED, 0)
+    assert decision.value is None
+
+
+@pytest.mark.parametrize("state", ["suspended", "degraded"])
+def test_an_unhealthy_pool_is_not_busy(
+    make_settings: Callable[..., ScalerSettings], state: str
+) -> None:
+    pool = PoolView(2, state, error_reason="quota-exceeded")
+    decision = decide(wanted(UP), pool, make_settings())
+    assert (decision.reason, decision.to_size) == (Reason.POOL_UNHEALTHY, 2)
+    assert state in decision.detail and "quota-exceeded" in decision.detail

@@ -68,7 +68,8 @@ def test_sustained_webhooks_step_once_per_tick_up_to_max(
 ) -> None:
     body = fixture_bytes("grafana_firing_up.json")
     with running_zone({"web": 1}) as rz:
-        app = build(rz, make_settings(max_size=3, interval=0.4), sink)
+        # The seed-literal policy: one step a tick (the proportional one waits for warm-up).
+        app = build(rz, make_settings(max_size=3, interval=0.4, policy="step"), sink)
         with TestClient(app) as client:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
@@ -188,7 +189,7 @@ def test_flaky_api_one_operation_at_most_per_decision(
             operations=frozenset({"scale-instance-pool"}),
             seed=7,
         )
-        scaler = scaler_of(build(rz, make_settings(max_size=10), sink))
+        scaler = scaler_of(build(rz, make_settings(max_size=10, policy="step"), sink))
 
         async def scenario() -> None:
             for _ in range(8):
@@ -394,3 +395,94 @@ def test_a_failed_evict_puts_the_drained_member_back_in_service(
     assert newest.id in zone_of_two.pools["web"].member_ids
     assert [c["path"] for c in calls] == ["/admin/drain?exit=false", "/admin/resume"]
     assert all(c["authorization"] == "Bearer admin-secret" for c in calls)
+
+
+def test_an_evict_operation_that_fails_resumes_the_drained_member(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink, zone_of_two: RunningZone
+) -> None:
+    members = zone_of_two.zone.members(zone_of_two.pools["web"].id)
+    newest = max(members, key=lambda m: (m.created_at, m.id))
+    calls: list[dict[str, Any]] = []
+    handler = type("Recorder", (DrainRecorder,), {"calls": calls})
+    server = ThreadingHTTPServer((newest.address, 0), handler)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    zone = zone_of_two.zone
+    accept = zone.evict
+
+    def accepted_then_failed(pool_id: str, ids: list[str]) -> Any:
+        # The evict call succeeds (an operation, pending) and the operation then ends
+        # `failure`: what exo-zone's outcome fault models, done by hand on this zone.
+        operation = accept(pool_id, ids)
+        with zone.lock:
+            operation.state, operation.reason = "failure", "unavailable"
+        return operation
+
+    zone.evict = accepted_then_failed  # type: ignore[method-assign]
+    try:
+        settings = make_settings(
+            drain_seconds=0.05,
+            drain_token="admin-secret",
+            drain_url=f"http://{{ip}}:{port}/admin/drain",
+        )
+        scaler = scaler_of(build(zone_of_two, settings, sink))
+
+        async def scenario() -> None:
+            scaler.record_intent(Direction.DOWN, "test")
+            assert (await scaler.tick()).reason is Reason.SCALED  # the evict was accepted
+            await landed(scaler)
+
+        asyncio.run(scenario())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sink.of("operation")[-1]["result"] == "failure"
+    assert [c["path"] for c in calls] == ["/admin/drain?exit=false", "/admin/resume"]
+    [resume] = sink.of("resume")
+    assert resume["addresses"] == [newest.address] and "failure" in resume["why"]
+
+
+def test_busy_intents_are_kept_until_the_pool_runs_again(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink, zone_of_two: RunningZone
+) -> None:
+    scaler = scaler_of(build(zone_of_two, make_settings(policy="step"), sink))
+    pool = zone_of_two.pools["web"]
+
+    async def scenario() -> None:
+        with zone_of_two.zone.lock:
+            pool.state = "updating"
+        scaler.record_intent(Direction.UP, "test")
+        assert (await scaler.tick()).reason is Reason.POOL_BUSY
+        with zone_of_two.zone.lock:
+            pool.state = "running"
+        # No webhook in between: the kept intent acts at the first running tick.
+        decision = await scaler.tick()
+        assert (decision.reason, decision.to_size) == (Reason.SCALED, 3)
+        await landed(scaler)
+
+    asyncio.run(scenario())
+    assert len(scale_operations(zone_of_two)) == 1
+
+
+def test_decisions_endpoint_is_authenticated_and_filters_by_time(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink, zone_of_two: RunningZone
+) -> None:
+    app = build(zone_of_two, make_settings(dry_run=True), sink)
+    scaler = scaler_of(app)
+
+    async def scenario() -> None:
+        scaler.record_intent(Direction.UP, "test")
+        await scaler.tick()
+        await scaler.tick()
+
+    asyncio.run(scenario())
+    client = TestClient(app)  # no lifespan: the loop stays still while we read
+    assert client.get("/decisions").status_code == 401
+    body = client.get("/decisions", headers=BEARER).json()
+    assert [d["reason"] for d in body["decisions"]] == ["dry-run", "no-intent"]
+    assert body["decisions"] == [r.to_json() for r in sink.records()]
+    last = body["decisions"][-1]["time"]
+    since = client.get(f"/decisions?since={last}", headers=BEARER).json()["decisions"]
+    assert [d["tick"] for d in since] == [2]
+    for bad in ("yesterday", "nan", "inf", ""):
+        assert client.get(f"/decisions?since={bad}", headers=BEARER).status_code == 400

@@ -116,3 +116,20 @@ def test_the_reader_names_the_line_of_a_wrong_decision() -> None:
     lines = [SCALED_DOWN.to_line(), '{"event":"decision","time":"soon"}']
     with pytest.raises(DecisionLogError, match="line 2: 'time' must be a number"):
         read_decision_log(lines)
+
+
+def test_older_lines_without_the_policy_fields_still_read() -> None:
+    old = (
+        '{"event":"decision","pool":"p","tick":3,"time":1.5,"action":"up","from":1,"to":2,'
+        '"reason":"scaled","intents":[{"direction":"up","first_at":1.0,"last_at":1.2,'
+        '"source":"grafana","count":2}],"detail":"","operation_id":"op","members":[],'
+        '"dry_run":false}'
+    )
+    record = DecisionRecord.from_json(old)
+    assert (record.policy, record.value, record.desired, record.warming) == ("", None, None, 0)
+    assert record.intents[0].value is None
+    again = DecisionRecord.from_json(record.to_line())
+    assert again == record
+    newer = json.loads(record.to_line())
+    assert {"policy", "value", "desired", "warming"} <= newer.keys()
+    assert set(json.loads(old)) <= set(newer)  # nothing renamed, only added

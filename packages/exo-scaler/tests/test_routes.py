@@ -207,3 +207,30 @@ def test_no_auth_opens_routes_and_warns(
     with caplog.at_level(logging.WARNING), client:
         pass  # the lifespan warns at start
     assert any("--no-auth" in record.getMessage() for record in caplog.records)
+
+
+def test_signals_that_never_scale_are_acknowledged_and_counted(
+    make_client: Callable[..., TestClient], fixture_bytes: Callable[[str], bytes]
+) -> None:
+    client = make_client()
+    for name in ("grafana_nodata.json", "grafana_error.json", "grafana_state_reason.json"):
+        answer = client.post("/webhook", content=fixture_bytes(name), headers=BEARER)
+        assert answer.status_code == 200 and answer.json()["recorded"] == []
+    test = fixture_bytes("grafana_test_notification.json")
+    for route in ("/webhook", "/up", "/down"):
+        answer = client.post(route, content=test, headers=BEARER)
+        assert answer.status_code == 200
+        assert answer.json()["test_notification"] is True
+    assert pending(client) == set()
+    text = client.get("/metrics").text
+    for reason, count in (
+        ("nodata", 1),
+        ("datasource-error", 1),
+        ("state-reason", 1),
+        ("test-notification", 3),
+    ):
+        assert f'exo_scaler_alerts_ignored_total{{reason="{reason}"}} {count}.0' in text
+    # The course robot's bare calls still record.
+    assert client.get("/up", headers=BEARER).json()["recorded"] == ["up"]
+    assert client.post("/down", headers=BEARER).json()["recorded"] == ["down"]
+    assert pending(client) == {"up", "down"}

@@ -37,7 +37,11 @@ def test_realistic_payloads(
 
 def test_route_direction_overrides_labels(fixture_bytes: Callable[[str], bytes]) -> None:
     body = fixture_bytes("alertmanager_firing_up.json")
-    assert parse_alert_payload(body, label="action", route_direction=DOWN).directions == (DOWN,)
+    assert parse_alert_payload(body, label="action", route_direction=UP).directions == (UP,)
+    unlabelled = json.loads(body)
+    del unlabelled["alerts"][0]["labels"]["action"]
+    raw = json.dumps(unlabelled).encode()
+    assert parse_alert_payload(raw, label="action", route_direction=DOWN).directions == (DOWN,)
     resolved = fixture_bytes("alertmanager_resolved_up.json")
     assert parse_alert_payload(resolved, label="action", route_direction=UP).directions == ()
 
@@ -80,3 +84,108 @@ def test_one_unknown_direction_refuses_the_whole_body(
     with pytest.raises(PayloadError) as caught:
         parse_alert_payload(json.dumps(body).encode(), label="action")
     assert caught.value.status == 422
+
+
+# -- signal hygiene: what never scales (DESIGN.md §4) -------------------------------------------
+
+from exo_scaler.webhooks import Skip, alert_value, parse_number  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("grafana_nodata.json", Skip.NO_DATA),
+        ("grafana_error.json", Skip.DATASOURCE_ERROR),
+        ("grafana_state_reason.json", Skip.STATE_REASON),
+        ("grafana_test_notification.json", Skip.TEST_NOTIFICATION),
+    ],
+)
+@pytest.mark.parametrize("route", [None, UP, DOWN])
+def test_signals_that_never_scale(
+    fixture_bytes: Callable[[str], bytes],
+    name: str,
+    reason: Skip,
+    route: Direction | None,
+) -> None:
+    # NoData and Error keep the rule's `action` label: on /webhook it would name a direction.
+    parsed = parse_alert_payload(fixture_bytes(name), label="action", route_direction=route)
+    assert parsed.directions == ()
+    assert parsed.skipped == (reason,)
+    assert parsed.test_notification is (reason is Skip.TEST_NOTIFICATION)
+
+
+def test_nodata_on_both_rules_never_wins_up(fixture_bytes: Callable[[str], bytes]) -> None:
+    body = json.loads(fixture_bytes("grafana_nodata.json"))
+    down = json.loads(json.dumps(body["alerts"][0]))
+    down["labels"]["action"] = "scale_down"
+    body["alerts"].append(down)
+    parsed = parse_alert_payload(json.dumps(body).encode(), label="action")
+    assert parsed.directions == ()
+    assert parsed.skipped == (Skip.NO_DATA, Skip.NO_DATA)
+
+
+@pytest.mark.parametrize(("route", "kept"), [(UP, (UP,)), (DOWN, (DOWN, DOWN))])
+def test_a_label_contradicting_the_route_is_ignored(
+    fixture_bytes: Callable[[str], bytes], route: Direction, kept: tuple[Direction, ...]
+) -> None:
+    # grafana_mixed: a firing scale_down alert, a resolved scale_up one, a firing unlabelled
+    # one (which takes the route's direction, as a simple sender's alert always has).
+    parsed = parse_alert_payload(
+        fixture_bytes("grafana_mixed.json"), label="action", route_direction=route
+    )
+    assert parsed.directions == kept
+    assert (Skip.CONTRADICTS_ROUTE in parsed.skipped) is (route is UP)
+
+
+@pytest.mark.parametrize(
+    ("name", "directions", "values", "truncated"),
+    [
+        ("grafana_firing_up.json", (UP,), {UP: 91.73}, 0),
+        ("grafana_grouped.json", (UP, UP), {UP: 97.2}, 0),
+        ("alertmanager_grouped.json", (UP, UP), {UP: 93.1}, 0),
+        ("alertmanager_truncated.json", (UP,), {UP: 93.4}, 2),
+        ("alertmanager_firing_up.json", (UP,), {}, 0),
+    ],
+)
+def test_grouped_and_truncated_carry_their_values(
+    fixture_bytes: Callable[[str], bytes],
+    name: str,
+    directions: tuple[Direction, ...],
+    values: dict[Direction, float],
+    truncated: int,
+) -> None:
+    parsed = parse_alert_payload(fixture_bytes(name), label="action")
+    assert parsed.directions == directions
+    assert dict(parsed.values) == values
+    assert parsed.truncated == truncated
+
+
+@pytest.mark.parametrize(
+    ("raw", "number"),
+    [
+        (91.7, 91.7),
+        ("91.7", 91.7),
+        (" 91.7 % ", 91.7),
+        ("0", 0.0),
+        ("NaN", None),
+        ("inf", None),
+        ("-3", None),
+        ("high", None),
+        (True, None),
+        (None, None),
+        ([1], None),
+    ],
+)
+def test_values_are_parsed_robustly(raw: object, number: float | None) -> None:
+    assert parse_number(raw) == number
+
+
+def test_which_value_an_alert_carries() -> None:
+    grafana = {"values": {"A": 91.7, "C": 1}}
+    assert alert_value(grafana) == 91.7
+    assert alert_value({"values": {"B": 0.93, "C": 1}}) == 0.93
+    assert alert_value({"values": {"C": 1}}) is None
+    assert alert_value({"values": {"A": 91.7, "B": 50.0}}, ref="B") == 50.0
+    annotated = {"annotations": {"value": "oops", "cpu": "77"}, "values": {"A": 91.7}}
+    assert alert_value(annotated) == 77.0  # the provisioned annotation wins over `values`
+    assert alert_value({"values": None, "annotations": None}) is None

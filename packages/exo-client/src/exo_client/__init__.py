@@ -8,10 +8,18 @@ from .errors import (
     ExoApiError,
     NotFoundError,
     OperationTimeoutError,
+    QuotaExceededError,
     UnavailableError,
 )
-from .models import POOL_BUSY_STATES, InstancePool, Operation, PoolMember
-from .retry import NO_RETRY, RetryPolicy
+from .models import (
+    POOL_BUSY_STATES,
+    POOL_UNHEALTHY_STATES,
+    InstancePool,
+    Operation,
+    PoolMember,
+    Quota,
+)
+from .retry import NO_RETRY, RetryPolicy, sdk_poll_interval
 from .settings import ClientSettings, MissingCredentialError
 
 __version__ = "0.1.0"
@@ -19,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "NO_RETRY",
     "POOL_BUSY_STATES",
+    "POOL_UNHEALTHY_STATES",
     "AuthError",
     "BadRequestError",
     "ClientSettings",
@@ -31,6 +40,9 @@ __all__ = [
     "Operation",
     "OperationTimeoutError",
     "PoolMember",
+    "Quota",
+    "QuotaExceededError",
     "RetryPolicy",
     "UnavailableError",
+    "sdk_poll_interval",
 ]

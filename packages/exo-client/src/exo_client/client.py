@@ -25,10 +25,11 @@ from .errors import (
     ExoApiError,
     NotFoundError,
     OperationTimeoutError,
+    QuotaExceededError,
     UnavailableError,
 )
-from .models import InstancePool, Operation, PoolMember
-from .retry import RETRYABLE_STATUS, RetryPolicy, never_reached_server
+from .models import InstancePool, Operation, PoolMember, Quota
+from .retry import RETRYABLE_STATUS, RetryPolicy, never_reached_server, sdk_poll_interval
 from .settings import ClientSettings
 
 log = logging.getLogger("exo_client")
@@ -72,10 +73,13 @@ def _retry_after(response: requests.Response | None) -> float | None:
 
 def _typed_error(status: int, message: str, operation: str) -> ExoApiError:
     kind: type[ExoApiError]
-    if status in (401, 403):
+    if status in (401, 403) and "quota" not in message.lower():
         kind = AuthError
     elif status == 404:
         kind = NotFoundError
+    elif status in (403, 409) and "quota" in message.lower():
+        # A quota refusal is not a busy pool: retrying next tick cannot help (errors.py).
+        kind = QuotaExceededError
     elif status == 409:
         kind = ConflictError
     elif status in (400, 422):
@@ -181,15 +185,32 @@ class ExoClient:
         return matches[0]
 
     def list_members(self, pool_id: str) -> list[PoolMember]:
-        """Every member of the pool with its address, in ONE API call."""
+        """Every member of the pool with its address, in ONE API call.
+
+        The server is asked to filter by manager, and each listed instance's own `manager`
+        (id and type `instance-pool`) is checked too: a filter the server ignored or
+        misapplied would otherwise hand every instance of the zone to the scaler, which
+        evicts and drains what it lists.
+        """
         body = self._call(
             "list-instances",
             idempotent=True,
             manager_id=pool_id,
             manager_type="instance-pool",
         )
-        members = [PoolMember.from_api(i) for i in body.get("instances", [])]
+        listed = [PoolMember.from_api(i) for i in body.get("instances", [])]
+        members = [m for m in listed if m.managed_by(pool_id)]
+        if len(members) < len(listed):
+            log.warning(
+                "list-instances for pool %s returned %d instance(s) it does not manage; ignored",
+                pool_id,
+                len(listed) - len(members),
+            )
         return sorted(members, key=lambda m: (m.name, m.id))
+
+    def get_quota(self, resource: str = "instance") -> Quota:
+        """The organisation's quota for `resource` (`get-quota`; the IAM role must grant it)."""
+        return Quota.from_api(self._call("get-quota", idempotent=True, entity=resource))
 
     def scale_pool(self, pool_id: str, size: int) -> Operation:
         if size < 0:
@@ -214,11 +235,17 @@ class ExoClient:
     def get_operation(self, operation_id: str) -> Operation:
         return Operation.from_api(self._call("get-operation", idempotent=True, id=operation_id))
 
+    def _pause(self, started: float, poll: float | None) -> None:
+        """Sleep before the next poll: the caller's fixed interval, or the official SDKs'
+        schedule (3 s, backing off to 60 s; see retry.sdk_poll_interval) when None."""
+        self._sleep(poll if poll is not None else sdk_poll_interval(self._clock() - started))
+
     def wait_operation(
-        self, operation_id: str, *, timeout: float = 300.0, poll: float = 1.0
+        self, operation_id: str, *, timeout: float = 300.0, poll: float | None = None
     ) -> Operation:
         """Poll until the operation leaves `pending`; raise if it fails or the deadline passes."""
-        deadline = self._clock() + timeout
+        started = self._clock()
+        deadline = started + timeout
         while True:
             operation = self.get_operation(operation_id)
             if operation.succeeded:
@@ -235,12 +262,13 @@ class ExoClient:
                     f"operation {operation_id} still pending after {timeout:.0f}s",
                     operation="get-operation",
                 )
-            self._sleep(poll)
+            self._pause(started, poll)
 
     def wait_pool_running(
-        self, pool_id: str, *, timeout: float = 300.0, poll: float = 1.0
+        self, pool_id: str, *, timeout: float = 300.0, poll: float | None = None
     ) -> InstancePool:
-        deadline = self._clock() + timeout
+        started = self._clock()
+        deadline = started + timeout
         while True:
             pool = self.get_pool(pool_id)
             if pool.is_running:
@@ -250,7 +278,7 @@ class ExoClient:
                     f"pool {pool_id} still {pool.state} after {timeout:.0f}s",
                     operation="get-instance-pool",
                 )
-            self._sleep(poll)
+            self._pause(started, poll)
 
     # -- load balancers and instance types (read-only) --------------------------------------
 

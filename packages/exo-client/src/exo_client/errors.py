@@ -30,6 +30,16 @@ class ConflictError(ExoApiError):
     """The resource is busy or in a state that forbids the call (409, or a failed operation)."""
 
 
+class QuotaExceededError(ConflictError):
+    """The organisation's quota forbids the call: waiting will not help, unlike a busy pool.
+
+    Exoscale documents no wording for this answer (DESIGN.md §3, "undocumented"); a refusal
+    whose message names the quota (the `quota` word, as the API's `get-quota` resource is
+    called) is told apart from a plain 409. A ConflictError still, so older callers that only
+    know "conflict" keep working.
+    """
+
+
 class BadRequestError(ExoApiError):
     """The API refused the request as malformed (400/422)."""
 

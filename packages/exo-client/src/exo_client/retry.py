@@ -38,6 +38,19 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy(attempts=1)
 
 
+def sdk_poll_interval(run_time: float) -> float:
+    """Seconds to wait before the next poll of an operation that has run `run_time` seconds.
+
+    The official SDKs' schedule: every 3 s for the first 30 s, then growing linearly to one
+    poll a minute at 15 minutes, then every minute (python-exoscale, exoscale/api/v2.py
+    `_poll_interval`; egoscale v3 `Client.Wait` uses the same `pollInterval`). A long
+    Exoscale operation (about a minute per member) is then read ~20 times, not 600.
+    """
+    slope = 57 / 870  # from (30 s, 3 s) to (900 s, 60 s)
+    interval = slope * run_time + (3 - 30 * slope)
+    return min(60.0, max(3.0, interval))
+
+
 def never_reached_server(exc: BaseException) -> bool:
     """True when the request provably did not reach the API (safe to repeat a mutation)."""
     if isinstance(exc, requests.ConnectTimeout):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator
 
 import httpx
@@ -40,6 +41,8 @@ PROTECTED_ROUTES: dict[str, tuple[str, str]] = {
     "/down": ("route", "down"),
     "/pause": ("admin", "none"),
     "/resume": ("admin", "none"),
+    # Read-only, but decisions say when and how a deployment scales: same credentials.
+    "/decisions": ("admin", "none"),
 }
 
 
@@ -69,6 +72,7 @@ def create_app(
             Route("/pause", pause, methods=["POST"]),
             Route("/resume", resume, methods=["POST"]),
             Route("/status", status, methods=["GET"]),
+            Route("/decisions", decisions, methods=["GET"]),
             Route("/metrics", metrics_text, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
@@ -150,7 +154,13 @@ async def _receive(request: Request, route: Direction | None) -> Response:
         metrics.webhooks.labels(source, direction, "too_large").inc()
         return _error(413, str(exc))
     try:
-        parsed = parse_alert_payload(raw, label=settings.direction_label, route_direction=route)
+        parsed = parse_alert_payload(
+            raw,
+            label=settings.direction_label,
+            route_direction=route,
+            value_annotations=settings.value_annotations,
+            value_ref=settings.value_ref,
+        )
     except PayloadError as exc:
         result = "malformed" if exc.status == 400 else "invalid"
         metrics.webhooks.labels(source, direction, result).inc()
@@ -163,11 +173,18 @@ def _record(request: Request, parsed: ParsedPayload, route: Direction | None) ->
     metrics = _metrics(request)
     metric_source = parsed.source if route is None else "route"
     source = parsed.source if route is None else f"{route.value}-{parsed.source}"
-    recorded = _scaler(request).record_intents(parsed.directions, source)
+    recorded = _scaler(request).record_intents(parsed.directions, source, parsed.values)
     for direction in recorded:
         metrics.webhooks.labels(metric_source, direction.value, "recorded").inc()
-    if parsed.ignored:
+    for skip in parsed.skipped:
+        metrics.alerts_ignored.labels(skip.value).inc()
+    if parsed.test_notification:
+        # Acknowledged with a 2xx so Grafana's "Test" button reports the contact point works.
+        log.warning("%s: contact-point test notification received; it never scales", source)
+    elif parsed.ignored:
         log.info("%s: %s", source, "; ".join(parsed.ignored))
+    if parsed.truncated:
+        log.warning("%s: the sender left out %d alert(s) (max_alerts)", source, parsed.truncated)
     if not recorded:
         direction_label = "none" if route is None else route.value
         metrics.webhooks.labels(metric_source, direction_label, "ignored").inc()
@@ -176,6 +193,7 @@ def _record(request: Request, parsed: ParsedPayload, route: Direction | None) ->
             "source": parsed.source,
             "recorded": [d.value for d in recorded],
             "ignored": list(parsed.ignored),
+            "test_notification": parsed.test_notification,
         }
     )
 
@@ -195,6 +213,22 @@ async def resume(request: Request) -> Response:
 
 async def status(request: Request) -> Response:
     return JSONResponse(_scaler(request).status())
+
+
+async def decisions(request: Request) -> Response:
+    """The recent decisions, newest last (a bounded ring: scaler.DECISION_RING), for a load
+    test against a real deployment that cannot read the scaler's log."""
+    raw = request.query_params.get("since")
+    since: float | None = None
+    if raw is not None:
+        try:
+            since = float(raw)
+        except ValueError:
+            since = math.nan
+        if not math.isfinite(since):
+            return _error(400, "since must be a number of unix seconds")
+    records = _scaler(request).decisions_since(since)
+    return JSONResponse({"decisions": [r.to_json() for r in records]})
 
 
 async def metrics_text(request: Request) -> Response:

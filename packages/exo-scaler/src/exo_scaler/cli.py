@@ -21,7 +21,13 @@ from exo_client import (
 
 from .app import create_app
 from .server import serve as serve_app
-from .settings import DEFAULT_DRAIN_URL, SCALE_DOWN_POLICIES, ScalerSettings, SettingsError
+from .settings import (
+    DEFAULT_DRAIN_URL,
+    POLICIES,
+    SCALE_DOWN_POLICIES,
+    ScalerSettings,
+    SettingsError,
+)
 from .target import ExoPoolTarget
 
 log = logging.getLogger("exo_scaler.cli")
@@ -53,6 +59,24 @@ def main() -> None:
 @click.option(
     "--interval", envvar="EXO_SCALER_INTERVAL", type=float, default=60.0, show_default=True
 )
+@click.option(
+    "--policy",
+    envvar="EXO_SCALER_POLICY",
+    type=click.Choice(POLICIES),
+    default="proportional",
+    show_default=True,
+    help="step: the seed's ±step a tick; proportional: sized from the alert's value.",
+)
+@click.option(
+    "--target-value", type=float, default=70.0, show_default=True, help="Value to track (CPU %)."
+)
+@click.option("--max-step", type=int, default=2, show_default=True)
+@click.option("--value-annotation", "value_annotations", multiple=True, default=("value", "cpu"))
+@click.option("--value-ref", default=None, help="Grafana expression ref id holding the value.")
+@click.option("--warm-up", type=float, default=30.0, show_default=True)
+@click.option("--warm-up-limit", type=float, default=600.0, show_default=True)
+@click.option("--carry-ticks", type=int, default=5, show_default=True)
+@click.option("--unhealthy-after", type=float, default=300.0, show_default=True)
 @click.option("--max-hourly-cost", type=float, default=None, help="Cap on members x price.")
 @click.option("--price-per-member-hour", type=float, default=None)
 @click.option("--dry-run", is_flag=True, help="Decide and log, never call the API to scale.")
@@ -88,6 +112,15 @@ def serve(
     max_size: int,
     step: int,
     interval: float,
+    policy: str,
+    target_value: float,
+    max_step: int,
+    value_annotations: tuple[str, ...],
+    value_ref: str | None,
+    warm_up: float,
+    warm_up_limit: float,
+    carry_ticks: int,
+    unhealthy_after: float,
     max_hourly_cost: float | None,
     price_per_member_hour: float | None,
     dry_run: bool,
@@ -123,6 +156,15 @@ def serve(
             max_size=max_size,
             step=step,
             interval=interval,
+            policy=policy,  # type: ignore[arg-type]
+            target_value=target_value,
+            max_step=max_step,
+            value_annotations=tuple(value_annotations),
+            value_ref=value_ref,
+            warm_up=warm_up,
+            warm_up_limit=warm_up_limit,
+            carry_ticks=carry_ticks,
+            unhealthy_after=unhealthy_after,
             max_hourly_cost=max_hourly_cost,
             price_per_member_hour=price_per_member_hour,
             dry_run=dry_run,
@@ -133,7 +175,7 @@ def serve(
             drain_token=drain_token,
             drain_seconds=drain_seconds,
             operation_timeout=operation_timeout,
-            operation_poll=min(1.0, max(0.05, interval / 10)),
+            # operation_poll left unset: the SDKs' 3 s schedule, shrunk for ticks < 1 min.
             auth_token=token,
             basic_user=basic_user,
             no_auth=no_auth,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+
+from exo_client import POOL_UNHEALTHY_STATES
 
 from .intents import Direction, Intent
 from .settings import ScalerSettings
@@ -21,6 +24,10 @@ class Reason(StrEnum):
     API_ERROR = "api-error"
     DRY_RUN = "dry-run"
     PAUSED = "paused"
+    # Added in the second design round: readers of older logs never meet them.
+    WARMING_UP = "warming-up"  # capacity asked for and not serving yet already covers it
+    POOL_UNHEALTHY = "pool-unhealthy"  # suspended/degraded: not busy, it will not pass alone
+    QUOTA = "quota"  # the organisation's quota refused the scale
 
 
 def action_label(action: Direction | None) -> str:
@@ -36,10 +43,15 @@ class PoolView:
     state: str
     id: str = ""
     name: str = ""
+    error_reason: str = ""  # why the API says a suspended/degraded pool is so
 
     @property
     def is_running(self) -> bool:
         return self.state == "running"
+
+    @property
+    def is_unhealthy(self) -> bool:
+        return self.state in POOL_UNHEALTHY_STATES
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,10 @@ class ScaleDecision:
     reason: Reason
     intents: tuple[Intent, ...] = ()  # what the tick took, one per direction
     detail: str = ""
+    policy: str = ""
+    value: float | None = None  # the measured value the policy used
+    desired: int | None = None  # the size the value asks for, before the clamps
+    warming: int = 0  # members asked for and not serving yet, counted as capacity
 
     @property
     def acts(self) -> bool:
@@ -68,34 +84,80 @@ def decide(
     *,
     paused: bool = False,
     in_flight: bool = False,
+    warming: int = 0,
 ) -> ScaleDecision:
-    """Up wins over down; the new size moves by `step` within [min, effective max]."""
+    """Up wins over down; the new size stays within [min, effective max].
+
+    `step` policy: ±`step` a tick (the seed's literal rule). `proportional`: target tracking
+    inside the webhook design — desired = ceil(serving × value / target_value), the value
+    being the alert's (an average over the members that serve), serving = size - `warming`;
+    at least ±1 (the alert fired), at most ±`max_step` a tick. While asked-for members are
+    still `warming`, an up intent adds nothing unless the value asks for more than the size
+    already asked for (AWS's instance warm-up; HPA's not-ready pods). Without a value the
+    proportional policy steps by `step`, except that it waits for warming members.
+    """
     taken = tuple(intents)
     size = pool.size
+    policy = settings.policy
     if paused:
-        return ScaleDecision(None, size, size, Reason.PAUSED, taken)
+        return ScaleDecision(None, size, size, Reason.PAUSED, taken, policy=policy)
     if not taken:
-        return ScaleDecision(None, size, size, Reason.NO_INTENT)
-    wanted = {i.direction for i in taken}
+        return ScaleDecision(None, size, size, Reason.NO_INTENT, policy=policy)
+    wanted = {i.direction: i for i in taken}
     direction = Direction.UP if Direction.UP in wanted else Direction.DOWN
+    value = wanted[direction].value if policy == "proportional" else None
+    warming = max(0, min(warming, size)) if policy == "proportional" else 0
+
+    def kept(reason: Reason, detail: str = "", desired: int | None = None) -> ScaleDecision:
+        return ScaleDecision(
+            direction, size, size, reason, taken, detail, policy, value, desired, warming
+        )
+
+    if pool.is_unhealthy:
+        why = f"pool is {pool.state}" + (f": {pool.error_reason}" if pool.error_reason else "")
+        return kept(Reason.POOL_UNHEALTHY, why)
     if in_flight or not pool.is_running:
-        why = "an operation of ours is in flight" if in_flight else f"pool is {pool.state}"
-        return ScaleDecision(direction, size, size, Reason.POOL_BUSY, taken, why)
+        return kept(
+            Reason.POOL_BUSY,
+            "an operation of ours is in flight" if in_flight else f"pool is {pool.state}",
+        )
+    desired = (
+        math.ceil((size - warming) * value / settings.target_value - 1e-9)
+        if value is not None
+        else None
+    )
     if direction is Direction.UP:
         ceiling = settings.effective_max
-        target = min(size + settings.step, ceiling)
-        if target <= size:
+        if size >= ceiling:
             cap = settings.cost_cap_size
             detail = (
                 f"hourly cost cap allows {cap} members"
                 if cap is not None and cap < settings.max_size
                 else f"max is {settings.max_size}"
             )
-            return ScaleDecision(direction, size, size, Reason.AT_MAX, taken, detail)
+            return kept(Reason.AT_MAX, detail, desired)
+        if policy == "step":
+            target = size + settings.step
+        elif warming and (desired is None or desired <= size):
+            return kept(
+                Reason.WARMING_UP,
+                f"{warming} member(s) asked for are not serving yet"
+                + ("" if desired is None else f"; the value asks for {desired}"),
+                desired,
+            )
+        else:
+            target = size + settings.step if desired is None else max(desired, size + 1)
+            target = min(target, size + settings.max_step)
+        target = min(target, ceiling)
     else:
-        target = max(size - settings.step, settings.min_size)
-        if target >= size:
-            detail = f"min is {settings.min_size}"
-            return ScaleDecision(direction, size, size, Reason.AT_MIN, taken, detail)
+        if size <= settings.min_size:
+            return kept(Reason.AT_MIN, f"min is {settings.min_size}", desired)
+        if policy == "step" or desired is None:
+            target = size - settings.step
+        else:
+            target = max(min(desired, size - 1), size - settings.max_step)
+        target = max(target, settings.min_size)
     reason = Reason.DRY_RUN if settings.dry_run else Reason.SCALED
-    return ScaleDecision(direction, size, target, reason, taken)
+    return ScaleDecision(
+        direction, size, target, reason, taken, "", policy, value, desired, warming
+    )

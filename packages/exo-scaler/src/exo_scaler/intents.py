@@ -24,6 +24,9 @@ class Intent:
     last_at: float
     source: str
     count: int = 1
+    # The largest measured value the requests carried (the alert's CPU, say), None if none
+    # did: the proportional policy sizes its step from it.
+    value: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -32,7 +35,19 @@ class Intent:
             "last_at": self.last_at,
             "source": self.source,
             "count": self.count,
+            "value": self.value,
         }
+
+    def merged(self, other: Intent) -> Intent:
+        """Both intents of one direction as one: the earliest start, the latest request."""
+        return replace(
+            self,
+            first_at=min(self.first_at, other.first_at),
+            last_at=max(self.last_at, other.last_at),
+            count=self.count + other.count,
+            value=_larger(self.value, other.value),
+            source=self.source if self.last_at >= other.last_at else other.source,
+        )
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> Intent:
@@ -47,7 +62,25 @@ class Intent:
             raise ValueError("intent source must be a string")
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise ValueError("intent count must be a positive integer")
-        return cls(direction, first_at, last_at, source, count)
+        measured = value.get("value")  # absent from logs written before it existed
+        if measured is not None and (
+            not isinstance(measured, int | float) or isinstance(measured, bool)
+        ):
+            raise ValueError("intent value must be a number or null")
+        return cls(
+            direction,
+            first_at,
+            last_at,
+            source,
+            count,
+            None if measured is None else float(measured),
+        )
+
+
+def _larger(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    return a if b is None else max(a, b)
 
 
 def _seconds(value: Mapping[str, Any], key: str) -> float:
@@ -70,19 +103,37 @@ class IntentBook:
         self._lock = threading.Lock()
         self._pending: dict[Direction, Intent] = {}
 
-    def record(self, directions: Iterable[Direction], source: str) -> tuple[Direction, ...]:
-        """Count one request for each direction it names; returns them, each once, down first."""
+    def record(
+        self,
+        directions: Iterable[Direction],
+        source: str,
+        values: Mapping[Direction, float] | None = None,
+    ) -> tuple[Direction, ...]:
+        """Count one request for each direction it names; returns them, each once, down first.
+        `values` are the measured values the request carried, by direction."""
         distinct = tuple(sorted(set(directions)))
         now = self._clock()
+        values = values or {}
         with self._lock:
             for direction in distinct:
                 seen = self._pending.get(direction)
+                value = values.get(direction)
                 self._pending[direction] = (
-                    Intent(direction, now, now, source)
+                    Intent(direction, now, now, source, value=value)
                     if seen is None
-                    else replace(seen, last_at=now, count=seen.count + 1)
+                    else replace(
+                        seen, last_at=now, count=seen.count + 1, value=_larger(seen.value, value)
+                    )
                 )
         return distinct
+
+    def restore(self, intents: Iterable[Intent]) -> None:
+        """Put back intents a tick took but could not act on; merged with any that arrived
+        since, so they still count once per direction."""
+        with self._lock:
+            for intent in intents:
+                seen = self._pending.get(intent.direction)
+                self._pending[intent.direction] = intent if seen is None else intent.merged(seen)
 
     def take(self) -> tuple[Intent, ...]:
         """Everything since the last take, oldest direction first; the book is empty after."""

@@ -28,6 +28,12 @@ class ScalerMetrics:
             ["source", "direction", "result"],
             registry=registry,
         )
+        self.alerts_ignored = Counter(
+            "exo_scaler_alerts_ignored_total",
+            "Received alerts that recorded nothing, by why (resolved, nodata, test-notification…).",
+            ["reason"],
+            registry=registry,
+        )
         self.pending_intents = Gauge(
             "exo_scaler_pending_intents",
             "Intents waiting for the next tick.",
@@ -45,6 +51,22 @@ class ScalerMetrics:
             "exo_scaler_api_errors_total",
             "Failed Exoscale API calls (after the client's retries).",
             ["operation"],
+            registry=registry,
+        )
+        self.intents_expired = Counter(
+            "exo_scaler_intents_expired_total",
+            "Intents kept through busy ticks that grew too old to act on (--carry-ticks).",
+            ["direction"],
+            registry=registry,
+        )
+        self.warming = Gauge(
+            "exo_scaler_warming_members",
+            "Members asked for and not serving yet, counted as capacity when scaling up.",
+            registry=registry,
+        )
+        self.pool_unhealthy = Gauge(
+            "exo_scaler_pool_unhealthy",
+            "1 while the pool has been suspended/degraded longer than --unhealthy-after.",
             registry=registry,
         )
         self.paused = Gauge("exo_scaler_paused", "1 while paused.", registry=registry)

@@ -39,6 +39,11 @@ class DecisionRecord:
     operation_id: str | None = None  # the scale or evict operation it started
     members: tuple[str, ...] = ()  # the members a scale-down evicts
     dry_run: bool = False
+    # Added with the policies; absent from older lines (read back as these defaults).
+    policy: str = ""  # step | proportional
+    value: float | None = None  # the alert's measured value the policy used
+    desired: int | None = None  # the size that value asked for, before the clamps
+    warming: int = 0  # asked-for members not serving yet, counted as capacity
 
     @classmethod
     def of(
@@ -65,6 +70,10 @@ class DecisionRecord:
             operation_id=operation_id,
             members=tuple(members),
             dry_run=dry_run,
+            policy=decision.policy,
+            value=decision.value,
+            desired=decision.desired,
+            warming=decision.warming,
         )
 
     @property
@@ -87,6 +96,10 @@ class DecisionRecord:
             "operation_id": self.operation_id,
             "members": list(self.members),
             "dry_run": self.dry_run,
+            "policy": self.policy,
+            "value": self.value,
+            "desired": self.desired,
+            "warming": self.warming,
         }
 
     def to_line(self) -> str:
@@ -118,6 +131,10 @@ class DecisionRecord:
                 operation_id=_typed(data, "operation_id", str, None),
                 members=tuple(_list(data, "members", str)),
                 dry_run=_typed(data, "dry_run", bool, False),
+                policy=_typed(data, "policy", str, ""),
+                value=_optional_number(data, "value"),
+                desired=_size(data, "desired"),
+                warming=_typed(data, "warming", int, 0),
             )
         except DecisionLogError:
             raise
@@ -167,6 +184,10 @@ def _number(data: Mapping[str, Any], key: str) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise DecisionLogError(f"{key!r} must be a number, got {value!r:.40}")
     return float(value)
+
+
+def _optional_number(data: Mapping[str, Any], key: str) -> float | None:
+    return None if data.get(key) is None else _number(data, key)
 
 
 def _size(data: Mapping[str, Any], key: str) -> int | None:

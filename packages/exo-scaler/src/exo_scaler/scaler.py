@@ -11,20 +11,45 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from exo_client import ConflictError, ExoApiError
+from exo_client import ConflictError, ExoApiError, QuotaExceededError
 
 from .decision import Direction, Reason, ScaleDecision, action_label, decide
 from .events import EventLog
-from .intents import IntentBook
+from .intents import Intent, IntentBook
 from .metrics import ScalerMetrics
 from .record import DecisionRecord
 from .settings import ScalerSettings
 from .target import InFlight, Launched, PoolTarget
 
 log = logging.getLogger("exo_scaler")
+
+#: Decisions kept in memory for GET /decisions: a day of one-minute ticks.
+DECISION_RING = 1440
+
+
+@dataclass
+class WarmUp:
+    """A scale-up whose new members may not serve yet (AWS's instance warm-up)."""
+
+    since: float  # when the scale-up was decided
+    from_size: int
+    to_size: int
+    ready_at: float | None = None  # when every asked-for member was first seen running
+
+
+@dataclass
+class Unhealthy:
+    """Since when the pool has been suspended/degraded, and whether we said so."""
+
+    state: str
+    since: float
+    detail: str = ""
+    surfaced: bool = False
 
 
 class Scaler:
@@ -47,6 +72,9 @@ class Scaler:
         self.paused = False
         self.ticks = 0
         self.last_decision: DecisionRecord | None = None
+        self.decisions: deque[DecisionRecord] = deque(maxlen=DECISION_RING)
+        self.warm_up: WarmUp | None = None
+        self.unhealthy: Unhealthy | None = None
         metrics.pool_bounds.labels("min").set(settings.min_size)
         metrics.pool_bounds.labels("max").set(settings.effective_max)
 
@@ -56,9 +84,14 @@ class Scaler:
 
     # -- recording --------------------------------------------------------------------------
 
-    def record_intents(self, directions: Iterable[Direction], source: str) -> tuple[Direction, ...]:
+    def record_intents(
+        self,
+        directions: Iterable[Direction],
+        source: str,
+        values: Mapping[Direction, float] | None = None,
+    ) -> tuple[Direction, ...]:
         """One request naming `directions`; returns each direction recorded, once."""
-        recorded = self.intents.record(directions, source)
+        recorded = self.intents.record(directions, source, values)
         for direction in recorded:
             self.metrics.pending_intents.labels(direction.value).set(1)
         return recorded
@@ -90,30 +123,105 @@ class Scaler:
             next_at = max(next_at + interval, loop.time())
 
     async def tick(self) -> ScaleDecision:
-        taken = self.intents.take()
+        now = self.clock()
+        taken = self._fresh(self.intents.take(), now)
         for direction in Direction:
             self.metrics.pending_intents.labels(direction.value).set(0)
         self.ticks += 1
-        self.metrics.last_tick.set(self.clock())
+        self.metrics.last_tick.set(now)
         launched: Launched | None = None
         try:
             pool = await self.target.status()
         except ExoApiError as exc:
             known = self.target.view
             size = known.size if known is not None else None
-            decision = ScaleDecision(None, size, size, Reason.API_ERROR, taken, str(exc))
+            decision = ScaleDecision(
+                None, size, size, Reason.API_ERROR, taken, str(exc), self.settings.policy
+            )
         else:
+            self._watch_health(pool.state, pool.error_reason, now)
+            warming = await self._warming(taken, pool.size, now)
             decision = decide(
                 taken,
                 pool,
                 self.settings,
                 paused=self.paused,
                 in_flight=self.target.in_flight is not None,
+                warming=warming,
             )
             if decision.acts:
                 decision, launched = await self._act(decision)
+            if decision.reason is Reason.SCALED and decision.action is Direction.UP:
+                assert decision.from_size is not None and decision.to_size is not None
+                self.warm_up = WarmUp(now, decision.from_size, decision.to_size)
+        if decision.reason is Reason.POOL_BUSY:
+            # Kept for the first tick that can act (the pool stays busy about a minute per
+            # member on Exoscale, so dropping them would lose whole steps); _fresh bounds it.
+            self.intents.restore(taken)
         self._record(decision, launched)
         return decision
+
+    def _fresh(self, taken: tuple[Intent, ...], now: float) -> tuple[Intent, ...]:
+        """The intents still worth acting on: a kept one whose last request is older than
+        --carry-ticks intervals is stale (a sustained alert re-sends long before that)."""
+        ttl = self.settings.intent_ttl
+        fresh = tuple(i for i in taken if now - i.last_at <= ttl)
+        for intent in taken:
+            if intent not in fresh:
+                self.metrics.intents_expired.labels(intent.direction.value).inc()
+                log.info("dropped a stale %s intent (last asked at %.0f)", intent.direction,
+                         intent.last_at)  # fmt: skip
+        return fresh
+
+    async def _warming(self, taken: tuple[Intent, ...], size: int, now: float) -> int:
+        """Members of our last scale-up that are not serving yet, 0 once they all run plus
+        --warm-up seconds, or once --warm-up-limit passed (a member that never serves must not
+        block scaling for ever). The API is asked only when an up intent needs the answer."""
+        warm = self.warm_up
+        if warm is None or self.settings.policy != "proportional":
+            return 0
+        if now - warm.since > self.settings.warm_up_limit:
+            log.warning("scale-up to %d still not serving after %.0fs; counting it as serving",
+                        warm.to_size, now - warm.since)  # fmt: skip
+            self.warm_up = None
+            self.metrics.warming.set(0)
+            return 0
+        if not any(i.direction is Direction.UP for i in taken):
+            return 0
+        try:
+            serving = await self.target.serving()
+        except ExoApiError:
+            return 0  # unknown: decide as if every member served (the seed's behaviour)
+        if serving >= warm.to_size and warm.ready_at is None:
+            warm.ready_at = now
+        if warm.ready_at is not None and now - warm.ready_at >= self.settings.warm_up:
+            self.warm_up = None
+            self.metrics.warming.set(0)
+            return 0
+        # Running but inside --warm-up: the new members count as not serving yet.
+        warming = warm.to_size - warm.from_size if warm.ready_at else max(0, size - serving)
+        self.metrics.warming.set(warming)
+        return warming
+
+    def _watch_health(self, state: str, detail: str, now: float) -> None:
+        """Surface a pool that stays suspended/degraded beyond --unhealthy-after: a /status
+        condition, a metric and one warning, where it would otherwise just look busy."""
+        if state not in ("suspended", "degraded"):
+            if self.unhealthy is not None and self.unhealthy.surfaced:
+                log.warning("pool is %s again after being %s", state, self.unhealthy.state)
+            self.unhealthy = None
+            self.metrics.pool_unhealthy.set(0)
+            return
+        if self.unhealthy is None or self.unhealthy.state != state:
+            self.unhealthy = Unhealthy(state, now, detail)
+        self.unhealthy.detail = detail
+        if not self.unhealthy.surfaced and now - self.unhealthy.since >= (
+            self.settings.unhealthy_after
+        ):
+            self.unhealthy.surfaced = True
+            self.metrics.pool_unhealthy.set(1)
+            log.warning("pool has been %s for %.0fs (%s); it will not recover by itself",
+                        state, now - self.unhealthy.since, detail or "no reason given")  # fmt: skip
 
     async def close(self) -> None:
         await self.target.close()
@@ -121,6 +229,9 @@ class Scaler:
     async def _act(self, decision: ScaleDecision) -> tuple[ScaleDecision, Launched | None]:
         try:
             return decision, await self.target.scale(decision)
+        except QuotaExceededError as exc:
+            # Not busy: the next tick would be refused the same way (exo_client.errors).
+            return decision.with_failure(Reason.QUOTA, str(exc)), None
         except ConflictError as exc:
             return decision.with_failure(Reason.POOL_BUSY, str(exc)), None
         except ExoApiError as exc:
@@ -139,6 +250,7 @@ class Scaler:
             dry_run=self.settings.dry_run,
         )
         self.last_decision = record
+        self.decisions.append(record)
         self.metrics.decisions.labels(action_label(decision.action), decision.reason.value).inc()
         self.events.decision(record)
 
@@ -168,4 +280,36 @@ class Scaler:
             "last_decision": self.last_decision.to_json() if self.last_decision else None,
             "in_flight": in_flight.to_json() if in_flight else None,
             "auth": "none" if settings.no_auth else "token",
+            "policy": settings.policy,
+            "warming": self._warm_up_json(),
+            "conditions": self.conditions(),
+        }
+
+    def decisions_since(self, since: float | None) -> list[DecisionRecord]:
+        """The kept decisions (newest last), those taken at or after `since` when given."""
+        return [r for r in self.decisions if since is None or r.time >= since]
+
+    def conditions(self) -> list[dict[str, Any]]:
+        """What needs a person: today, a pool suspended/degraded beyond --unhealthy-after."""
+        sick = self.unhealthy
+        if sick is None or not sick.surfaced:
+            return []
+        return [
+            {
+                "type": "PoolUnhealthy",
+                "state": sick.state,
+                "since": sick.since,
+                "detail": sick.detail,
+            }
+        ]
+
+    def _warm_up_json(self) -> dict[str, Any] | None:
+        warm = self.warm_up
+        if warm is None:
+            return None
+        return {
+            "since": warm.since,
+            "from": warm.from_size,
+            "to": warm.to_size,
+            "ready_at": warm.ready_at,
         }

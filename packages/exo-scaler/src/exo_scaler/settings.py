@@ -8,6 +8,8 @@ from typing import Literal
 
 ScaleDownPolicy = Literal["newest", "oldest", "least-busy"]
 SCALE_DOWN_POLICIES: tuple[ScaleDownPolicy, ...] = ("newest", "oldest", "least-busy")
+Policy = Literal["step", "proportional"]
+POLICIES: tuple[Policy, ...] = ("step", "proportional")
 
 DEFAULT_DRAIN_URL = "http://{ip}:8081/admin/drain"
 DEFAULT_BUSY_QUERY = 'sum by (instance_id) (rate(node_cpu_seconds_total{mode!="idle"}[1m]))'
@@ -25,10 +27,23 @@ class ScalerSettings:
     min_size: int = 1
     step: int = 1
     interval: float = 60.0
+    # step: the seed's literal ±`step` per tick. proportional: desired = ceil(serving × value /
+    # target_value) from the alert's value, at most `max_step` a tick, warm-up aware (README).
+    policy: Policy = "proportional"
+    target_value: float = 70.0
+    max_step: int = 2
+    warm_up: float = 30.0  # seconds a new member is still not counted as serving once running
+    warm_up_limit: float = 600.0  # the longest a scale-up's members count as warming
+    carry_ticks: int = 5  # a busy tick keeps intents, for at most this many intervals
+    unhealthy_after: float = 300.0  # suspended/degraded this long → surfaced condition
     max_hourly_cost: float | None = None
     price_per_member_hour: float | None = None
     dry_run: bool = False
     direction_label: str = "action"
+    # Where an alert's measured value is read (webhooks.alert_value): annotations first, then
+    # Grafana's `values` (the ref id `value_ref`, or the largest non-0/1 value).
+    value_annotations: tuple[str, ...] = ("value", "cpu")
+    value_ref: str | None = None
     scale_down_policy: ScaleDownPolicy = "newest"
     prometheus_url: str | None = None
     busy_query: str = DEFAULT_BUSY_QUERY
@@ -36,7 +51,9 @@ class ScalerSettings:
     drain_token: str | None = field(default=None, repr=False)
     drain_seconds: float = 0.0
     operation_timeout: float = 600.0
-    operation_poll: float = 1.0
+    # None: the official SDKs' schedule (3 s backing off; exo_client.sdk_poll_interval),
+    # shrunk in proportion when the tick is shorter than a minute (the sped-up lab).
+    operation_poll: float | None = None
     auth_token: str | None = field(default=None, repr=False)
     basic_user: str | None = None
     no_auth: bool = False
@@ -79,7 +96,21 @@ class ScalerSettings:
                     "draining needs the members' admin token "
                     "(--drain-token-file or SLOW_WEB_ADMIN_TOKEN)"
                 )
-        if not self.operation_timeout > 0 or not self.operation_poll > 0:
+        if self.policy not in POLICIES:
+            found.append(f"--policy must be one of {', '.join(POLICIES)}")
+        if not self.target_value > 0 or not math.isfinite(self.target_value):
+            found.append("--target-value must be a positive number")
+        if self.max_step < 1:
+            found.append("--max-step must be >= 1")
+        if self.warm_up < 0 or self.warm_up_limit < 0:
+            found.append("--warm-up and --warm-up-limit must be >= 0")
+        if self.carry_ticks < 0:
+            found.append("--carry-ticks must be >= 0")
+        if not self.unhealthy_after >= 0:
+            found.append("--unhealthy-after must be >= 0")
+        if not self.operation_timeout > 0 or not (
+            self.operation_poll is None or self.operation_poll > 0
+        ):
             found.append("--operation-timeout and the poll interval must be > 0")
         if not self.direction_label:
             found.append("--direction-label must not be empty")
@@ -93,6 +124,11 @@ class ScalerSettings:
         if self.max_body_bytes < 1:
             found.append("the body limit must be positive")
         return found
+
+    @property
+    def intent_ttl(self) -> float:
+        """How long an intent a busy tick kept may wait for a tick that can act on it."""
+        return self.carry_ticks * self.interval
 
     @property
     def drain_enabled(self) -> bool:

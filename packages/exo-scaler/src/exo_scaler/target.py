@@ -18,7 +18,14 @@ from typing import Any, Protocol
 
 import httpx
 
-from exo_client import ExoApiError, ExoClient, InstancePool, Operation, PoolMember
+from exo_client import (
+    ExoApiError,
+    ExoClient,
+    InstancePool,
+    Operation,
+    PoolMember,
+    sdk_poll_interval,
+)
 
 from .decision import Direction, PoolView, ScaleDecision
 from .drain import request_drain, request_resume
@@ -42,6 +49,9 @@ class InFlight:
     to_size: int | None
     operation_id: str | None = None
     members: list[str] = field(default_factory=list)
+    # The leaving members' addresses we asked to drain: resumed if their evict does not end
+    # in success, since a drained member left in the pool serves nothing.
+    drained: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +94,11 @@ class PoolTarget(Protocol):
     async def scale(self, decision: ScaleDecision) -> Launched:
         """Start what an acting decision asks for; ExoApiError (ConflictError on a busy pool)
         when nothing was started. Until the operation ends, `in_flight` is set."""
+        ...
+
+    async def serving(self) -> int:
+        """How many members serve now (state `running`); ExoApiError when the API cannot say.
+        Asked only while a scale-up's members may still be warming."""
         ...
 
     async def close(self) -> None: ...
@@ -130,7 +145,9 @@ class ExoPoolTarget:
         """The pool now (blocking). The first read resolves a name to the id; later reads use
         the id, which never changes, where a name costs a list call."""
         pool: InstancePool = self.client.get_pool(self.pool_id)
-        self._view = PoolView(pool.size, pool.state, pool.id, pool.name)
+        reason = pool.error_reason or {}
+        why = ": ".join(v for v in (reason.get("type"), reason.get("cause")) if v)
+        self._view = PoolView(pool.size, pool.state, pool.id, pool.name, why)
         self.metrics.pool_size.set(pool.size)
         return self._view
 
@@ -140,6 +157,14 @@ class ExoPoolTarget:
         except ExoApiError as exc:
             self._api_error(exc)
             raise
+
+    async def serving(self) -> int:
+        try:
+            members = await in_worker_thread(self.client.list_members, self.pool_id)
+        except ExoApiError as exc:
+            self._api_error(exc)
+            raise
+        return sum(1 for m in members if m.is_running)
 
     # -- acting --------------------------------------------------------------------------------
 
@@ -200,6 +225,8 @@ class ExoPoolTarget:
             return await in_worker_thread(self.client.evict_members, self.pool_id, ids)
         self._phase("draining")
         addresses = [m.public_ip for m in members if m.public_ip]
+        if self._in_flight is not None:
+            self._in_flight.drained = list(addresses)
         drained = await asyncio.gather(
             *(request_drain(self.http, settings.drain_url, ip, token) for ip in addresses)
         )
@@ -215,10 +242,20 @@ class ExoPoolTarget:
         try:
             return await in_worker_thread(self.client.evict_members, self.pool_id, ids)
         except ExoApiError:
-            await asyncio.gather(
-                *(request_resume(self.http, settings.drain_url, ip, token) for ip in addresses)
-            )
+            await self._resume(addresses, "evict refused")
             raise
+
+    async def _resume(self, addresses: Sequence[str], why: str) -> None:
+        """Put drained members back in service (their evict will not remove them)."""
+        token = self.settings.drain_token
+        if not addresses or not token:
+            return
+        resumed = await asyncio.gather(
+            *(request_resume(self.http, self.settings.drain_url, ip, token) for ip in addresses)
+        )
+        self.events.emit(
+            "resume", time=self.clock(), addresses=list(addresses), why=why, ok=sum(resumed)
+        )
 
     async def close(self) -> None:
         if self._tracker is not None:
@@ -242,7 +279,12 @@ class ExoPoolTarget:
                     if current.is_done:
                         result = current.state
                         break
-                await asyncio.sleep(self.settings.operation_poll)
+                await asyncio.sleep(self._poll_delay(time.monotonic() - started))
+            if flight.action is Direction.DOWN and result != "success":
+                # The evict was accepted but did not end in success (failure, timeout, or our
+                # own deadline): its members may stay in the pool, drained. Resuming one that
+                # does leave after all costs nothing.
+                await self._resume(flight.drained, f"evict operation ended {result}")
         finally:
             elapsed = time.monotonic() - started
             self.metrics.operation_seconds.labels(flight.action.value, result).observe(elapsed)
@@ -256,6 +298,15 @@ class ExoPoolTarget:
                 **{"from": flight.from_size, "to": flight.to_size},
             )
             self._land()
+
+    def _poll_delay(self, elapsed: float) -> float:
+        """A fixed poll when configured, else the official SDKs' schedule (3 s, backing off),
+        shrunk with the tick when it is under a minute so the sped-up lab keeps its ratios."""
+        fixed = self.settings.operation_poll
+        if fixed is not None:
+            return fixed
+        scale = min(1.0, self.settings.interval / 60.0)
+        return sdk_poll_interval(elapsed * (1 / scale if scale else 1)) * scale
 
     def _phase(self, phase: str) -> None:
         if self._in_flight is not None:

@@ -2,16 +2,61 @@
 
 Pure: bytes in, directions out, or a `PayloadError` carrying the HTTP status to answer. A body
 is accepted or refused as a whole, so a refused body never records anything.
+
+The shapes (tests/fixtures/README.md names the upstream file each fixture follows):
+- Alertmanager: prometheus/alertmanager notify/webhook/webhook.go `Message` (template `Data`
+  plus `version` "4", `groupKey`, `truncatedAlerts`).
+- Grafana: grafana/alerting receivers/webhook/v1/webhook.go `webhookMessage` (templates
+  `ExtendedData` plus `version` "1", `orgId`, `title`, `state`, `message`); each alert's
+  `values` is templates/template_data.go `ExtendedAlert.Values` (the rule's expressions by
+  ref id, e.g. {"A": 91.7, "C": 1}, C being the threshold's 0/1).
+
+Signals that never scale (DESIGN.md §4), each skipped with a `Skip` reason:
+- `DatasourceNoData` / `DatasourceError`: Grafana renames an alert whose query returned no
+  data or failed, keeping every other label of the rule, `action` included
+  (grafana/grafana pkg/services/ngalert/state/compat.go, `NoDataAlertName`,
+  `ErrorAlertName`); scaling on them would grow the pool to max during a monitoring outage.
+- an alert annotated `grafana_state_reason` (`StateReasonAnnotation` in
+  pkg/services/ngalert/models/alert_rule.go): its state is not its evaluation's (NoData or
+  Error mapped to Alerting, for instance), so it says nothing about load.
+- the contact-point test notification: grafana/alerting notify/receivers.go `newTestAlert`
+  sends one firing alert labelled `alertname=TestAlert`, `instance=Grafana` (annotation
+  `summary: Notification test`) through the real notifier (notify/test_receivers.go).
+- on `/up` and `/down`, an alert whose direction label names the other direction.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from .intents import Direction
+
+NO_DATA_ALERTNAME = "DatasourceNoData"
+ERROR_ALERTNAME = "DatasourceError"
+STATE_REASON_ANNOTATION = "grafana_state_reason"
+TEST_ALERTNAME = "TestAlert"
+# `instance` of the test alert: "Grafana" today; "Alertmanager" in older Grafana releases'
+# copy of the same function (pkg/services/ngalert/notifier/channels/testreceivers.go).
+TEST_INSTANCES = frozenset({"Grafana", "Alertmanager"})
+DEFAULT_VALUE_ANNOTATIONS: tuple[str, ...] = ("value", "cpu")
+
+
+class Skip(StrEnum):
+    """Why a received alert recorded nothing (the `reason` label of the ignored-alerts metric)."""
+
+    RESOLVED = "resolved"
+    NO_LABEL = "no-label"
+    NO_DATA = "nodata"
+    DATASOURCE_ERROR = "datasource-error"
+    STATE_REASON = "state-reason"
+    TEST_NOTIFICATION = "test-notification"
+    CONTRADICTS_ROUTE = "contradicts-route"
+
 
 DIRECTION_VALUES: Mapping[str, Direction] = {
     "scale_up": Direction.UP,
@@ -37,6 +82,82 @@ class ParsedPayload:
     # folds them into one intent per direction.
     directions: tuple[Direction, ...]
     ignored: tuple[str, ...] = field(default=())  # why each other alert recorded nothing
+    skipped: tuple[Skip, ...] = field(default=())  # the reason of each `ignored`, in order
+    # The largest value an alert of each direction carried (see alert_value), if any did.
+    values: Mapping[Direction, float] = field(default_factory=dict)
+    truncated: int = 0  # alerts the sender left out (`truncatedAlerts`, max_alerts)
+
+    @property
+    def test_notification(self) -> bool:
+        """True when the body was a contact-point test and nothing else."""
+        return (
+            bool(self.skipped)
+            and not self.directions
+            and all(s is Skip.TEST_NOTIFICATION for s in self.skipped)
+        )
+
+
+def parse_number(value: Any) -> float | None:
+    """A finite, non-negative number from a JSON number or an annotation string ("91.7",
+    " 91.7 % "); None for anything else (the value is optional, never a reason to refuse)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip().removesuffix("%").strip()
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+    elif isinstance(value, int | float):
+        number = float(value)
+    else:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def alert_value(
+    alert: Mapping[str, Any],
+    *,
+    annotations: Sequence[str] = DEFAULT_VALUE_ANNOTATIONS,
+    ref: str | None = None,
+) -> float | None:
+    """The measured value an alert carries, or None.
+
+    First an annotation the provisioning set (Alertmanager has no value field: a rule
+    annotates `value: "{{ $value }}"`), then Grafana's `values`: the ref id `ref` when given;
+    otherwise the largest value that is not a 0/1 — a threshold or math condition evaluates to
+    0 or 1, the query and its reduction to the measurement.
+    """
+    notes = alert.get("annotations")
+    if isinstance(notes, Mapping):
+        for key in annotations:
+            number = parse_number(notes.get(key))
+            if number is not None:
+                return number
+    values = alert.get("values")
+    if not isinstance(values, Mapping):
+        return None
+    if ref is not None:
+        return parse_number(values.get(ref))
+    numbers = [n for n in (parse_number(v) for v in values.values()) if n is not None]
+    measured = [n for n in numbers if n not in (0.0, 1.0)]
+    return max(measured) if measured else None
+
+
+def _skip_reason(alert: Mapping[str, Any]) -> Skip | None:
+    """Why a firing alert must not scale, whatever its direction; None if it may."""
+    labels = alert.get("labels", {})
+    name = labels.get("alertname")
+    if name == TEST_ALERTNAME and labels.get("instance") in TEST_INSTANCES:
+        return Skip.TEST_NOTIFICATION
+    if name == NO_DATA_ALERTNAME:
+        return Skip.NO_DATA
+    if name == ERROR_ALERTNAME:
+        return Skip.DATASOURCE_ERROR
+    notes = alert.get("annotations")
+    if isinstance(notes, Mapping) and notes.get(STATE_REASON_ANNOTATION):
+        return Skip.STATE_REASON
+    return None
 
 
 def detect_source(body: Mapping[str, Any]) -> str:
@@ -73,7 +194,12 @@ def _alerts(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def parse_alert_payload(
-    raw: bytes, *, label: str, route_direction: Direction | None = None
+    raw: bytes,
+    *,
+    label: str,
+    route_direction: Direction | None = None,
+    value_annotations: Sequence[str] = DEFAULT_VALUE_ANNOTATIONS,
+    value_ref: str | None = None,
 ) -> ParsedPayload:
     """Directions of the firing alerts; from the route when given, else from `label`.
 
@@ -92,22 +218,55 @@ def parse_alert_payload(
     alerts = _alerts(body)
     directions: list[Direction] = []
     ignored: list[str] = []
+    skipped: list[Skip] = []
+    values: dict[Direction, float] = {}
+
+    def skip(reason: Skip, why: str) -> None:
+        skipped.append(reason)
+        ignored.append(why)
+
     for index, alert in enumerate(alerts):
         status = alert["status"]
         if status != "firing":
-            ignored.append(f"alerts[{index}] is {status[:20]!r}, not firing")
+            skip(Skip.RESOLVED, f"alerts[{index}] is {status[:20]!r}, not firing")
             continue
-        if route_direction is not None:
-            directions.append(route_direction)
+        reason = _skip_reason(alert)
+        if reason is not None:
+            name = alert.get("labels", {}).get("alertname", "")
+            skip(reason, f"alerts[{index}] ({name[:40]}) is a {reason.value} signal")
             continue
         value = alert.get("labels", {}).get(label)
-        if value is None:
-            ignored.append(f"alerts[{index}] has no {label!r} label")
+        named = DIRECTION_VALUES.get(value.strip().lower()) if value is not None else None
+        if route_direction is not None:
+            # The route names the direction; a label that names the other one is a
+            # misrouted alert, and acting on either would be a guess.
+            if named is not None and named is not route_direction:
+                skip(
+                    Skip.CONTRADICTS_ROUTE,
+                    f"alerts[{index}] says {label}={value!s:.40} on the "
+                    f"{route_direction.value} route",
+                )
+                continue
+            direction = route_direction
+        elif value is None:
+            skip(Skip.NO_LABEL, f"alerts[{index}] has no {label!r} label")
             continue
-        direction = DIRECTION_VALUES.get(value.strip().lower())
-        if direction is None:
+        elif named is None:
             raise PayloadError(
                 422, f"alerts[{index}] label {label}={value[:40]!r}: unknown direction"
             )
+        else:
+            direction = named
         directions.append(direction)
-    return ParsedPayload(source, tuple(directions), tuple(ignored))
+        measured = alert_value(alert, annotations=value_annotations, ref=value_ref)
+        if measured is not None:
+            values[direction] = max(measured, values.get(direction, measured))
+    truncated = body.get("truncatedAlerts")
+    return ParsedPayload(
+        source,
+        tuple(directions),
+        tuple(ignored),
+        tuple(skipped),
+        values,
+        truncated if isinstance(truncated, int) and not isinstance(truncated, bool) else 0,
+    )

@@ -1,0 +1,202 @@
+"""The loop's own state around decide(): warm-up, kept intents, an unhealthy pool, quota.
+
+A scripted PoolTarget and an injected clock: every step is explicit, nothing waits on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+
+from exo_client import ConflictError, QuotaExceededError
+from exo_scaler.decision import Direction, PoolView, Reason, ScaleDecision
+from exo_scaler.metrics import ScalerMetrics
+from exo_scaler.scaler import Scaler
+from exo_scaler.settings import ScalerSettings
+from exo_scaler.target import InFlight, Launched
+
+from .conftest import EventSink
+
+UP, DOWN = Direction.UP, Direction.DOWN
+
+
+@dataclass
+class ScriptedTarget:
+    size: int = 1
+    state: str = "running"
+    serving_now: int = 1
+    error_reason: str = ""
+    refuse: Exception | None = None
+    scaled: list[tuple[int | None, int | None]] = field(default_factory=list)
+    serving_reads: int = 0
+
+    @property
+    def pool_id(self) -> str:
+        return "pool"
+
+    @property
+    def view(self) -> PoolView | None:
+        return PoolView(self.size, self.state, error_reason=self.error_reason)
+
+    @property
+    def in_flight(self) -> InFlight | None:
+        return None
+
+    async def status(self) -> PoolView:
+        return PoolView(self.size, self.state, error_reason=self.error_reason)
+
+    async def scale(self, decision: ScaleDecision) -> Launched:
+        if self.refuse is not None:
+            raise self.refuse
+        self.scaled.append((decision.from_size, decision.to_size))
+        assert decision.to_size is not None
+        self.size = decision.to_size
+        return Launched("op")
+
+    async def serving(self) -> int:
+        self.serving_reads += 1
+        return self.serving_now
+
+    async def close(self) -> None:
+        pass
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def scaler_with(
+    settings: ScalerSettings, target: ScriptedTarget, sink: EventSink
+) -> tuple[Scaler, Clock]:
+    clock = Clock()
+    metrics = ScalerMetrics(CollectorRegistry())
+    return Scaler(settings, target, metrics, events=sink.log(), clock=clock), clock
+
+
+def tick(scaler: Scaler) -> ScaleDecision:
+    return asyncio.run(scaler.tick())
+
+
+def test_warm_up_holds_the_next_step_until_members_serve(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink
+) -> None:
+    settings = make_settings(max_size=10, interval=60.0, warm_up=30.0, warm_up_limit=600.0)
+    target = ScriptedTarget(size=1, serving_now=1)
+    scaler, clock = scaler_with(settings, target, sink)
+    scaler.record_intents((UP,), "test", {UP: 100.0})
+    assert tick(scaler).to_size == 2  # ceil(1 × 100 / 70)
+    # The new member boots: the same CPU on the one serving member adds nothing.
+    clock.now += 60
+    target.serving_now = 1
+    scaler.record_intents((UP,), "test", {UP: 100.0})
+    held = tick(scaler)
+    assert (held.reason, held.warming, held.to_size) == (Reason.WARMING_UP, 1, 2)
+    # ... unless the value says even the asked-for capacity is short.
+    clock.now += 60
+    scaler.record_intents((UP,), "test", {UP: 160.0})
+    assert tick(scaler).to_size == 3  # ceil(1 × 160 / 70) = 3 > 2
+    # Running now, but inside --warm-up: still counted as warming.
+    clock.now += 60
+    target.serving_now = 3
+    scaler.record_intents((UP,), "test", {UP: 90.0})
+    assert tick(scaler).reason is Reason.WARMING_UP
+    # Past --warm-up: they serve, and the value is read over all three.
+    clock.now += 31
+    scaler.record_intents((UP,), "test", {UP: 90.0})
+    decision = tick(scaler)
+    assert (decision.warming, decision.to_size) == (0, 4)  # ceil(3 × 90 / 70)
+    assert [r.warming for r in sink.records()] == [0, 1, 1, 1, 0]
+
+
+def test_a_member_that_never_serves_cannot_block_scaling(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink
+) -> None:
+    settings = make_settings(max_size=10, warm_up_limit=300.0)
+    target = ScriptedTarget(size=1, serving_now=1)
+    scaler, clock = scaler_with(settings, target, sink)
+    scaler.record_intents((UP,), "test", {UP: 100.0})
+    assert tick(scaler).reason is Reason.SCALED
+    clock.now += 200
+    scaler.record_intents((UP,), "test")
+    assert tick(scaler).reason is Reason.WARMING_UP
+    clock.now += 101  # past --warm-up-limit: the stuck member is counted as serving
+    scaler.record_intents((UP,), "test")
+    assert (tick(scaler).reason, target.size) == (Reason.SCALED, 3)
+
+
+def test_no_up_intent_no_member_listing(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink
+) -> None:
+    target = ScriptedTarget(size=2, serving_now=1)
+    scaler, clock = scaler_with(make_settings(), target, sink)
+    scaler.record_intents((UP,), "test", {UP: 100.0})
+    tick(scaler)
+    reads = target.serving_reads
+    clock.now += 60
+    scaler.record_intents((DOWN,), "test")
+    tick(scaler)
+    assert target.serving_reads == reads
+
+
+def test_intents_survive_busy_ticks_for_a_bounded_time(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink
+) -> None:
+    settings = make_settings(interval=60.0, carry_ticks=2, policy="step")
+    target = ScriptedTarget(size=2, state="scaling-up")
+    scaler, clock = scaler_with(settings, target, sink)
+    scaler.record_intents((UP,), "test")
+    assert tick(scaler).reason is Reason.POOL_BUSY
+    clock.now += 60
+    assert tick(scaler).reason is Reason.POOL_BUSY  # kept, no new webhook
+    target.state = "running"
+    clock.now += 60
+    acted = tick(scaler)
+    assert (acted.reason, acted.to_size) == (Reason.SCALED, 3)  # the first running tick
+    assert acted.intents[0].count == 1
+    assert tick(scaler).reason is Reason.NO_INTENT  # one decision, then gone
+    # Bounded: an intent kept past --carry-ticks intervals is stale and dropped.
+    target.state = "scaling-up"
+    scaler.record_intents((UP,), "test")
+    tick(scaler)
+    clock.now += 121
+    target.state = "running"
+    assert tick(scaler).reason is Reason.NO_INTENT
+    assert target.scaled == [(2, 3)]
+
+
+def test_an_unhealthy_pool_is_surfaced_after_the_bound(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink
+) -> None:
+    target = ScriptedTarget(size=2, state="degraded", error_reason="quota-exceeded: 1 missing")
+    scaler, clock = scaler_with(make_settings(unhealthy_after=300.0), target, sink)
+    scaler.record_intents((UP,), "test")
+    assert tick(scaler).reason is Reason.POOL_UNHEALTHY
+    assert scaler.status()["conditions"] == []
+    clock.now += 300
+    tick(scaler)
+    [condition] = scaler.status()["conditions"]
+    assert condition["type"] == "PoolUnhealthy" and condition["state"] == "degraded"
+    assert "quota-exceeded" in condition["detail"]
+    assert scaler.metrics.pool_unhealthy._value.get() == 1
+    target.state = "running"
+    tick(scaler)
+    assert scaler.status()["conditions"] == []
+    assert scaler.metrics.pool_unhealthy._value.get() == 0
+
+
+def test_quota_is_not_busy(make_settings: Callable[..., ScalerSettings], sink: EventSink) -> None:
+    target = ScriptedTarget(size=2, refuse=QuotaExceededError("instance quota exceeded"))
+    scaler, _ = scaler_with(make_settings(), target, sink)
+    scaler.record_intents((UP,), "test")
+    assert tick(scaler).reason is Reason.QUOTA
+    target.refuse = ConflictError("instance pool is busy")
+    scaler.record_intents((UP,), "test")
+    assert tick(scaler).reason is Reason.POOL_BUSY
+    assert [r.reason for r in sink.records()] == [Reason.QUOTA, Reason.POOL_BUSY]
