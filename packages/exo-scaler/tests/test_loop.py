@@ -20,7 +20,7 @@ from exo_scaler.decision import Direction, Reason
 from exo_scaler.scaler import Scaler
 from exo_scaler.settings import ScalerSettings
 from exo_testkit import RunningZone, running_zone
-from exo_zone.faults import FaultPlan
+from exo_zone.faults import FaultPlan, OperationOutcome, OutcomeFault
 
 from .conftest import TOKEN, EventSink
 
@@ -407,18 +407,14 @@ def test_an_evict_operation_that_fails_resumes_the_drained_member(
     server = ThreadingHTTPServer((newest.address, 0), handler)
     port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    zone = zone_of_two.zone
-    accept = zone.evict
-
-    def accepted_then_failed(pool_id: str, ids: list[str]) -> Any:
-        # The evict call succeeds (an operation, pending) and the operation then ends
-        # `failure`: what exo-zone's outcome fault models, done by hand on this zone.
-        operation = accept(pool_id, ids)
-        with zone.lock:
-            operation.state, operation.reason = "failure", "unavailable"
-        return operation
-
-    zone.evict = accepted_then_failed  # type: ignore[method-assign]
+    # The evict call is accepted (an operation, pending) and the operation then ends
+    # `failure`, leaving the members in place: exo-zone's outcome fault.
+    zone_of_two.api.faults = FaultPlan(
+        outcome=OutcomeFault(
+            OperationOutcome(state="failure", reason="unavailable"),
+            commands=frozenset({"evict-instance-pool-members"}),
+        )
+    )
     try:
         settings = make_settings(
             drain_seconds=0.05,
