@@ -289,9 +289,9 @@ def _error_rules(
     # rules/group.go: rule_group is "<rule file>;<group name>"; the counter exists (at 0) from
     # the group's first load, so increase() sees the first failure.
     window = format_duration(2 * interval / speed)
-    failed = (
-        f'increase(prometheus_rule_evaluation_failures_total{{rule_group=~".*;autoscaling"}}'
-        f"[{window}]) > 0"
+    failed = (  # sum(): the alert carries the rule's labels, not the counter's
+        f'sum(increase(prometheus_rule_evaluation_failures_total{{rule_group=~".*;autoscaling"}}'
+        f"[{window}])) > 0"
     )
     why = "Prometheus failed to evaluate the rule (prometheus_rule_evaluation_failures_total)"
     if rule.exec_err_state == "Error":
