@@ -213,7 +213,7 @@ def test_the_converter_refuses_what_grafana_refuses(tmp_path: Path, case: str) -
         load(broken)
     assert message in str(refused.value)
     assert relative in str(refused.value)  # which file
-    assert "Grafana refuses this at start" in str(refused.value)
+    assert "Grafana refuses this" in str(refused.value)
 
 
 def test_the_provisioning_passes_every_check() -> None:

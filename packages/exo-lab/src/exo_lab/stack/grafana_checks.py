@@ -62,9 +62,10 @@ class Finding:
     file: str  # relative to the provisioning folder
     message: str  # Grafana's own wording where kind == "grafana"
     source: str  # the upstream file (or project reason) the check restates
+    when: str = "at start"  # when Grafana refuses it
 
     def __str__(self) -> str:
-        what = "Grafana refuses this at start" if self.kind == "grafana" else "project rule"
+        what = f"Grafana refuses this {self.when}" if self.kind == "grafana" else "project rule"
         return f"{self.file}: {self.message} ({what}; {self.source})"
 
 
@@ -389,10 +390,12 @@ def _rule_finding(rule: dict[str, Any], interval: float) -> Finding | None:
         return Finding("grafana", f, message, _ALERT_RULE)
     ref_ids = [_text(_mapping(q).get("refId")) for q in data]
     if condition not in ref_ids:
-        # pkg/services/ngalert/eval/eval.go (evaluatorImpl.create): the rule service validates
-        # the condition against the queries before saving it.
+        # pkg/services/ngalert/eval/eval.go (evaluatorImpl.create) refuses a condition that
+        # names no query: on save through the API, and at every evaluation of a file-provisioned
+        # rule (whether file provisioning checks it before saving is not established here).
         message = f"condition {condition} does not exist, must be one of [{' '.join(ref_ids)}]"
-        return Finding("grafana", f, message, "pkg/services/ngalert/eval/eval.go (create)")
+        source = "pkg/services/ngalert/eval/eval.go (create)"
+        return Finding("grafana", f, message, source, "on save or at every evaluation")
     return None
 
 
