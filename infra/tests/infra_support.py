@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import importlib
+import importlib.util
 import json
 import os
 import shutil
@@ -23,6 +24,8 @@ TERRAFORM_DIR = REPO / "infra" / "terraform"
 MODULE_DIR = TERRAFORM_DIR / "modules" / "cloud-init"
 PROVISIONING_DIR = REPO / "grafana-provisioning"
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+# The one validator of Grafana's provisioning rules, shared with exo-lab's converter.
+GRAFANA_CHECKS_FILE = REPO / "packages/exo-lab/src/exo_lab/stack/grafana_checks.py"
 # Provider schema facts kept inside the repository (see reference/README.md for their sources).
 SCHEMA_FILE = REFERENCE_DIR / "exoscale_tf_schema.json"
 AWS_SCHEMA_FILE = REFERENCE_DIR / "aws_tf_schema.json"
@@ -50,6 +53,24 @@ RUNTIME = {
 }
 # slow-web's admin token on the pool members (the module's member_admin_token).
 MEMBER_ADMIN_TOKEN = "adm1nADM1Nadm1nADM1Nadm1nADM1Nadm1nADM1Nadm1nADM"
+
+
+def load_grafana_checks() -> Any:
+    """exo-lab's grafana_checks module, loaded from its file (standard library + PyYAML only).
+
+    Loaded by path rather than by installing exo-lab: the infra env stays free of exo-lab's
+    dependencies (matplotlib, the scaler, ...), nothing is added to PYTHONPATH for the pip
+    commands these tests run, and the file is the very one the lab's converter imports.
+    """
+    name = "exo_lab_grafana_checks"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, GRAFANA_CHECKS_FILE)
+    assert spec is not None and spec.loader is not None, GRAFANA_CHECKS_FILE
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
 
 
 def decode_user_data(user_data: str) -> str:

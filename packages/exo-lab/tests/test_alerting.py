@@ -105,14 +105,17 @@ def test_alertmanager_config_follows_policy_and_contact_point(tmp_path: Path) ->
 def test_credentials_interpolate_like_grafana() -> None:
     route = load_webhook_route(PROVISIONING)
     assert interpolate_credentials(route, {"EXO_SCALER_TOKEN": "abc"}) == "abc"
-    with pytest.raises(ProvisioningError, match="EXO_SCALER_TOKEN"):
-        interpolate_credentials(route, {})
+    # Grafana (values.go → os.ExpandEnv) turns an unset variable into "", never an error.
+    assert interpolate_credentials(route, {}) == ""
 
 
 def test_malformed_provisioning_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "alerting").mkdir()
-    (tmp_path / "alerting" / "rules.yaml").write_text("groups:\n  - name: x\n")
-    with pytest.raises(ProvisioningError, match="malformed"):
+    # Grafana accepts a group without rules; the lab cannot use it.
+    (tmp_path / "alerting" / "rules.yaml").write_text(
+        "groups:\n  - name: x\n    folder: f\n    interval: 10s\n"
+    )
+    with pytest.raises(ProvisioningError, match="no rule"):
         load_rules(tmp_path)
     (tmp_path / "alerting" / "rules.yaml").write_text(": not yaml : [")
     with pytest.raises(ProvisioningError, match="cannot read"):

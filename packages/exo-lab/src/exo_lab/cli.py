@@ -26,6 +26,7 @@ from .dataplane.members import MemberSettings, default_runtime_dir, lab_prefix_f
 from .dataplane.standalone import serve_zone
 from .load.generator import SecondStats, run_load, summarize, write_results
 from .load.profiles import PROFILE_NAMES, make_profile
+from .stack.outage import OUTAGE_KINDS, MonitoringOutage
 from .stack.run import run_lab
 from .stack.settings import SCALERS, LabError, LabSettings
 
@@ -243,6 +244,20 @@ def _default_out() -> Path:
     default=None,
     help="Output folder (default lab-runs/<time>).",
 )
+@click.option(
+    "--monitoring-outage",
+    default=None,
+    metavar="START:DURATION",
+    help="Take the monitoring data away at START for DURATION (production seconds after the "
+    "load starts), e.g. 600:300.",
+)
+@click.option(
+    "--monitoring-outage-kind",
+    type=click.Choice(OUTAGE_KINDS),
+    default="exporters",
+    show_default=True,
+    help="exporters: the members are no longer scraped (NoData); prometheus: Prometheus down.",
+)
 def run(
     profile: str,
     speed: float,
@@ -257,9 +272,19 @@ def run(
     provisioning: Path,
     iam_policy: Path | None,
     out: Path | None,
+    monitoring_outage: str | None,
+    monitoring_outage_kind: str,
 ) -> None:
     """Run the whole autoscaling loop locally under load and write a report."""
     out = out or _default_out()
+    try:
+        outage = (
+            MonitoringOutage.parse(monitoring_outage, monitoring_outage_kind)
+            if monitoring_outage
+            else None
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--monitoring-outage") from exc
     # SIGTERM takes the same path as Ctrl-C, so every process and cgroup is cleaned up.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -277,6 +302,7 @@ def run(
             member_network=member_network,
             provisioning=provisioning,
             iam_policy=iam_policy,
+            monitoring_outage=outage,
             progress=lambda line: click.echo(line),
         )
         report, paths = run_lab(settings)

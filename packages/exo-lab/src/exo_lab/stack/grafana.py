@@ -9,24 +9,24 @@ inside the PromQL expression.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from string import Template
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import yaml
+from ..files import write_atomically
+from . import grafana_checks as checks
+from .grafana_checks import ProvisioningError as ProvisioningError  # callers catch it from here
+
+log = logging.getLogger(__name__)
 
 _OPERATORS = {"gt": ">", "lt": "<"}
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _RANGE = re.compile(r"\[(\d+(?:ms|s|m|h|d))\]")
-
-
-class ProvisioningError(ValueError):
-    """grafana-provisioning/ does not have the shape the lab relies on."""
 
 
 def parse_duration(text: str) -> float:
@@ -64,13 +64,23 @@ class ScalingRule:
     pending: float  # seconds
     action: str
     evaluation_interval: float  # seconds
+    # What Grafana does when the query has no data / fails (see prometheus_rule_file).
+    no_data_state: str = checks.DEFAULT_NO_DATA_STATE
+    exec_err_state: str = checks.DEFAULT_EXEC_ERR_STATE
+    folder: str = ""
+    datasource_uid: str = ""
+    ref_id: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class WebhookRoute:
     url: str
     scheme: str  # "Bearer" or "" (none)
-    credentials: str  # a template such as ${EXO_SCALER_TOKEN}
+    credentials: (
+        str  # as written in the file, e.g. ${EXO_SCALER_TOKEN}: see interpolate_credentials
+    )
     send_resolved: bool
     group_by: tuple[str, ...]
     group_wait: float
@@ -79,17 +89,28 @@ class WebhookRoute:
 
 
 def _load(path: Path) -> dict[str, Any]:
-    try:
-        body = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ProvisioningError(f"cannot read {path}: {exc}") from exc
+    body = checks.read_yaml(path)
     if not isinstance(body, dict):
         raise ProvisioningError(f"{path} is not a YAML mapping")
     return body
 
 
-def load_rules(provisioning: Path) -> list[ScalingRule]:
-    body = _load(provisioning / "alerting" / "rules.yaml")
+def _checked(provisioning: Path, environment: Mapping[str, str] | None) -> checks.Provisioning:
+    """The provisioning expanded as Grafana reads it, refused where Grafana refuses it.
+
+    `environment` is Grafana's process environment (default: the monitor's, every variable set).
+    """
+    env = checks.deployment_environment() if environment is None else environment
+    prov = checks.load(provisioning, env)
+    checks.refuse_like_grafana(prov)
+    return prov
+
+
+def load_rules(
+    provisioning: Path, environment: Mapping[str, str] | None = None
+) -> list[ScalingRule]:
+    _load(provisioning / "alerting" / "rules.yaml")  # a clear error if absent or not a mapping
+    body = _checked(provisioning, environment).rules
     rules = []
     try:
         for group in body["groups"]:
@@ -100,42 +121,61 @@ def load_rules(provisioning: Path) -> list[ScalingRule]:
                 if condition.get("type") != "threshold":
                     raise ProvisioningError(f"rule {rule['uid']}: condition is not a threshold")
                 evaluator = condition["conditions"][0]["evaluator"]
-                query = queries[condition["expression"]]["model"]
+                query = queries[condition["expression"]]
                 rules.append(
                     ScalingRule(
                         uid=rule["uid"],
                         title=rule["title"],
-                        expr=query["expr"],
+                        expr=query["model"]["expr"],
                         operator=_OPERATORS[evaluator["type"]],
                         threshold=float(evaluator["params"][0]),
-                        pending=parse_duration(rule.get("for", "0s")),
+                        pending=parse_duration(rule.get("for") or "0s"),
                         action=rule["labels"]["action"],
                         evaluation_interval=interval,
+                        no_data_state=str(rule.get("noDataState") or "").strip()
+                        or checks.DEFAULT_NO_DATA_STATE,
+                        exec_err_state=str(rule.get("execErrState") or "").strip()
+                        or checks.DEFAULT_EXEC_ERR_STATE,
+                        folder=str(group.get("folder", "")),
+                        datasource_uid=str(query.get("datasourceUid", "")),
+                        ref_id=str(query["refId"]),
+                        labels={str(k): str(v) for k, v in rule["labels"].items()},
+                        annotations={
+                            str(k): str(v) for k, v in (rule.get("annotations") or {}).items()
+                        },
                     )
                 )
-    except (KeyError, IndexError, TypeError) as exc:
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise ProvisioningError(f"rules.yaml: missing or malformed field {exc}") from exc
     if not rules:
         raise ProvisioningError("rules.yaml defines no rule")
     return rules
 
 
-def load_webhook_route(provisioning: Path) -> WebhookRoute:
+def load_webhook_route(
+    provisioning: Path, environment: Mapping[str, str] | None = None
+) -> WebhookRoute:
     alerting = provisioning / "alerting"
-    points = _load(alerting / "contact-points.yaml")
-    policies = _load(alerting / "policies.yaml")
+    raw_points = _load(alerting / "contact-points.yaml")
+    _load(alerting / "policies.yaml")
+    prov = _checked(provisioning, environment)
+    points, policies = prov.contact_points, prov.policies
     try:
         policy = policies["policies"][0]
         receiver_name = policy["receiver"]
-        point = next(p for p in points["contactPoints"] if p["name"] == receiver_name)
-        receiver = point["receivers"][0]
+        index = next(i for i, p in enumerate(points["contactPoints"]) if p["name"] == receiver_name)
+        receiver = points["contactPoints"][index]["receivers"][0]
+        raw_receiver = raw_points["contactPoints"][index]["receivers"][0]
         if receiver["type"] != "webhook":
             raise ProvisioningError(f"contact point {receiver_name} is not a webhook")
         settings = receiver["settings"]
+        credentials = raw_receiver["settings"].get("authorization_credentials", "")
         return WebhookRoute(
             url=settings["url"],
-            scheme=settings.get("authorization_scheme", ""),
-            credentials=settings.get("authorization_credentials", ""),
+            # receivers/webhook/config.go: credentials without a scheme mean Bearer.
+            scheme=settings.get("authorization_scheme", "") or ("Bearer" if credentials else ""),
+            # Kept as written: the lab expands it with the environment it gives "Grafana".
+            credentials=credentials,
             send_resolved=not receiver.get("disableResolveMessage", False),
             group_by=tuple(policy.get("group_by", ())),
             group_wait=parse_duration(policy.get("group_wait", "30s")),
@@ -148,28 +188,138 @@ def load_webhook_route(provisioning: Path) -> WebhookRoute:
         ) from exc
 
 
+def _alert_name(rule: ScalingRule) -> str:
+    return re.sub(r"\W+", "_", rule.uid).strip("_")
+
+
+# pkg/services/ngalert/state/compat.go: the alert names Grafana gives NoData / Error states.
+NO_DATA_ALERT = "DatasourceNoData"
+ERROR_ALERT = "DatasourceError"
+#: a separate group: it must still evaluate when the scaling group fails (see _error_rules)
+ERROR_GROUP = "autoscaling-datasource-errors"
+#: KeepLast looks back this far (production seconds) for the last value; Grafana has no bound
+KEEP_LAST_LOOKBACK = 3600.0
+
+
 def prometheus_rule_file(rules: list[ScalingRule], speed: float = 1.0) -> dict[str, Any]:
-    """A Prometheus rule file with the same alerts as Grafana's rules, at `speed`."""
+    """A Prometheus rule file with the same alerts as Grafana's rules, at `speed`.
+
+    Besides each rule's threshold alert, the file reproduces what Grafana does when the query
+    has no data (noDataState) or fails (execErrState) — pkg/services/ngalert/state/state.go
+    (resultNoData, resultError) and compat.go (noDataAlert, errorAlert):
+
+    - NoData → a `DatasourceNoData` alert at once (SetNoData, no pending period) with the rule's
+      labels (`action` included), `rulename` (the rule's title), `datasource_uid` and `ref_id`
+      (eval.go: the labels of a NoData result) and `grafana_folder`; the rule's annotations.
+      In PromQL: `absent(<query>)`.
+    - Error → a `DatasourceError` alert with the rule's labels, `rulename`, `datasource_uid`,
+      `ref_id` (AddErrorInformation puts them in labels for this state) and the annotation
+      `grafana_state_reason: Error` (SetError). Stand-in for "the query failed": Prometheus's
+      own count of failed evaluations of the scaling group (scraped from itself).
+    - Alerting → the rule's own alert fires (after its pending period) as another instance with
+      `datasource_uid`/`ref_id`, annotated `grafana_state_reason` NoData / Error.
+    - OK → nothing (Normal): what grafana-provisioning/ uses.
+    - KeepLast → approximated: with no data the rule compares the query's last value (looked
+      back KEEP_LAST_LOOKBACK) instead; on errors Prometheus itself keeps the alert's state.
+    """
     interval = min(r.evaluation_interval for r in rules)
-    return {
-        "groups": [
+    scaling: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    for rule in rules:
+        query = f"({scale_expression(rule.expr, speed)})"
+        labels = {**rule.labels, "action": rule.action}
+        condition = f"{query} {rule.operator} {rule.threshold:g}"
+        if rule.no_data_state == "KeepLast":
+            window = format_duration(KEEP_LAST_LOOKBACK / speed)
+            step = format_duration(rule.evaluation_interval / speed)
+            last = f"last_over_time({query}[{window}:{step}])"
+            kept = f"({last} {rule.operator} {rule.threshold:g}) unless on() {query}"
+            condition = f"({condition}) or ({kept})"
+        scaling.append(
             {
-                "name": "autoscaling",
-                "interval": format_duration(interval / speed),
-                "rules": [
-                    {
-                        "alert": re.sub(r"\W+", "_", rule.uid).strip("_"),
-                        "expr": f"({scale_expression(rule.expr, speed)}) "
-                        f"{rule.operator} {rule.threshold:g}",
-                        "for": format_duration(rule.pending / speed),
-                        "labels": {"action": rule.action},
-                        "annotations": {"summary": rule.title},
-                    }
-                    for rule in rules
-                ],
+                "alert": _alert_name(rule),
+                "expr": condition,
+                "for": format_duration(rule.pending / speed),
+                "labels": labels,
+                "annotations": {"summary": rule.title},
+            }
+        )
+        source = {"datasource_uid": rule.datasource_uid, "ref_id": rule.ref_id}
+        grafana = {"rulename": rule.title, "grafana_folder": rule.folder, **source}
+        if rule.no_data_state == "NoData":
+            scaling.append(
+                {
+                    "alert": NO_DATA_ALERT,
+                    "expr": f"absent({query})",
+                    "labels": {**labels, **grafana},
+                    "annotations": dict(rule.annotations),
+                }
+            )
+        elif rule.no_data_state == "Alerting":
+            scaling.append(
+                {
+                    "alert": _alert_name(rule),
+                    "expr": f"absent({query})",
+                    "for": format_duration(rule.pending / speed),
+                    "labels": {**labels, **source},
+                    "annotations": {"summary": rule.title, "grafana_state_reason": "NoData"},
+                }
+            )
+        errors.extend(_error_rules(rule, labels, grafana, interval, speed))
+    groups: list[dict[str, Any]] = [
+        {"name": "autoscaling", "interval": format_duration(interval / speed), "rules": scaling}
+    ]
+    if errors:
+        groups.append(
+            {"name": ERROR_GROUP, "interval": format_duration(interval / speed), "rules": errors}
+        )
+    return {"groups": groups}
+
+
+def _error_rules(
+    rule: ScalingRule,
+    labels: dict[str, str],
+    grafana: dict[str, str],
+    interval: float,
+    speed: float,
+) -> list[dict[str, Any]]:
+    """execErrState, with Prometheus's failed evaluations of the scaling group standing in for
+    Grafana's failed query (APPROXIMATION: a Prometheus that is down evaluates nothing, so the
+    lab cannot raise DatasourceError for that case, where Grafana on the monitor would)."""
+    # rules/group.go: rule_group is "<rule file>;<group name>"; the counter exists (at 0) from
+    # the group's first load, so increase() sees the first failure.
+    window = format_duration(2 * interval / speed)
+    failed = (  # sum(): the alert carries the rule's labels, not the counter's
+        f'sum(increase(prometheus_rule_evaluation_failures_total{{rule_group=~".*;autoscaling"}}'
+        f"[{window}])) > 0"
+    )
+    why = "Prometheus failed to evaluate the rule (prometheus_rule_evaluation_failures_total)"
+    if rule.exec_err_state == "Error":
+        return [
+            {
+                "alert": ERROR_ALERT,
+                "expr": failed,
+                "labels": {**labels, **grafana},
+                "annotations": {**rule.annotations, "grafana_state_reason": "Error", "Error": why},
             }
         ]
-    }
+    if rule.exec_err_state == "Alerting":
+        return [
+            {
+                "alert": _alert_name(rule),
+                "expr": failed,
+                "for": format_duration(rule.pending / speed),
+                "labels": {**labels, "datasource_uid": rule.datasource_uid, "ref_id": rule.ref_id},
+                "annotations": {
+                    "summary": rule.title,
+                    "grafana_state_reason": "Error",
+                    "Error": why,
+                },
+            }
+        ]
+    # OK: Normal, nothing. KeepLast: rules/group.go leaves an alert's state untouched when its
+    # evaluation fails — Grafana's KeepLast, except that Prometheus stops re-sending meanwhile.
+    return []
 
 
 def alertmanager_config(
@@ -194,9 +344,9 @@ def alertmanager_config(
         "url": urlunsplit((target.scheme, target.netloc, path, "", "")),
         "send_resolved": route.send_resolved,
     }
-    if route.scheme:
-        if credentials_file is None:
-            raise ProvisioningError("the contact point needs credentials: give a credentials file")
+    # receivers/webhook/webhook.go (grafana/alerting): the Authorization header is sent only when
+    # both scheme and credentials are non-empty; no credentials file stands for empty ones.
+    if route.scheme and credentials_file is not None:
         webhook["http_config"] = {
             "authorization": {"type": route.scheme, "credentials_file": str(credentials_file)}
         }
@@ -212,9 +362,44 @@ def alertmanager_config(
     }
 
 
+def grafana_environment(scaler_token: str) -> dict[str, str]:
+    """The environment the lab gives "Grafana": what cloud-init's grafana.env gives it on the
+    monitor (infra/terraform/modules/cloud-init/templates/grafana.env.tftpl)."""
+    return {"EXO_SCALER_TOKEN": scaler_token}
+
+
 def interpolate_credentials(route: WebhookRoute, environment: Mapping[str, str]) -> str:
-    """What Grafana would send: the contact point's credentials with ${VAR} from its env."""
-    try:
-        return Template(route.credentials).substitute(environment)
-    except KeyError as exc:
-        raise ProvisioningError(f"the contact point needs {exc} in the environment") from exc
+    """What Grafana would send: the contact point's credentials expanded the way Grafana expands
+    provisioning files (grafana_checks.expand: an unset variable is an empty string, `$$` is a
+    literal `$`). Never raises: on Grafana an unset token is silent."""
+    return checks.expand(route.credentials, environment)
+
+
+def unset_variables(text: str, environment: Mapping[str, str]) -> list[str]:
+    """The variables `text` refers to (`$NAME`, `${NAME}`, `$__env{NAME}`) that are unset."""
+    names = re.findall(r"\$(?:__env)?\{([^}]+)\}|\$([A-Za-z_]\w*)", text.replace("$$", ""))
+    return sorted({a or b for a, b in names} - {k for k, v in environment.items() if v})
+
+
+def notifier_credentials(
+    route: WebhookRoute, environment: Mapping[str, str], path: Path
+) -> tuple[Path | None, str]:
+    """Write what Grafana would send as credentials to `path` (0600); (path, "") or, when they
+    expand to nothing, (None, a warning): Grafana then sends no Authorization header at all, so
+    exo-scaler answers 401 to every notification and nothing scales, with no error anywhere."""
+    if not route.scheme:
+        return None, ""
+    credentials = interpolate_credentials(route, environment)
+    if not credentials:
+        unset = ", ".join(unset_variables(route.credentials, environment)) or "(none)"
+        warning = (
+            f"WARNING: the contact point's authorization_credentials {route.credentials!r} expand "
+            f"to an empty string (unset: {unset}). Grafana then sends no Authorization header: "
+            "exo-scaler answers 401 to every notification and the pool never scales — silently, "
+            "as on a real Grafana. Fix the variable name in grafana-provisioning/."
+        )
+        log.warning("%s", warning)
+        return None, warning
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_atomically(path, credentials, mode=0o600)
+    return path, ""

@@ -29,8 +29,10 @@ from .grafana import (
     ScalingRule,
     WebhookRoute,
     alertmanager_config,
+    grafana_environment,
     load_rules,
     load_webhook_route,
+    notifier_credentials,
     prometheus_rule_file,
     scale_expression,
 )
@@ -190,10 +192,19 @@ class LabStack:
         assert self.route is not None
         self.scaler_url = f"http://127.0.0.1:{ports.scaler}"
         self.prometheus_url = f"http://127.0.0.1:{ports.prometheus}"
+        # What "Grafana" sends: the contact point's credentials expanded as Grafana would with
+        # the environment cloud-init gives it; an unset variable is said loudly (Grafana is mute).
+        credentials, warning = notifier_credentials(
+            self.route,
+            grafana_environment(self.scaler_token),
+            files.out / "secrets" / "grafana-credentials",
+        )
+        if warning:
+            self.say(warning)
         am_config = alertmanager_config(
             self.route,
             scaler_base_url=self.scaler_url,
-            credentials_file=files.scaler_token,
+            credentials_file=credentials,
             speed=s.speed,
             copies=s.notification_copies,
         )

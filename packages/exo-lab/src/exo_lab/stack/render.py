@@ -107,6 +107,12 @@ def prometheus_config(
                 "job_name": "exo-sd",
                 "static_configs": [{"targets": [f"127.0.0.1:{ports.sd_metrics}"]}],
             },
+            # Prometheus itself: its failed rule evaluations stand in for Grafana's failed
+            # queries (execErrState, see grafana.prometheus_rule_file).
+            {
+                "job_name": "prometheus",
+                "static_configs": [{"targets": [f"127.0.0.1:{ports.prometheus}"]}],
+            },
         ],
     }
 

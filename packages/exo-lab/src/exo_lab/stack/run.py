@@ -15,17 +15,22 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
 
 from exo_scaler import DecisionRecord, action_label, read_decision_log
 
 from ..dataplane.lock import LabBusyError
+from ..files import write_atomically
 from ..load.generator import RequestResult
 from ..report.quality import oracle_demand
 from ..report.run_report import Observation, RunReport, samples_from, since_load_start
 from . import render
 from .grafana import ProvisioningError, load_rules, load_webhook_route
 from .lab_stack import LabStack
-from .processes import ChildExited
+from .outage import OutageDriver
+from .processes import ChildExited, find_binary
 from .settings import LabError, LabSettings
 
 
@@ -38,6 +43,7 @@ class LabRun(LabStack):
         #: when the load started: wall clock (the scaler's log) and monotonic (the zone's)
         self.load_start_wall: float | None = None
         self.load_start_mono: float | None = None
+        self.outage: OutageDriver | None = None
 
     # -- observing ------------------------------------------------------------------------
 
@@ -93,7 +99,9 @@ class LabRun(LabStack):
         hard_stop = start + profile.duration + 60
         next_sample = start
         last_print = 0.0
+        self.outage = self._outage_driver()
         while child.alive() and time.monotonic() < hard_stop:
+            self._outage_tick(time.monotonic() - start)
             self.children.check_alive(expected_to_exit=("load",))
             t = time.monotonic() - start
             sample = self.observe(round(t))
@@ -120,6 +128,7 @@ class LabRun(LabStack):
         at_min_since: float | None = None
         self.say(f"load finished; watching scale-in to {s.min_size} (at most {bound:.0f} lab s)")
         while time.monotonic() < deadline:
+            self._outage_tick(time.monotonic() - start)
             self.children.check_alive(expected_to_exit=("load",))
             sample = self.observe(round(time.monotonic() - start))
             if sample.pool_size == s.min_size and sample.supply == s.min_size:
@@ -129,6 +138,49 @@ class LabRun(LabStack):
             else:
                 at_min_since = None
             time.sleep(1.0)
+        if self.outage is not None:
+            self.outage.restore()  # an outage longer than the run ends with it
+
+    # -- monitoring outage (stack/outage.py) -----------------------------------------------
+
+    def _outage_driver(self) -> OutageDriver | None:
+        outage = self.s.monitoring_outage
+        if outage is None:
+            return None
+        files = self.files
+        port = urlsplit(self.prometheus_url).port
+        binary = find_binary("prometheus")
+        assert port is not None and binary is not None
+
+        def child() -> list[Any]:
+            return [c for c in self.children.children if c.name == "prometheus"]
+
+        def stop() -> None:
+            for found in child():
+                self.children.stop(found)
+                self.children.children.remove(found)
+
+        def start() -> None:
+            command = render.prometheus_command(binary, self.s, files, port)
+            self.children.start("prometheus", command)
+
+        def write(config: dict[str, Any]) -> None:
+            write_atomically(files.prometheus_config, yaml.safe_dump(config, sort_keys=False))
+
+        return OutageDriver(
+            outage,
+            self.s.speed,
+            config=yaml.safe_load(files.prometheus_config.read_text()),
+            write_config=write,
+            prometheus_pid=lambda: next((c.process.pid for c in child() if c.alive()), None),
+            stop_prometheus=stop,
+            start_prometheus=start,
+            say=self.say,
+        )
+
+    def _outage_tick(self, t: float) -> None:
+        if self.outage is not None:
+            self.outage.tick(t)
 
     def _progress_line(self, t: float, sample: Observation, progress_file: Path) -> str:
         last: dict[str, Any] = {}
@@ -176,6 +228,7 @@ class LabRun(LabStack):
             "scale_in_window_s": t.health_interval * (t.health_retries + 1) + t.drain,
             "timings": asdict(t),
             "reaction_floor": self.reaction_floor(),
+            "monitoring_outage": asdict(s.monitoring_outage) if s.monitoring_outage else None,
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         return RunReport(

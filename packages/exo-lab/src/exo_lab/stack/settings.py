@@ -10,6 +10,7 @@ from exo_zone.catalog import instance_type_by_name
 from exo_zone.zone import AddressPool
 
 from ..load.profiles import LoadProfile, make_profile
+from .outage import MonitoringOutage
 
 SCALERS = ("exo-scaler", "naive")
 
@@ -59,6 +60,8 @@ class LabSettings:
     scaler: str = "exo-scaler"
     #: every notification sent this many times (Grafana replicas without HA clustering)
     notification_copies: int = 1
+    #: take the monitoring data away mid-run (stack/outage.py), or None
+    monitoring_outage: MonitoringOutage | None = None
 
     def __post_init__(self) -> None:
         if self.speed <= 0 or self.speed > 60:
