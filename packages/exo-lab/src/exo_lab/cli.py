@@ -1,7 +1,8 @@
 """`exo-lab`: the local Exoscale zone, and the whole autoscaling stack on one machine.
 
 A thin click layer: `zone` serves dataplane.standalone.serve_zone, `run` runs stack.run.run_lab,
-`load` runs load.generator.run_load.
+`load` runs load.generator.run_load; `up`/`down` (target.background), `verify` (target.verify)
+and `run --target` (target.run) work on a deployment's outputs.
 """
 
 from __future__ import annotations
@@ -28,6 +29,17 @@ from .load.generator import SecondStats, run_load, summarize, write_results
 from .load.profiles import PROFILE_NAMES, make_profile
 from .stack.run import run_lab
 from .stack.settings import SCALERS, LabError, LabSettings
+from .target.background import (
+    DEFAULT_STATE_DIR,
+    StatePaths,
+    UpConfig,
+    UpError,
+    serve_up,
+    start_up,
+    stop_up,
+)
+from .target.cost import DEFAULT_PRICES, load_prices
+from .target.outputs import OutputsError, masked
 
 
 def _pool_spec(
@@ -338,3 +350,89 @@ def load(
     if results:
         write_results(results, outcome)
     click.echo(json.dumps(summarize(outcome)), err=progress is not None)
+
+
+# -- a lab that stands in for a deployment; verify; the target load test ------------------------
+
+
+def _fail(command: str, message: object) -> None:
+    """One clear line on stderr and status 2: the CLI's boundary, never a traceback."""
+    click.echo(f"exo-lab {command}: {message}", err=True)
+    sys.exit(2)
+
+
+@main.command()
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=DEFAULT_STATE_DIR, show_default=True,
+              help="Where the detached lab keeps its pidfile, outputs.json and logs.")  # fmt: skip
+@click.option("--speed", type=click.FloatRange(0.1, 60), default=10.0, show_default=True)
+@click.option("--min", "min_size", type=click.IntRange(1, 50), default=1, show_default=True)
+@click.option("--max", "max_size", type=click.IntRange(1, 50), default=5, show_default=True)
+@click.option("--size", "initial_size", type=click.IntRange(1, 50), default=1, show_default=True,
+              help="Members at start.")  # fmt: skip
+@click.option("--work-ms", type=click.IntRange(1, 2000), default=50, show_default=True)
+@click.option("--cpu-per-vcpu", type=click.FloatRange(0.05, 4), default=0.25, show_default=True)
+@click.option("--member-network", default="127.1.0.0/24", show_default=True,
+              help="Loopback /24 of the members (not exo-lab run's, so both can run).")  # fmt: skip
+@click.option("--provisioning", type=click.Path(path_type=Path),
+              default=Path("grafana-provisioning"), show_default=True)  # fmt: skip
+@click.option("--prices", type=click.Path(path_type=Path), default=DEFAULT_PRICES,
+              show_default=True, help="The price table Terraform's cost output reads.")  # fmt: skip
+@click.option("--timeout", type=click.FloatRange(10, 600), default=180.0, show_default=True)
+def up(
+    state_dir: Path,
+    speed: float,
+    min_size: int,
+    max_size: int,
+    initial_size: int,
+    work_ms: int,
+    cpu_per_vcpu: float,
+    member_network: str,
+    provisioning: Path,
+    prices: Path,
+    timeout: float,
+) -> None:
+    """Start the lab stack in the background and print the outputs Terraform prints."""
+    config = UpConfig(
+        speed=speed,
+        min_size=min_size,
+        max_size=max_size,
+        initial_size=initial_size,
+        work_ms=work_ms,
+        cpu_per_vcpu=cpu_per_vcpu,
+        member_network=member_network,
+        provisioning=str(provisioning.resolve()),
+        prices=str(prices.resolve()),
+    )
+    try:
+        # Checked here so a bad value is a usage line, not a dead background process.
+        config.settings(state_dir)
+        load_prices(prices)
+        outputs = start_up(state_dir, config, timeout)
+    except (LabError, OutputsError, UpError, OSError) as exc:
+        _fail("up", exc)
+    for line in masked(outputs):
+        click.echo(line)
+    click.echo(
+        f"outputs (terraform output -json shape, secrets included, 0600): "
+        f"{StatePaths(state_dir).outputs}\nstop it with: exo-lab down --state-dir {state_dir}"
+    )
+
+
+@main.command()
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=DEFAULT_STATE_DIR, show_default=True)  # fmt: skip
+@click.option("--timeout", type=click.FloatRange(1, 600), default=90.0, show_default=True)
+def down(state_dir: Path, timeout: float) -> None:
+    """Stop the lab `exo-lab up` started: processes, cgroups and the lab lock are gone after."""
+    try:
+        click.echo(stop_up(state_dir, timeout))
+    except OSError as exc:
+        _fail("down", exc)
+
+
+@main.command("serve-up", hidden=True)
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+def serve_up_command(state_dir: Path) -> None:
+    """The detached process behind `exo-lab up` (not for direct use)."""
+    sys.exit(serve_up(state_dir))

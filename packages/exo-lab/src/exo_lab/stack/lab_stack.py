@@ -83,6 +83,7 @@ class LabStack:
         self.nlb_url = ""
         self.prometheus_url = ""
         self.scaler_url = ""
+        self.alertmanager_url = ""
         self.scaler_token = secrets.token_urlsafe(24)
         self.pool_id = ""
         self.service_id = ""
@@ -184,6 +185,7 @@ class LabStack:
         assert self.route is not None
         self.scaler_url = f"http://127.0.0.1:{ports.scaler}"
         self.prometheus_url = f"http://127.0.0.1:{ports.prometheus}"
+        self.alertmanager_url = f"http://127.0.0.1:{ports.alertmanager}"
         am_config = alertmanager_config(
             self.route,
             scaler_base_url=self.scaler_url,
