@@ -39,7 +39,8 @@ from .target.background import (
     stop_up,
 )
 from .target.cost import DEFAULT_PRICES, load_prices
-from .target.outputs import OutputsError, masked
+from .target.outputs import Deployment, OutputsError, masked, read_outputs
+from .target.verify import build_target, run_checks
 
 
 def _pool_spec(
@@ -436,3 +437,63 @@ def down(state_dir: Path, timeout: float) -> None:
 def serve_up_command(state_dir: Path) -> None:
     """The detached process behind `exo-lab up` (not for direct use)."""
     sys.exit(serve_up(state_dir))
+
+
+@main.command()
+@click.option("--outputs", "outputs_path", default=None, metavar="FILE|-",
+              help="`terraform output -json` saved to a file, or - for stdin.")  # fmt: skip
+@click.option("--app-url", default=None, help="Overrides app_url (http://<nlb-ip>/).")
+@click.option("--prometheus-url", default=None,
+              help="Overrides prometheus_url (tunnel: http://localhost:9090/).")  # fmt: skip
+@click.option("--grafana-url", default=None, help="Overrides grafana_url.")
+@click.option("--scaler-url", default=None,
+              help="Overrides scaler_internal_url (tunnel: http://localhost:8090).")  # fmt: skip
+@click.option("--pool-id", default=None, help="Overrides instance_pool_id.")
+@click.option("--api-endpoint", default=None, help="Overrides api_endpoint.")
+@click.option("--api-key", envvar="EXOSCALE_API_KEY", default=None,
+              help="The operator's key (reads the NLB) [env EXOSCALE_API_KEY].")  # fmt: skip
+@click.option("--api-secret", envvar="EXOSCALE_API_SECRET", default=None,
+              help="[env EXOSCALE_API_SECRET]")  # fmt: skip
+@click.option("--provisioning", type=click.Path(path_type=Path),
+              default=Path("grafana-provisioning"), show_default=True)  # fmt: skip
+def verify(
+    outputs_path: str | None,
+    app_url: str | None,
+    prometheus_url: str | None,
+    grafana_url: str | None,
+    scaler_url: str | None,
+    pool_id: str | None,
+    api_endpoint: str | None,
+    api_key: str | None,
+    api_secret: str | None,
+    provisioning: Path,
+) -> None:
+    """Check a deployment from its Terraform outputs: one line per check, exit 1 on a failure."""
+    overrides = {
+        "app_url": app_url,
+        "prometheus_url": prometheus_url,
+        "grafana_url": grafana_url,
+        "scaler_internal_url": scaler_url,
+        "instance_pool_id": pool_id,
+        "api_endpoint": api_endpoint,
+    }
+    try:
+        outputs = (
+            read_outputs(outputs_path, sys.stdin.read() if outputs_path == "-" else None)
+            if outputs_path
+            else {}
+        )
+        admin = (api_key, api_secret) if api_key and api_secret else None
+        target = build_target(Deployment.of(outputs, overrides), provisioning, admin)
+    except OutputsError as exc:
+        _fail("verify", exc)
+    results = run_checks(target)
+    for result in results:
+        click.echo(result.line())
+    failed = [r for r in results if r.status == "fail"]
+    stand_ins = [r for r in results if r.stand_in]
+    summary = f"{len(results) - len(failed)}/{len(results)} checks passed or skipped"
+    if stand_ins:
+        summary += f"; {len(stand_ins)} checked the lab's stand-in for Grafana"
+    click.echo(summary + (f"; FAILED: {', '.join(r.name for r in failed)}" if failed else ""))
+    sys.exit(1 if failed else 0)
