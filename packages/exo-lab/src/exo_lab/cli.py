@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -40,6 +41,7 @@ from .target.background import (
 )
 from .target.cost import DEFAULT_PRICES, load_prices
 from .target.outputs import Deployment, OutputsError, masked, read_outputs
+from .target.run import TargetError, TargetSettings, run_target
 from .target.verify import build_target, run_checks
 
 
@@ -249,7 +251,23 @@ def _default_out() -> Path:
     default=None,
     help="Output folder (default lab-runs/<time>).",
 )
+@click.option("--target", "target_outputs", default=None, metavar="OUTPUTS.json|-",
+              help="Load-test a deployment (terraform output -json), not a lab.")  # fmt: skip
+@click.option("--settle", type=click.FloatRange(0), default=None,
+              help="--target: production seconds to watch scale-in after the load.")  # fmt: skip
+@click.option("--vcpus", type=click.IntRange(1, 64), default=None,
+              help="--target: vCPUs of a member (default: the lab's type, else 1).")  # fmt: skip
+@click.option("--member-cores", type=click.FloatRange(0.01, 64), default=None,
+              help="--target: override the calibrated cores per member.")  # fmt: skip
+@click.option("--prometheus-url", default=None, help="--target: overrides prometheus_url.")
+@click.option("--scaler-url", default=None, help="--target: overrides scaler_internal_url.")
+@click.option("--api-key", envvar="EXOSCALE_API_KEY", default=None,
+              help="--target: the operator's key [env EXOSCALE_API_KEY].")  # fmt: skip
+@click.option("--api-secret", envvar="EXOSCALE_API_SECRET", default=None,
+              help="--target: [env EXOSCALE_API_SECRET]")  # fmt: skip
+@click.pass_context
 def run(
+    ctx: click.Context,
     profile: str,
     speed: float,
     duration: float,
@@ -262,9 +280,46 @@ def run(
     member_network: str,
     provisioning: Path,
     out: Path | None,
+    target_outputs: str | None,
+    settle: float | None,
+    vcpus: int | None,
+    member_cores: float | None,
+    prometheus_url: str | None,
+    scaler_url: str | None,
+    api_key: str | None,
+    api_secret: str | None,
 ) -> None:
-    """Run the whole autoscaling loop locally under load and write a report."""
+    """Run the whole autoscaling loop locally under load and write a report.
+
+    With --target, load-test a deployment from its Terraform outputs instead, with the same
+    profiles and report (see docs/operations.md).
+    """
     out = out or _default_out()
+    if target_outputs:
+
+        def given(name: str) -> bool:
+            return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+
+        _run_target(
+            target_outputs,
+            TargetSettings(
+                out=out,
+                profile=profile,
+                duration=duration,
+                speed=speed if given("speed") else 1.0,
+                peak_members=peak,
+                provisioning=provisioning,
+                settle=settle,
+                vcpus=vcpus,
+                work_ms=work_ms if given("work_ms") else None,
+                member_cores=member_cores,
+                progress=lambda line: click.echo(line),
+            ),
+            {"prometheus_url": prometheus_url, "scaler_internal_url": scaler_url},
+            (api_key, api_secret) if api_key and api_secret else None,
+            speed_given=given("speed"),
+        )
+        return
     # SIGTERM takes the same path as Ctrl-C, so every process and cgroup is cleaned up.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -497,3 +552,48 @@ def verify(
         summary += f"; {len(stand_ins)} checked the lab's stand-in for Grafana"
     click.echo(summary + (f"; FAILED: {', '.join(r.name for r in failed)}" if failed else ""))
     sys.exit(1 if failed else 0)
+
+
+def _run_target(
+    outputs_path: str,
+    settings: TargetSettings,
+    overrides: dict[str, str | None],
+    admin_key: tuple[str, str] | None,
+    *,
+    speed_given: bool,
+) -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        outputs = read_outputs(outputs_path, sys.stdin.read() if outputs_path == "-" else None)
+        deployment = Deployment.of(outputs, overrides)
+        lab = deployment.lab
+        if lab is not None:
+            if not speed_given:
+                # A lab's timers run K times faster; the load must too, or it sees another system.
+                settings = replace(settings, speed=float(lab.get("speed", 1.0)))
+            if admin_key is None:
+                # The lab zone has one key pair, with every right: it is the operator's key too.
+                admin_key = (deployment.text("autoscaler_api_key"),
+                             deployment.text("autoscaler_api_secret"))  # fmt: skip
+        if admin_key is None or not all(admin_key):
+            raise OutputsError(
+                "set EXOSCALE_API_KEY and EXOSCALE_API_SECRET (the operator's key: the NLB's "
+                "health is not the scaler key's to read)"
+            )
+        report, paths = run_target(deployment, settings, admin_key)
+    except (OutputsError, TargetError, LabError) as exc:
+        _fail("run --target", exc)
+    except KeyboardInterrupt:
+        click.echo("interrupted: the load generator has been stopped", err=True)
+        sys.exit(130)
+    figures = report.figures()
+    cost = report.config["cost"]
+    total = cost.get("total_eur")
+    click.echo(
+        f"done: {figures['scaling_actions']} scaling actions, max pool "
+        f"{figures['max_pool_size']}, θ_U {figures['theta_u']:.1f} %, θ_O "
+        f"{figures['theta_o']:.1f} %, {figures['failed_requests']} failed requests, cost "
+        f"{'—' if total is None else f'{total:.4f} EUR'}"
+    )
+    for kind, path in paths.items():
+        click.echo(f"  {kind:4} {path}")
