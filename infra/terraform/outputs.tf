@@ -1,13 +1,16 @@
 locals {
+  # One price table (EUR/h): prices.json, which exo-lab's run cost reads too; the variable
+  # only overrides it.
+  prices = var.prices_eur_per_hour != null ? var.prices_eur_per_hour : tomap(jsondecode(file("${path.module}/prices.json")))
   instance_price = {
-    pool    = lookup(var.prices_eur_per_hour, var.pool_instance_type, null)
-    monitor = lookup(var.prices_eur_per_hour, var.monitor_instance_type, null)
+    pool    = lookup(local.prices, var.pool_instance_type, null)
+    monitor = lookup(local.prices, var.monitor_instance_type, null)
   }
   pool_member_eur_per_hour = local.instance_price.pool == null ? null : (
-    local.instance_price.pool + var.pool_disk_size * var.prices_eur_per_hour["disk_gib"]
+    local.instance_price.pool + var.pool_disk_size * local.prices["disk_gib"]
   )
   fixed_eur_per_hour = local.instance_price.monitor == null ? null : (
-    local.instance_price.monitor + var.monitor_disk_size * var.prices_eur_per_hour["disk_gib"] + var.prices_eur_per_hour["nlb"]
+    local.instance_price.monitor + var.monitor_disk_size * local.prices["disk_gib"] + local.prices["nlb"]
   )
   cost_at = {
     for name, size in { min = var.pool_min_size, initial = var.pool_initial_size, max = var.pool_max_size } :
@@ -49,6 +52,16 @@ output "scaler_internal_url" {
 output "instance_pool_id" {
   description = "The pool exo-sd lists and exo-scaler sizes."
   value       = exoscale_instance_pool.web.id
+}
+
+output "zone" {
+  description = "Exoscale zone of every resource."
+  value       = var.zone
+}
+
+output "api_endpoint" {
+  description = "The zone's v2 API (exo-lab verify and the target load test read the pool and the NLB there)."
+  value       = "https://api-${var.zone}.exoscale.com/v2"
 }
 
 output "grafana_admin_password" {
@@ -96,7 +109,7 @@ output "user_data_bytes" {
 }
 
 output "cost_estimate_eur_per_hour" {
-  description = "Estimated EUR per hour from var.prices_eur_per_hour (estimates: check https://www.exoscale.com/pricing/)."
+  description = "Estimated EUR per hour from prices.json or var.prices_eur_per_hour (estimates: check https://www.exoscale.com/pricing/)."
   value = {
     pool_member            = local.pool_member_eur_per_hour
     monitor_and_nlb        = local.fixed_eur_per_hour
@@ -105,6 +118,6 @@ output "cost_estimate_eur_per_hour" {
     at_max_size            = local.cost_at.max
     budget_eur             = var.budget_eur
     budget_hours_at_max    = local.cost_at.max == null ? null : floor(var.budget_eur / local.cost_at.max)
-    missing_price_for_type = [for t in [var.pool_instance_type, var.monitor_instance_type] : t if !contains(keys(var.prices_eur_per_hour), t)]
+    missing_price_for_type = [for t in [var.pool_instance_type, var.monitor_instance_type] : t if !contains(keys(local.prices), t)]
   }
 }

@@ -187,20 +187,13 @@ variable "wheel_dir" {
 }
 
 variable "prices_eur_per_hour" {
-  description = "Price table for the cost estimate output (EUR per hour). Defaults are estimates: check https://www.exoscale.com/pricing/ and override."
+  description = "Override of the price table for the cost estimate output (EUR per hour). null: prices.json beside this file, the one table exo-lab's run cost reads too. Estimates: check https://www.exoscale.com/pricing/."
   type        = map(number)
-  default = {
-    "standard.micro"  = 0.0090
-    "standard.tiny"   = 0.0160
-    "standard.small"  = 0.0250
-    "standard.medium" = 0.0500
-    "standard.large"  = 0.0960
-    "nlb"             = 0.0280
-    "disk_gib"        = 0.00014
-  }
+  default     = null
 
   validation {
-    condition     = contains(keys(var.prices_eur_per_hour), "nlb") && contains(keys(var.prices_eur_per_hour), "disk_gib")
+    # A conditional, not ||: Terraform 1.11 evaluates both sides of || and keys(null) fails.
+    condition     = var.prices_eur_per_hour == null ? true : (contains(keys(var.prices_eur_per_hour), "nlb") && contains(keys(var.prices_eur_per_hour), "disk_gib"))
     error_message = "prices_eur_per_hour must contain the keys \"nlb\" and \"disk_gib\" and one key per instance type used."
   }
 }

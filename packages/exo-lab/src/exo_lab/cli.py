@@ -1,7 +1,8 @@
 """`exo-lab`: the local Exoscale zone, and the whole autoscaling stack on one machine.
 
 A thin click layer: `zone` serves dataplane.standalone.serve_zone, `run` runs stack.run.run_lab,
-`load` runs load.generator.run_load.
+`load` runs load.generator.run_load; `up`/`down` (target.background), `verify` (target.verify)
+and `run --target` (target.run) work on a deployment's outputs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -29,6 +31,19 @@ from .load.profiles import PROFILE_NAMES, make_profile
 from .stack.outage import OUTAGE_KINDS, MonitoringOutage
 from .stack.run import run_lab
 from .stack.settings import SCALERS, LabError, LabSettings
+from .target.background import (
+    DEFAULT_STATE_DIR,
+    StatePaths,
+    UpConfig,
+    UpError,
+    serve_up,
+    start_up,
+    stop_up,
+)
+from .target.cost import DEFAULT_PRICES, load_prices
+from .target.outputs import Deployment, OutputsError, masked, read_outputs
+from .target.run import TargetError, TargetSettings, run_target
+from .target.verify import build_target, run_checks
 
 
 def _pool_spec(
@@ -258,7 +273,23 @@ def _default_out() -> Path:
     show_default=True,
     help="exporters: the members are no longer scraped (NoData); prometheus: Prometheus down.",
 )
+@click.option("--target", "target_outputs", default=None, metavar="OUTPUTS.json|-",
+              help="Load-test a deployment (terraform output -json), not a lab.")  # fmt: skip
+@click.option("--settle", type=click.FloatRange(0), default=None,
+              help="--target: production seconds to watch scale-in after the load.")  # fmt: skip
+@click.option("--vcpus", type=click.IntRange(1, 64), default=None,
+              help="--target: vCPUs of a member (default: the lab's type, else 1).")  # fmt: skip
+@click.option("--member-cores", type=click.FloatRange(0.01, 64), default=None,
+              help="--target: override the calibrated cores per member.")  # fmt: skip
+@click.option("--prometheus-url", default=None, help="--target: overrides prometheus_url.")
+@click.option("--scaler-url", default=None, help="--target: overrides scaler_internal_url.")
+@click.option("--api-key", envvar="EXOSCALE_API_KEY", default=None,
+              help="--target: the operator's key [env EXOSCALE_API_KEY].")  # fmt: skip
+@click.option("--api-secret", envvar="EXOSCALE_API_SECRET", default=None,
+              help="--target: [env EXOSCALE_API_SECRET]")  # fmt: skip
+@click.pass_context
 def run(
+    ctx: click.Context,
     profile: str,
     speed: float,
     duration: float,
@@ -274,8 +305,20 @@ def run(
     out: Path | None,
     monitoring_outage: str | None,
     monitoring_outage_kind: str,
+    target_outputs: str | None,
+    settle: float | None,
+    vcpus: int | None,
+    member_cores: float | None,
+    prometheus_url: str | None,
+    scaler_url: str | None,
+    api_key: str | None,
+    api_secret: str | None,
 ) -> None:
-    """Run the whole autoscaling loop locally under load and write a report."""
+    """Run the whole autoscaling loop locally under load and write a report.
+
+    With --target, load-test a deployment from its Terraform outputs instead, with the same
+    profiles and report (see docs/operations.md).
+    """
     out = out or _default_out()
     try:
         outage = (
@@ -285,6 +328,31 @@ def run(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--monitoring-outage") from exc
+    if target_outputs:
+
+        def given(name: str) -> bool:
+            return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+
+        _run_target(
+            target_outputs,
+            TargetSettings(
+                out=out,
+                profile=profile,
+                duration=duration,
+                speed=speed if given("speed") else 1.0,
+                peak_members=peak,
+                provisioning=provisioning,
+                settle=settle,
+                vcpus=vcpus,
+                work_ms=work_ms if given("work_ms") else None,
+                member_cores=member_cores,
+                progress=lambda line: click.echo(line),
+            ),
+            {"prometheus_url": prometheus_url, "scaler_internal_url": scaler_url},
+            (api_key, api_secret) if api_key and api_secret else None,
+            speed_given=given("speed"),
+        )
+        return
     # SIGTERM takes the same path as Ctrl-C, so every process and cgroup is cleaned up.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -373,3 +441,194 @@ def load(
     if results:
         write_results(results, outcome)
     click.echo(json.dumps(summarize(outcome)), err=progress is not None)
+
+
+# -- a lab that stands in for a deployment; verify; the target load test ------------------------
+
+
+def _fail(command: str, message: object) -> None:
+    """One clear line on stderr and status 2: the CLI's boundary, never a traceback."""
+    click.echo(f"exo-lab {command}: {message}", err=True)
+    sys.exit(2)
+
+
+@main.command()
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=DEFAULT_STATE_DIR, show_default=True,
+              help="Where the detached lab keeps its pidfile, outputs.json and logs.")  # fmt: skip
+@click.option("--speed", type=click.FloatRange(0.1, 60), default=10.0, show_default=True)
+@click.option("--min", "min_size", type=click.IntRange(1, 50), default=1, show_default=True)
+@click.option("--max", "max_size", type=click.IntRange(1, 50), default=5, show_default=True)
+@click.option("--size", "initial_size", type=click.IntRange(1, 50), default=1, show_default=True,
+              help="Members at start.")  # fmt: skip
+@click.option("--work-ms", type=click.IntRange(1, 2000), default=50, show_default=True)
+@click.option("--cpu-per-vcpu", type=click.FloatRange(0.05, 4), default=0.25, show_default=True)
+@click.option("--member-network", default="127.1.0.0/24", show_default=True,
+              help="Loopback /24 of the members (not exo-lab run's, so both can run).")  # fmt: skip
+@click.option("--provisioning", type=click.Path(path_type=Path),
+              default=Path("grafana-provisioning"), show_default=True)  # fmt: skip
+@click.option("--prices", type=click.Path(path_type=Path), default=DEFAULT_PRICES,
+              show_default=True, help="The price table Terraform's cost output reads.")  # fmt: skip
+@click.option("--timeout", type=click.FloatRange(10, 600), default=180.0, show_default=True)
+def up(
+    state_dir: Path,
+    speed: float,
+    min_size: int,
+    max_size: int,
+    initial_size: int,
+    work_ms: int,
+    cpu_per_vcpu: float,
+    member_network: str,
+    provisioning: Path,
+    prices: Path,
+    timeout: float,
+) -> None:
+    """Start the lab stack in the background and print the outputs Terraform prints."""
+    config = UpConfig(
+        speed=speed,
+        min_size=min_size,
+        max_size=max_size,
+        initial_size=initial_size,
+        work_ms=work_ms,
+        cpu_per_vcpu=cpu_per_vcpu,
+        member_network=member_network,
+        provisioning=str(provisioning.resolve()),
+        prices=str(prices.resolve()),
+    )
+    try:
+        # Checked here so a bad value is a usage line, not a dead background process.
+        config.settings(state_dir)
+        load_prices(prices)
+        outputs = start_up(state_dir, config, timeout)
+    except (LabError, OutputsError, UpError, OSError) as exc:
+        _fail("up", exc)
+    for line in masked(outputs):
+        click.echo(line)
+    click.echo(
+        f"outputs (terraform output -json shape, secrets included, 0600): "
+        f"{StatePaths(state_dir).outputs}\nstop it with: exo-lab down --state-dir {state_dir}"
+    )
+
+
+@main.command()
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=DEFAULT_STATE_DIR, show_default=True)  # fmt: skip
+@click.option("--timeout", type=click.FloatRange(1, 600), default=90.0, show_default=True)
+def down(state_dir: Path, timeout: float) -> None:
+    """Stop the lab `exo-lab up` started: processes, cgroups and the lab lock are gone after."""
+    try:
+        click.echo(stop_up(state_dir, timeout))
+    except OSError as exc:
+        _fail("down", exc)
+
+
+@main.command("serve-up", hidden=True)
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+def serve_up_command(state_dir: Path) -> None:
+    """The detached process behind `exo-lab up` (not for direct use)."""
+    sys.exit(serve_up(state_dir))
+
+
+@main.command()
+@click.option("--outputs", "outputs_path", default=None, metavar="FILE|-",
+              help="`terraform output -json` saved to a file, or - for stdin.")  # fmt: skip
+@click.option("--app-url", default=None, help="Overrides app_url (http://<nlb-ip>/).")
+@click.option("--prometheus-url", default=None,
+              help="Overrides prometheus_url (tunnel: http://localhost:9090/).")  # fmt: skip
+@click.option("--grafana-url", default=None, help="Overrides grafana_url.")
+@click.option("--scaler-url", default=None,
+              help="Overrides scaler_internal_url (tunnel: http://localhost:8090).")  # fmt: skip
+@click.option("--pool-id", default=None, help="Overrides instance_pool_id.")
+@click.option("--api-endpoint", default=None, help="Overrides api_endpoint.")
+@click.option("--api-key", envvar="EXOSCALE_API_KEY", default=None,
+              help="The operator's key (reads the NLB) [env EXOSCALE_API_KEY].")  # fmt: skip
+@click.option("--api-secret", envvar="EXOSCALE_API_SECRET", default=None,
+              help="[env EXOSCALE_API_SECRET]")  # fmt: skip
+@click.option("--provisioning", type=click.Path(path_type=Path),
+              default=Path("grafana-provisioning"), show_default=True)  # fmt: skip
+def verify(
+    outputs_path: str | None,
+    app_url: str | None,
+    prometheus_url: str | None,
+    grafana_url: str | None,
+    scaler_url: str | None,
+    pool_id: str | None,
+    api_endpoint: str | None,
+    api_key: str | None,
+    api_secret: str | None,
+    provisioning: Path,
+) -> None:
+    """Check a deployment from its Terraform outputs: one line per check, exit 1 on a failure."""
+    overrides = {
+        "app_url": app_url,
+        "prometheus_url": prometheus_url,
+        "grafana_url": grafana_url,
+        "scaler_internal_url": scaler_url,
+        "instance_pool_id": pool_id,
+        "api_endpoint": api_endpoint,
+    }
+    try:
+        outputs = (
+            read_outputs(outputs_path, sys.stdin.read() if outputs_path == "-" else None)
+            if outputs_path
+            else {}
+        )
+        admin = (api_key, api_secret) if api_key and api_secret else None
+        target = build_target(Deployment.of(outputs, overrides), provisioning, admin)
+    except OutputsError as exc:
+        _fail("verify", exc)
+    results = run_checks(target)
+    for result in results:
+        click.echo(result.line())
+    failed = [r for r in results if r.status == "fail"]
+    stand_ins = [r for r in results if r.stand_in]
+    summary = f"{len(results) - len(failed)}/{len(results)} checks passed or skipped"
+    if stand_ins:
+        summary += f"; {len(stand_ins)} checked the lab's stand-in for Grafana"
+    click.echo(summary + (f"; FAILED: {', '.join(r.name for r in failed)}" if failed else ""))
+    sys.exit(1 if failed else 0)
+
+
+def _run_target(
+    outputs_path: str,
+    settings: TargetSettings,
+    overrides: dict[str, str | None],
+    admin_key: tuple[str, str] | None,
+    *,
+    speed_given: bool,
+) -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        outputs = read_outputs(outputs_path, sys.stdin.read() if outputs_path == "-" else None)
+        deployment = Deployment.of(outputs, overrides)
+        lab = deployment.lab
+        if lab is not None:
+            if not speed_given:
+                # A lab's timers run K times faster; the load must too, or it sees another system.
+                settings = replace(settings, speed=float(lab.get("speed", 1.0)))
+            if admin_key is None:
+                # The lab zone has one key pair, with every right: it is the operator's key too.
+                admin_key = (deployment.text("autoscaler_api_key"),
+                             deployment.text("autoscaler_api_secret"))  # fmt: skip
+        if admin_key is None or not all(admin_key):
+            raise OutputsError(
+                "set EXOSCALE_API_KEY and EXOSCALE_API_SECRET (the operator's key: the NLB's "
+                "health is not the scaler key's to read)"
+            )
+        report, paths = run_target(deployment, settings, admin_key)
+    except (OutputsError, TargetError, LabError) as exc:
+        _fail("run --target", exc)
+    except KeyboardInterrupt:
+        click.echo("interrupted: the load generator has been stopped", err=True)
+        sys.exit(130)
+    figures = report.figures()
+    cost = report.config["cost"]
+    total = cost.get("total_eur")
+    click.echo(
+        f"done: {figures['scaling_actions']} scaling actions, max pool "
+        f"{figures['max_pool_size']}, θ_U {figures['theta_u']:.1f} %, θ_O "
+        f"{figures['theta_o']:.1f} %, {figures['failed_requests']} failed requests, cost "
+        f"{'—' if total is None else f'{total:.4f} EUR'}"
+    )
+    for kind, path in paths.items():
+        click.echo(f"  {kind:4} {path}")

@@ -86,6 +86,7 @@ class LabStack:
         self.nlb_url = ""
         self.prometheus_url = ""
         self.scaler_url = ""
+        self.alertmanager_url = ""
         self.scaler_token = secrets.token_urlsafe(24)
         self.pool_id = ""
         self.service_id = ""
@@ -201,6 +202,7 @@ class LabStack:
         )
         if warning:
             self.say(warning)
+        self.alertmanager_url = f"http://127.0.0.1:{ports.alertmanager}"
         am_config = alertmanager_config(
             self.route,
             scaler_base_url=self.scaler_url,
