@@ -128,7 +128,9 @@ def test_keeplast_keeps_a_firing_rule_firing_without_data(tmp_path: Path) -> Non
     firing = [
         {
             "exp_labels": {"action": "scale_up"},
-            "exp_annotations": {"summary": "Pool CPU above 80 %"},
+            # The rule's own annotations, and the last value the KeepLast expression kept
+            # (the scaler's proportional policy reads it).
+            "exp_annotations": {**by_action(rules_with())["scale_up"].annotations, "value": "100"},
         }
     ]
     at = "6m"

@@ -27,6 +27,8 @@ _OPERATORS = {"gt": ">", "lt": "<"}
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _RANGE = re.compile(r"\[(\d+(?:ms|s|m|h|d))\]")
+#: the alert's value as Alertmanager templates it into an annotation
+VALUE_ANNOTATION = {"value": "{{ $value }}"}
 
 
 def parse_duration(text: str) -> float:
@@ -241,7 +243,10 @@ def prometheus_rule_file(rules: list[ScalingRule], speed: float = 1.0) -> dict[s
                 "expr": condition,
                 "for": format_duration(rule.pending / speed),
                 "labels": labels,
-                "annotations": {"summary": rule.title},
+                # Grafana's webhook carries the query's value (`values`, by refId) and the
+                # rule's annotations; Alertmanager's carries only annotations, so the value
+                # travels as one: exo-scaler's proportional policy reads `value`.
+                "annotations": {"summary": rule.title, **rule.annotations, **VALUE_ANNOTATION},
             }
         )
         source = {"datasource_uid": rule.datasource_uid, "ref_id": rule.ref_id}

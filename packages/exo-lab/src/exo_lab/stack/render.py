@@ -186,6 +186,14 @@ def exo_scaler_command(
         f"{s.lab(t.drain):g}",
         "--operation-timeout",
         f"{max(10.0, s.lab(600)):g}",
+        # exo-scaler's own timers are production seconds: divided like every other duration,
+        # or a 30 s warm-up would last 10 ticks at speed 20.
+        "--warm-up",
+        f"{s.lab(t.warm_up):g}",
+        "--warm-up-limit",
+        f"{s.lab(t.warm_up_limit):g}",
+        "--unhealthy-after",
+        f"{s.lab(t.unhealthy_after):g}",
     ]
 
 

@@ -32,6 +32,11 @@ class ProductionTimings:
     health_timeout: float = 5.0
     health_retries: int = 1
     drain: float = 10.0
+    #: exo-scaler's defaults (its README): a new member counts as capacity this long after it
+    #: runs, never longer than the limit; a pool not running for this long is surfaced
+    warm_up: float = 30.0
+    warm_up_limit: float = 600.0
+    unhealthy_after: float = 300.0
 
 
 @dataclass(frozen=True)

@@ -98,13 +98,14 @@ def lab_outputs(stack: LabStack, config: UpConfig, prices: dict[str, float]) -> 
 
     Grafana cannot run offline, so `grafana_url` and `grafana_admin_password` are absent (null
     outputs are left out, as Terraform does); the `lab` output names what stands in for it.
-    The lab zone has one key pair, which is also its admin key: sensitive here, unlike
-    Terraform's autoscaler_api_key.
+    `autoscaler_api_key` is the key exo-sd and exo-scaler run with, whose role is Terraform's
+    (policies/autoscaler-role.json.tftpl). A real operator brings their own key; the lab's
+    is the zone's full-access key, given as `lab_operator_api_key`/`_secret`.
     """
     assert stack.local_zone is not None and stack.plane is not None
     s = stack.s
     nlb = urlsplit(stack.nlb_url)
-    key, secret = stack.local_zone.credentials
+    operator_key, operator_secret = stack.local_zone.credentials
     children = {c.name: c.process.pid for c in stack.children.children}
     return {
         "nlb_ip_address": Output(nlb.hostname),
@@ -117,8 +118,10 @@ def lab_outputs(stack: LabStack, config: UpConfig, prices: dict[str, float]) -> 
         "api_endpoint": Output(stack.endpoint),
         "scaler_token": Output(stack.scaler_token, sensitive=True),
         "member_admin_token": Output(stack.plane.runtime.admin_token, sensitive=True),
-        "autoscaler_api_key": Output(key, sensitive=True),
-        "autoscaler_api_secret": Output(secret, sensitive=True),
+        "autoscaler_api_key": Output(stack.api_env["EXOSCALE_API_KEY"]),
+        "autoscaler_api_secret": Output(stack.api_env["EXOSCALE_API_SECRET"], sensitive=True),
+        "lab_operator_api_key": Output(operator_key, sensitive=True),
+        "lab_operator_api_secret": Output(operator_secret, sensitive=True),
         "cost_estimate_eur_per_hour": Output(
             cost_estimate(
                 prices,

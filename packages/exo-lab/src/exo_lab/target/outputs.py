@@ -108,6 +108,12 @@ class Deployment:
         return "" if value is None else str(value)
 
     @property
+    def lab_operator_key(self) -> tuple[str, str] | None:
+        """The lab zone's full-access key pair (`exo-lab up`); None for a real deployment."""
+        key, secret = self.text("lab_operator_api_key"), self.text("lab_operator_api_secret")
+        return (key, secret) if key and secret else None
+
+    @property
     def lab(self) -> dict[str, Any] | None:
         """The `lab` output exo-lab up adds (None for a real deployment)."""
         lab = self.values.get("lab")

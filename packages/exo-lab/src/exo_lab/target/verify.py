@@ -393,8 +393,8 @@ def build_target(
     endpoint = deployment.api_endpoint
     key, secret = deployment.text("autoscaler_api_key"), deployment.text("autoscaler_api_secret")
     scaler_key = SignedApi(endpoint, key, secret) if key and secret else None
-    if admin_key is None and deployment.lab is not None and scaler_key is not None:
-        admin_key = (key, secret)  # the lab zone has one key pair, with every right
+    if admin_key is None:
+        admin_key = deployment.lab_operator_key
     admin = SignedApi(endpoint, *admin_key) if admin_key else None
     return Target(deployment, provisioned, admin, scaler_key)
 
