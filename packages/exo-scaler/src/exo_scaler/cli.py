@@ -71,6 +71,13 @@ def main() -> None:
     "--target-value", type=float, default=70.0, show_default=True, help="Value to track (CPU %)."
 )
 @click.option("--max-step", type=int, default=2, show_default=True)
+@click.option(
+    "--saturation",
+    type=float,
+    default=95.0,
+    show_default=True,
+    help="A value at or above this means saturated members: scale up at least ×2.",
+)
 @click.option("--value-annotation", "value_annotations", multiple=True, default=("value", "cpu"))
 @click.option("--value-ref", default=None, help="Grafana expression ref id holding the value.")
 @click.option("--warm-up", type=float, default=30.0, show_default=True)
@@ -115,6 +122,7 @@ def serve(
     policy: str,
     target_value: float,
     max_step: int,
+    saturation: float,
     value_annotations: tuple[str, ...],
     value_ref: str | None,
     warm_up: float,
@@ -159,6 +167,7 @@ def serve(
             policy=policy,  # type: ignore[arg-type]
             target_value=target_value,
             max_step=max_step,
+            saturation=saturation,
             value_annotations=tuple(value_annotations),
             value_ref=value_ref,
             warm_up=warm_up,

@@ -93,7 +93,9 @@ def decide(
     being the alert's (an average over the members that serve), serving = size - `warming`;
     at least ±1 (the alert fired), at most ±`max_step` a tick. While asked-for members are
     still `warming`, an up intent adds nothing unless the value asks for more than the size
-    already asked for (AWS's instance warm-up; HPA's not-ready pods). Without a value the
+    already asked for (AWS's instance warm-up; HPA's not-ready pods). At or above
+    `saturation` the value cannot tell how much is missing, so desired is at least twice what
+    serves. Without a value the
     proportional policy steps by `step`, except that it waits for warming members.
     """
     taken = tuple(intents)
@@ -121,11 +123,16 @@ def decide(
             Reason.POOL_BUSY,
             "an operation of ours is in flight" if in_flight else f"pool is {pool.state}",
         )
+    serving = size - warming
     desired = (
-        math.ceil((size - warming) * value / settings.target_value - 1e-9)
-        if value is not None
-        else None
+        math.ceil(serving * value / settings.target_value - 1e-9) if value is not None else None
     )
+    saturated = value is not None and value >= settings.saturation
+    if desired is not None and direction is Direction.UP and saturated:
+        # A saturated member reads ~100 % however much load waits: the value is a floor, not a
+        # measure. Double what serves, as Kubernetes' HPA does by default when scaling up
+        # (behavior.scaleUp: 100 % per period), still at most max_step a tick.
+        desired = max(desired, 2 * serving)
     if direction is Direction.UP:
         ceiling = settings.effective_max
         if size >= ceiling:

@@ -32,6 +32,7 @@ class ScalerSettings:
     policy: Policy = "proportional"
     target_value: float = 70.0
     max_step: int = 2
+    saturation: float = 95.0  # a value at or above this means saturated members (decide())
     warm_up: float = 30.0  # seconds a new member is still not counted as serving once running
     warm_up_limit: float = 600.0  # the longest a scale-up's members count as warming
     carry_ticks: int = 5  # a busy tick keeps intents, for at most this many intervals
@@ -102,6 +103,8 @@ class ScalerSettings:
             found.append("--target-value must be a positive number")
         if self.max_step < 1:
             found.append("--max-step must be >= 1")
+        if not self.target_value < self.saturation <= 100:
+            found.append("--saturation must be within (--target-value, 100]")
         if self.warm_up < 0 or self.warm_up_limit < 0:
             found.append("--warm-up and --warm-up-limit must be >= 0")
         if self.carry_ticks < 0:
