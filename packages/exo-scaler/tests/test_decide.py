@@ -122,12 +122,13 @@ def valued(direction: Direction, value: float | None) -> tuple[Intent, ...]:
         (UP, None, 3, 1, (3, Reason.WARMING_UP, None)),
         # ... unless the value asks for more than what is already asked for.
         (UP, 130.0, 3, 1, (4, Reason.SCALED, 4)),
-        # Saturated (≥ 95 %): the value is a floor, twice what serves at least.
+        # Saturated (≥ 98 %): the value is a floor, twice what serves at least.
         (UP, 99.0, 1, 0, (2, Reason.SCALED, 2)),
         (UP, 99.0, 2, 0, (4, Reason.SCALED, 4)),
         (UP, 99.0, 4, 0, (6, Reason.SCALED, 8)),  # max_step 2 a tick
-        (UP, 99.0, 2, 1, (2, Reason.WARMING_UP, 2)),  # the booting one doubles what serves
-        (UP, 94.0, 2, 0, (3, Reason.SCALED, 3)),  # below saturation: ceil(2 × 94 / 70)
+        # ... but not while members warm: ceil(1 × 99 / 70) = 2, already asked for.
+        (UP, 99.0, 2, 1, (2, Reason.WARMING_UP, 2)),
+        (UP, 97.0, 2, 0, (3, Reason.SCALED, 3)),  # below saturation: ceil(2 × 97 / 70)
         (DOWN, 20.0, 4, 0, (2, Reason.SCALED, 2)),  # ceil(4 × 20 / 70) = 2
         (DOWN, 5.0, 4, 0, (2, Reason.SCALED, 1)),  # at most max_step a tick
         (DOWN, 60.0, 3, 0, (2, Reason.SCALED, 3)),  # the alert fired: -1 anyway

@@ -74,7 +74,7 @@ def main() -> None:
 @click.option(
     "--saturation",
     type=float,
-    default=95.0,
+    default=98.0,
     show_default=True,
     help="A value at or above this means saturated members: scale up at least ×2.",
 )

@@ -128,10 +128,11 @@ def decide(
         math.ceil(serving * value / settings.target_value - 1e-9) if value is not None else None
     )
     saturated = value is not None and value >= settings.saturation
-    if desired is not None and direction is Direction.UP and saturated:
+    if desired is not None and direction is Direction.UP and saturated and not warming:
         # A saturated member reads ~100 % however much load waits: the value is a floor, not a
         # measure. Double what serves, as Kubernetes' HPA does by default when scaling up
-        # (behavior.scaleUp: 100 % per period), still at most max_step a tick.
+        # (behavior.scaleUp: 100 % per period), still at most max_step a tick. Not while
+        # members warm: they are about to take load, and the next reading will say more.
         desired = max(desired, 2 * serving)
     if direction is Direction.UP:
         ceiling = settings.effective_max

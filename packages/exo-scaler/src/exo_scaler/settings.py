@@ -32,7 +32,7 @@ class ScalerSettings:
     policy: Policy = "proportional"
     target_value: float = 70.0
     max_step: int = 2
-    saturation: float = 95.0  # a value at or above this means saturated members (decide())
+    saturation: float = 98.0  # a value at or above this means saturated members (decide())
     warm_up: float = 30.0  # seconds a new member is still not counted as serving once running
     warm_up_limit: float = 600.0  # the longest a scale-up's members count as warming
     carry_ticks: int = 5  # a busy tick keeps intents, for at most this many intervals
