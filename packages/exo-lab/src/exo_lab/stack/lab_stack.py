@@ -136,6 +136,7 @@ class LabStack:
                 work_ms=s.work_ms,
                 stop_timeout=max(1.0, s.lab(t.drain) + 1.0),
                 use_cgroups=s.use_cgroups,
+                lifecycle=t.member.scaled(s.speed),
             )
         )
         local = self.local_zone = LocalZone(
@@ -143,6 +144,8 @@ class LabStack:
                 boot_delay=s.lab(t.boot_delay),
                 operation_delay=s.lab(t.operation_delay),
                 tick_interval=0.05,
+                create_delay=s.lab(t.create_delay),
+                converge_timeout=s.lab(t.converge_timeout),
             ),
             runtime=self.plane.runtime,
             member_network=s.member_network,
@@ -224,7 +227,8 @@ class LabStack:
     def _wait_ready(self) -> None:
         assert self.zone is not None
         s = self.s
-        budget = 30 + s.lab(s.timings.boot_delay) * 2
+        # VM boot and the longest provisioning the model draws, twice, for a loaded machine.
+        budget = 30 + s.lab(s.timings.boot_delay + s.timings.member.provisioning_most) * 2
 
         def children_up() -> bool:
             self.children.check_alive()
