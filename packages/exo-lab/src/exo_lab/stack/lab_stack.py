@@ -108,6 +108,10 @@ class LabStack:
         self.out.mkdir(parents=True, exist_ok=True)
         self.say("starting the zone, its members and the NLB")
         self._start_zone()
+        # The initial members provision before the monitoring starts, as in a deployment
+        # where the monitor's own provisioning (Grafana, Prometheus) outlasts the pool's: the
+        # alerts start from a steady pool, not from its boot CPU.
+        self._wait_members_serving()
         self._write_secrets()
         ports = render.StackPorts(*(free_port() for _ in range(4)))
         self._write_configs(ports)
@@ -224,21 +228,26 @@ class LabStack:
         )
         self.children.start("exo-scaler", scaler, env=self.api_env)
 
-    def _wait_ready(self) -> None:
-        assert self.zone is not None
+    def _wait_members_serving(self) -> None:
         s = self.s
         # VM boot and the longest provisioning the model draws, twice, for a loaded machine.
         budget = 30 + s.lab(s.timings.boot_delay + s.timings.member.provisioning_most) * 2
+
+        def members_serving() -> bool:
+            self.children.check_alive()
+            return sum(self._serving().values()) >= s.initial_size
+
+        wait_for(members_serving, "pool members behind the NLB", budget)
+
+    def _wait_ready(self) -> None:
+        assert self.zone is not None
+        s = self.s
 
         def children_up() -> bool:
             self.children.check_alive()
             return True
 
-        def members_serving() -> bool:
-            children_up()
-            return sum(self._serving().values()) >= s.initial_size
-
-        wait_for(members_serving, "pool members behind the NLB", budget)
+        self._wait_members_serving()
         wait_for(lambda: children_up() and httpx.get(f"{self.scaler_url}/healthz", timeout=2)
                  .is_success, "exo-scaler", 30)  # fmt: skip
         wait_for(lambda: children_up() and self._prometheus_targets_up() >= s.initial_size,
