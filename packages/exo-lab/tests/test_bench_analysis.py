@@ -131,10 +131,13 @@ def test_reaction_breakdown_in_production_seconds() -> None:
         "pending period": 60.0,
         "notification (group_wait)": 5.0,
         "scaler tick (half on average)": 30.0,
-        "API operation": 5.0,
-        "boot": 30.0,
+        "new members appear (instances lag size)": 3.0,
+        "VM boot (starting → running)": 30.0,
+        "guest boot": 20.0,
+        "packages (apt; node_exporter up at their end)": 25.0,
+        "Python wheels (pip), then slow-web starts": 30.0,
         "first health check": 10.0,
-        "total": 185.0,
+        "total": 258.0,
     }
     marks = {
         "alert_pending": 12.0,
@@ -146,7 +149,8 @@ def test_reaction_breakdown_in_production_seconds() -> None:
     }
     rows = reaction_breakdown(10.0, marks, 20.0, floor)
     assert [r["seconds"] for r in rows] == [40.0, 60.0, 10.0, 30.0, 40.0, 20.0, 200.0]
-    assert [r["floor_seconds"] for r in rows] == [45.0, 60.0, 5.0, 30.0, 35.0, 10.0, 185.0]
+    # The two-stage member: VM boot to `running`, then guest boot and provisioning to serving.
+    assert [r["floor_seconds"] for r in rows] == [45.0, 60.0, 5.0, 30.0, 33.0, 85.0, 258.0]
     # A missing mark leaves its stage and the next unmeasured; the total ends at the last mark.
     rows = reaction_breakdown(10.0, {**marks, "webhook": None, "member_serving": None}, 20.0, floor)
     assert [r["seconds"] for r in rows] == [40.0, 60.0, None, None, 40.0, None, 180.0]

@@ -1,7 +1,8 @@
 """The whole autoscaling loop in the lab, sped up: capacity follows a load step and comes back.
 
 Real Prometheus and Alertmanager, real member processes under CPU caps behind the NLB,
-exo-sd and exo-scaler as child processes, open-loop load. About two minutes at speed 20.
+exo-sd and exo-scaler as child processes, open-loop load. On the realistic timing model
+(two-stage members, the default). About a minute and a half at speed 20.
 """
 
 from __future__ import annotations
@@ -82,7 +83,16 @@ def test_capacity_follows_a_load_step(tmp_path: Path) -> None:
     assert body["figures"]["failed_requests"] == sum(not r.ok for r in raw)
     assert len(body["samples"]) == len(report.samples)
     assert paths["png"].stat().st_size > 10_000
-    # Capacity helped: once the pool reached the oracle's size, most requests succeeded.
+    # Capacity arrives, if late: with two-stage members (VM boot, guest boot, packages,
+    # Python; lifecycle.py) a member serves about 2½ minutes after its decision, plus
+    # slow-web's real start, which --speed does not divide (~4 s at a quarter core: ~80 s of
+    # production time at ×20). The scaler adds one per tick, so in this 800 s run the 400 s
+    # peak usually ends before the oracle's 4th member serves: a finding (README, timing
+    # model), not something to wait out here. What must hold is that the pool does serve more.
+    assert max(s.supply for s in report.samples) >= peak_demand - 1
+    # Capacity helped: once the pool reached the oracle's size, most requests succeeded
+    # (usually vacuous at ×20 under the realistic model, see above; `make demo` at ×10 with a
+    # 1200 s run has the 4th member serving during the peak).
     late_peak = [
         r
         for r in raw

@@ -80,7 +80,7 @@ def main() -> None:
 )
 @click.option("--value-annotation", "value_annotations", multiple=True, default=("value", "cpu"))
 @click.option("--value-ref", default=None, help="Grafana expression ref id holding the value.")
-@click.option("--warm-up", type=float, default=30.0, show_default=True)
+@click.option("--warm-up", type=float, default=120.0, show_default=True)
 @click.option("--warm-up-limit", type=float, default=600.0, show_default=True)
 @click.option("--carry-ticks", type=int, default=5, show_default=True)
 @click.option("--unhealthy-after", type=float, default=300.0, show_default=True)

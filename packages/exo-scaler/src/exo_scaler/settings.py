@@ -33,7 +33,9 @@ class ScalerSettings:
     target_value: float = 70.0
     max_step: int = 2
     saturation: float = 98.0  # a value at or above this means saturated members (decide())
-    warm_up: float = 30.0  # seconds a new member is still not counted as serving once running
+    # seconds a member still does not serve once `running` (the VM state): our cloud-init's
+    # guest boot, apt and pip take 75-125 s (exo-lab's timing model), plus a health check
+    warm_up: float = 120.0
     warm_up_limit: float = 600.0  # the longest a scale-up's members count as warming
     carry_ticks: int = 5  # a busy tick keeps intents, for at most this many intervals
     unhealthy_after: float = 300.0  # suspended/degraded this long → surfaced condition

@@ -189,8 +189,21 @@ REACTION_STAGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("pending → firing (pending period)", "alert_firing", ("pending period",)),
     ("firing → webhook at the scaler (group_wait)", "webhook", ("notification (group_wait)",)),
     ("webhook → scale decision (tick)", "decision", ("scaler tick (half on average)",)),
-    ("decision → member booted and running", "member_running", ("API operation", "boot")),
-    ("running → serving behind the NLB", "member_serving", ("first health check",)),
+    (
+        "decision → member's VM running",
+        "member_running",
+        ("new members appear (instances lag size)", "VM boot (starting → running)"),
+    ),
+    (
+        "running → serving behind the NLB (guest boot, provisioning, health check)",
+        "member_serving",
+        (
+            "guest boot",
+            "packages (apt; node_exporter up at their end)",
+            "Python wheels (pip), then slow-web starts",
+            "first health check",
+        ),
+    ),
 )
 
 

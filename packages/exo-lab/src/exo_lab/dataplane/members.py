@@ -6,6 +6,16 @@ a cap of vCPUs × cpu_per_vcpu host cores, and gets a node_exporter-compatible e
 `<address>:9100` served from the lab's event loop. Members are session leaders, so a process
 group kill reaches their worker processes too.
 
+Two-stage lifecycle (lifecycle.py has the stages and their sources): the zone reports a member
+`running` from its boot timer (`running_at_boot`: the VM's state, as on Exoscale); the member
+then boots its guest, provisions (packages, then Python wheels) and only then starts slow-web.
+The provisioning burns CPU for real inside the member's cgroup, and the exporter, up from the
+end of the packages stage, reads that cgroup like it always does: its first scrapes show a
+busy member, as a real node_exporter reading /proc/stat would. Real burn rather than numbers
+made up in the exporter, so the cgroup cap, the exporter's counters and the host's load all
+tell the same story and nothing in the exporter differs between a booting and a serving
+member.
+
 State left by a lab that died without cleaning up (SIGKILL) is found through the lab prefix:
 member pidfiles under `<runtime_dir>/<prefix>/members/` and cgroups named `<prefix>/<member>`.
 A new runtime with the same prefix kills those processes and removes those cgroups first; a
@@ -20,12 +30,15 @@ import ipaddress
 import json
 import logging
 import os
+import random
 import secrets
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +48,7 @@ import psutil
 
 from ..files import write_atomically
 from .cgroups import UNCAPPED, CpuUsage, MemberCgroup, V1Driver, V2Driver, detect_driver
+from .lifecycle import BURN_SCRIPT, MemberLifecycle, StagePlan
 from .lock import LabLock
 from .loop_thread import LoopThread
 from .node_exporter import CpuAccount, start_exporter
@@ -78,6 +92,9 @@ class MemberSettings:
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     slow_web_command: tuple[str, ...] = (sys.executable, "-m", "slow_web.cli")
     ready_poll_interval: float = 0.05
+    #: stages after `running`, lab seconds. Instant by default: this object is in lab seconds
+    #: and knows no speed; `exo-lab run` passes the realistic model divided by --speed.
+    lifecycle: MemberLifecycle = field(default_factory=MemberLifecycle.instant)
 
     def __post_init__(self) -> None:
         if not self.lab_prefix or "/" in self.lab_prefix or self.lab_prefix.startswith("."):
@@ -100,15 +117,28 @@ class Member:
     name: str
     address: str
     vcpus: int
-    process: subprocess.Popen[bytes]
     cgroup: MemberCgroup | None
     account: CpuAccount
+    usage: MemberUsage | None
     pidfile: Path
     log_file: IO[bytes]
+    plan: StagePlan
+    #: slow-web, once provisioning is over
+    process: subprocess.Popen[bytes] | None = None
+    #: the provisioning's CPU burn, while it lasts
+    burner: subprocess.Popen[bytes] | None = None
     exporter: asyncio.Server | None = None
-    probe: Future[None] | None = None
+    lifecycle: Future[None] | None = None
     ready: bool = False
     killed: bool = False
+    #: set (under `lock`) once stopping began: no process starts after that
+    stopping: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    #: stage -> time.monotonic() when it was reached (see ProcessRuntime.timeline)
+    timeline: dict[str, float] = field(default_factory=dict)
+
+    def reached(self, stage: str) -> None:
+        self.timeline[stage] = time.monotonic()
 
     @property
     def alive(self) -> bool:
@@ -116,13 +146,16 @@ class Member:
 
         slow-web exits 0 after an admin drain: the app stopped, but on Exoscale the VM would
         still be a pool member (failing its health check) until evicted, so that is alive.
+        A member still provisioning is alive: its VM runs.
         """
-        code = self.process.poll()
-        return not self.killed and (code is None or code == 0)
+        if self.killed:
+            return False
+        code = self.process.poll() if self.process is not None else None
+        return code is None or code == 0
 
     @property
     def serving(self) -> bool:
-        return not self.killed and self.process.poll() is None
+        return not self.killed and self.process is not None and self.process.poll() is None
 
 
 class ProcessTreeUsage:
@@ -149,8 +182,29 @@ class ProcessTreeUsage:
         return self._last
 
 
+class MemberUsage:
+    """Uncapped mode: CPU of every process a member ran (provisioning, then slow-web)."""
+
+    def __init__(self) -> None:
+        self._trees: list[ProcessTreeUsage] = []
+        self._lock = threading.Lock()
+
+    def add(self, pid: int) -> None:
+        with self._lock:
+            self._trees.append(ProcessTreeUsage(pid))
+
+    def __call__(self) -> CpuUsage:
+        with self._lock:
+            # A finished process answers its last reading: its time stays counted.
+            readings = [tree() for tree in self._trees]
+        return CpuUsage(sum(r.user for r in readings), sum(r.system for r in readings))
+
+
 class ProcessRuntime:
     """MemberRuntime whose members are real slow-web processes (see module docstring)."""
+
+    #: the zone reports `running` from its boot timer (the VM), not when the app answers
+    running_at_boot = True
 
     def __init__(self, settings: MemberSettings, loop: LoopThread) -> None:
         self.settings = settings
@@ -158,6 +212,9 @@ class ProcessRuntime:
         self._members: dict[str, Member] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._rng = random.Random(settings.lifecycle.seed)  # noqa: S311 (jitter, not secrets)
+        #: members stopped lately, for `timeline` (bounded)
+        self._gone: dict[str, Member] = {}
         # Locked before anything is created: a lab refused here leaves no trace.
         self._lab_lock = LabLock(settings.runtime_dir, settings.lab_prefix)
         self._lab_lock.acquire()
@@ -221,80 +278,46 @@ class ProcessRuntime:
     # -- MemberRuntime ----------------------------------------------------------------------
 
     def start(self, instance_id: str, address: str, vcpus: int, name: str | None = None) -> None:
+        """The VM is up (the zone now says `running`): boot and provision it in the background.
+
+        Returns at once (the zone calls it under its lock); the stages run on the lab's loop.
+        """
         if self._closed:
             raise RuntimeError("runtime is closed")
         settings = self.settings
         name = name or instance_id
         cores = vcpus * settings.cpu_per_vcpu
         cgroup = self.driver.create(instance_id, cores) if self.driver is not None else None
-        command = [
-            *settings.slow_web_command,
-            "serve",
-            "--host", address,
-            "--port", str(settings.web_port),
-            "--admin-host", address,
-            "--admin-port", str(settings.admin_port),
-            "--workers", str(vcpus * settings.workers_per_vcpu),
-            "--work-ms", str(settings.work_ms),
-            "--instance-name", name,
-            "--drain-timeout", f"{max(0.1, settings.stop_timeout - 1.0):g}",
-        ]  # fmt: skip
+        usage: MemberUsage | None = None
+        read_usage: Callable[[], CpuUsage | None]
         if cgroup is not None:
-            command = ["/bin/sh", "-c", _JOIN_CGROUPS, "exo-lab-member",
-                       *map(str, cgroup.procs_files), "--", *command]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SLOW_WEB_")}
-        env["SLOW_WEB_ADMIN_TOKEN"] = settings.admin_token
-        log_file = (settings.state_dir / "logs" / f"{name}.log").open("ab")
-        try:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        except OSError:
-            log_file.close()
-            if cgroup is not None:
-                cgroup.remove()
-            raise
-        pidfile = settings.state_dir / "members" / f"{instance_id}.json"
-        write_atomically(
-            pidfile,
-            json.dumps(
-                {
-                    "pid": process.pid,
-                    "create_time": create_time(process.pid),
-                    "name": name,
-                    "address": address,
-                }
-            ),
-        )
-        read_usage = cgroup.usage if cgroup is not None else ProcessTreeUsage(process.pid)
+            read_usage = cgroup.usage
+        else:
+            read_usage = usage = MemberUsage()
+        with self._lock:
+            plan = settings.lifecycle.draw(self._rng)
         member = Member(
             instance_id=instance_id,
             name=name,
             address=address,
             vcpus=vcpus,
-            process=process,
             cgroup=cgroup,
+            # Created at VM boot: the counters count from boot, like /proc/stat does, so the
+            # provisioning's CPU is in the exporter's first answer.
             account=CpuAccount(vcpus, settings.cpu_per_vcpu, read_usage),
-            pidfile=pidfile,
-            log_file=log_file,
+            usage=usage,
+            pidfile=settings.state_dir / "members" / f"{instance_id}.json",
+            log_file=(settings.state_dir / "logs" / f"{name}.log").open("ab"),
+            plan=plan,
         )
-        try:
-            member.exporter = self.loop.run(
-                start_exporter(address, settings.exporter_port, member.account), timeout=10
-            )
-        except OSError as exc:
-            log.error("member %s: node exporter cannot listen on %s: %s", name, address, exc)
-        member.probe = self.loop.submit(self._await_ready(member))
+        member.reached("vm_running")
         with self._lock:
             self._members[instance_id] = member
+        member.lifecycle = self.loop.submit(self._live(member))
         log.info(
-            "member %s started: pid %d at %s:%d, %s %g cores",
-            name, process.pid, address, settings.web_port, self.cpu_cap, cores,
+            "member %s VM running at %s (%s %g cores); guest boot %.1fs, packages %.1fs, "
+            "Python %.1fs", name, address, self.cpu_cap, cores,
+            plan.guest_boot, plan.packages, plan.python,
         )  # fmt: skip
 
     def is_ready(self, instance_id: str) -> bool:
@@ -310,20 +333,28 @@ class ProcessRuntime:
         member = self._members.get(instance_id)
         if member is None:
             raise KeyError(instance_id)
-        member.killed = True
-        signal_group(member.process.pid, signal.SIGKILL)
+        with member.lock:
+            member.killed = True
+            member.stopping = True
+        if member.lifecycle is not None:
+            member.lifecycle.cancel()
+        for process in (member.burner, member.process):
+            if process is not None:
+                signal_group(process.pid, signal.SIGKILL)
         if member.cgroup is not None:
             for pid in member.cgroup.pids():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        log.warning("member %s killed (pid %d)", member.name, member.process.pid)
+        log.warning("member %s killed", member.name)
 
     def stop(self, instance_id: str) -> None:
         with self._lock:
             member = self._members.pop(instance_id, None)
+            if member is not None:
+                self._keep_gone(member)
         if member is None:
             return
-        self._stop(member)
+        self._stop(member, shutdown=True)
 
     def close(self) -> None:
         if self._closed:
@@ -333,7 +364,8 @@ class ProcessRuntime:
             members = list(self._members.values())
             self._members.clear()
         with ThreadPoolExecutor(max_workers=max(1, min(16, len(members)))) as pool:
-            list(pool.map(self._stop, members))
+            # Tear-down, not a modelled stop: no VM shutdown delay.
+            list(pool.map(lambda m: self._stop(m, shutdown=False), members))
         if self.driver is not None:
             self.driver.close()
         with contextlib.suppress(OSError):
@@ -347,17 +379,37 @@ class ProcessRuntime:
         member = self._members[instance_id]
         if member.cgroup is not None:
             return member.cgroup.pids()
-        with contextlib.suppress(psutil.Error):
-            root = psutil.Process(member.process.pid)
-            return sorted([root.pid, *(c.pid for c in root.children(recursive=True))])
-        return []
+        pids: list[int] = []
+        for process in (member.burner, member.process):
+            if process is None:
+                continue
+            with contextlib.suppress(psutil.Error):
+                root = psutil.Process(process.pid)
+                pids += [root.pid, *(c.pid for c in root.children(recursive=True))]
+        return sorted(pids)
 
     def cpu_usage(self, instance_id: str) -> CpuUsage | None:
-        """Host CPU seconds the member used so far (cgroup or process tree)."""
+        """Host CPU seconds the member used so far, provisioning included (cgroup or processes)."""
         member = self._members[instance_id]
         if member.cgroup is not None:
             return member.cgroup.usage()
-        return ProcessTreeUsage(member.process.pid)()
+        assert member.usage is not None
+        return member.usage()
+
+    def timeline(self, instance_id: str) -> dict[str, float]:
+        """When the member reached each stage (time.monotonic()): vm_running, guest_up,
+        exporter_up, app_started, healthy; stopping, app_stopped, gone. Kept after it is gone."""
+        member = self._members.get(instance_id) or self._gone.get(instance_id)
+        if member is None:
+            raise KeyError(instance_id)
+        return dict(member.timeline)
+
+    def plan(self, instance_id: str) -> StagePlan:
+        """The durations drawn for this member's stages (lab seconds)."""
+        member = self._members.get(instance_id) or self._gone.get(instance_id)
+        if member is None:
+            raise KeyError(instance_id)
+        return member.plan
 
     def admin_url(self, instance_id: str) -> str:
         member = self._members[instance_id]
@@ -365,38 +417,173 @@ class ProcessRuntime:
 
     # -- internals --------------------------------------------------------------------------
 
+    async def _live(self, member: Member) -> None:
+        """Guest boot, packages (exporter up at their end), Python, then the app; stage order
+        as cloud-init runs our user-data (lifecycle.py)."""
+        plan = member.plan
+        try:
+            await asyncio.sleep(plan.guest_boot)
+            member.reached("guest_up")
+            provisioning = plan.packages + plan.python
+            if provisioning > 0 and self.settings.lifecycle.provisioning_cpu > 0:
+                await asyncio.to_thread(self._start_burner, member, provisioning)
+            await asyncio.sleep(plan.packages)
+            await self._start_exporter(member)
+            await asyncio.sleep(plan.python)
+            await asyncio.to_thread(self._end_burner, member)
+            member.reached("provisioned")
+            if not await asyncio.to_thread(self._start_app, member):
+                return
+            await self._await_ready(member)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # As a VM whose cloud-init failed: `running`, never healthy; the pool keeps it.
+            log.exception("member %s: provisioning failed; it stays unhealthy", member.name)
+
+    def _start_burner(self, member: Member, seconds: float) -> None:
+        """The provisioning's CPU, burnt for real inside the member's cgroup (or, uncapped,
+        duty-cycled to the share of a core the cap would allow)."""
+        share = self.settings.lifecycle.provisioning_cpu * self.settings.cpu_per_vcpu
+        command = [sys.executable, "-S", "-c", BURN_SCRIPT, f"{seconds:.3f}", f"{share:.4f}"]
+        with member.lock:
+            if member.stopping:
+                return
+            member.burner = self._spawn(member, command)
+            if member.usage is not None:
+                member.usage.add(member.burner.pid)
+
+    def _end_burner(self, member: Member) -> None:
+        burner = member.burner
+        if burner is None:
+            return
+        if member.usage is not None:
+            member.usage()  # a last reading while the process still exists
+        signal_group(burner.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            burner.wait(5)
+
+    async def _start_exporter(self, member: Member) -> None:
+        settings = self.settings
+        try:
+            member.exporter = await start_exporter(
+                member.address, settings.exporter_port, member.account
+            )
+            member.reached("exporter_up")
+            log.info("member %s: node exporter up on %s:%d", member.name, member.address,
+                     settings.exporter_port)  # fmt: skip
+        except OSError as exc:
+            log.error("member %s: node exporter cannot listen on %s: %s", member.name,
+                      member.address, exc)  # fmt: skip
+
+    def _start_app(self, member: Member) -> bool:
+        """`systemctl enable --now slow-web`: the real process, in the member's cgroup."""
+        settings = self.settings
+        command = [
+            *settings.slow_web_command,
+            "serve",
+            "--host", member.address,
+            "--port", str(settings.web_port),
+            "--admin-host", member.address,
+            "--admin-port", str(settings.admin_port),
+            "--workers", str(member.vcpus * settings.workers_per_vcpu),
+            "--work-ms", str(settings.work_ms),
+            "--instance-name", member.name,
+            "--drain-timeout", f"{max(0.1, settings.stop_timeout - 1.0):g}",
+        ]  # fmt: skip
+        with member.lock:
+            if member.stopping:
+                return False
+            try:
+                process = member.process = self._spawn(member, command)
+            except OSError:
+                log.exception("member %s: slow-web did not start", member.name)
+                return False
+            if member.usage is not None:
+                member.usage.add(process.pid)
+            write_atomically(
+                member.pidfile,
+                json.dumps(
+                    {
+                        "pid": process.pid,
+                        "create_time": create_time(process.pid),
+                        "name": member.name,
+                        "address": member.address,
+                    }
+                ),
+            )
+        member.reached("app_started")
+        log.info("member %s: slow-web started, pid %d at %s:%d", member.name, process.pid,
+                 member.address, settings.web_port)  # fmt: skip
+        return True
+
+    def _spawn(self, member: Member, command: list[str]) -> subprocess.Popen[bytes]:
+        """A session leader inside the member's cgroup from its first instruction."""
+        if member.cgroup is not None:
+            command = ["/bin/sh", "-c", _JOIN_CGROUPS, "exo-lab-member",
+                       *map(str, member.cgroup.procs_files), "--", *command]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLOW_WEB_")}
+        env["SLOW_WEB_ADMIN_TOKEN"] = self.settings.admin_token
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=member.log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
     async def _await_ready(self, member: Member) -> None:
         while member.serving and not self._closed:
             if await http_check(member.address, self.settings.web_port, "/health", 1.0) is None:
                 member.ready = True
+                member.reached("healthy")
                 log.info("member %s answers /health", member.name)
                 return
             await asyncio.sleep(self.settings.ready_poll_interval)
 
-    def _stop(self, member: Member) -> None:
+    def _keep_gone(self, member: Member) -> None:
+        """Keep a leaving member's timeline readable (bounded; call under `_lock`)."""
+        self._gone[member.instance_id] = member
+        while len(self._gone) > 256:
+            self._gone.pop(next(iter(self._gone)))
+
+    def _stop(self, member: Member, *, shutdown: bool) -> None:
+        """SIGTERM drains slow-web; then (`shutdown`, a modelled stop of a VM that did not
+        crash) the VM's shutdown delay passes before the member is gone."""
+        member.reached("stopping")
+        with member.lock:
+            member.stopping = True
+        if member.lifecycle is not None:
+            member.lifecycle.cancel()
+        self._end_burner(member)
         process = member.process
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(self.settings.stop_timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("member %s did not stop within %gs: SIGKILL", member.name,
-                            self.settings.stop_timeout)  # fmt: skip
-        # Workers, or a process that ignored SIGTERM.
-        signal_group(process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(5)
-        if member.cgroup is not None:
-            member.cgroup.remove()
-        if member.probe is not None:
-            member.probe.cancel()
+        if process is not None:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(self.settings.stop_timeout)
+                except subprocess.TimeoutExpired:
+                    log.warning("member %s did not stop within %gs: SIGKILL", member.name,
+                                self.settings.stop_timeout)  # fmt: skip
+            # Workers, or a process that ignored SIGTERM.
+            signal_group(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(5)
+        member.reached("app_stopped")
         if member.exporter is not None and self.loop.running:
             with contextlib.suppress(Exception):
                 self.loop.run(_close_server(member.exporter), timeout=5)
+        if shutdown and not member.killed and member.plan.shutdown > 0:
+            time.sleep(member.plan.shutdown)
+        if member.cgroup is not None:
+            member.cgroup.remove()
         member.pidfile.unlink(missing_ok=True)
         member.log_file.close()
-        log.info("member %s stopped (exit %s)", member.name, process.returncode)
+        member.reached("gone")
+        log.info("member %s stopped (exit %s)", member.name,
+                 process.returncode if process is not None else "never started")  # fmt: skip
 
 
 async def _close_server(server: asyncio.Server) -> None:

@@ -112,6 +112,10 @@ class LabStack:
         self.out.mkdir(parents=True, exist_ok=True)
         self.say("starting the zone, its members and the NLB")
         self._start_zone()
+        # The initial members provision before the monitoring starts, as in a deployment
+        # where the monitor's own provisioning (Grafana, Prometheus) outlasts the pool's: the
+        # alerts start from a steady pool, not from its boot CPU.
+        self._wait_members_serving()
         self._write_secrets()
         ports = render.StackPorts(*(free_port() for _ in range(4)))
         self._write_configs(ports)
@@ -142,6 +146,7 @@ class LabStack:
                 work_ms=s.work_ms,
                 stop_timeout=max(1.0, s.lab(t.drain) + 1.0),
                 use_cgroups=s.use_cgroups,
+                lifecycle=t.member.scaled(s.speed),
             )
         )
         local = self.local_zone = LocalZone(
@@ -149,6 +154,8 @@ class LabStack:
                 boot_delay=s.lab(t.boot_delay),
                 operation_delay=s.lab(t.operation_delay),
                 tick_interval=0.05,
+                create_delay=s.lab(t.create_delay),
+                converge_timeout=s.lab(t.converge_timeout),
             ),
             runtime=self.plane.runtime,
             member_network=s.member_network,
@@ -240,20 +247,26 @@ class LabStack:
         )
         self.children.start("exo-scaler", scaler, env=self.api_env)
 
+    def _wait_members_serving(self) -> None:
+        s = self.s
+        # VM boot and the longest provisioning the model draws, twice, for a loaded machine.
+        budget = 30 + s.lab(s.timings.boot_delay + s.timings.member.provisioning_most) * 2
+
+        def members_serving() -> bool:
+            self.children.check_alive()
+            return sum(self._serving().values()) >= s.initial_size
+
+        wait_for(members_serving, "pool members behind the NLB", budget)
+
     def _wait_ready(self) -> None:
         assert self.zone is not None
         s = self.s
-        budget = 30 + s.lab(s.timings.boot_delay) * 2
 
         def children_up() -> bool:
             self.children.check_alive()
             return True
 
-        def members_serving() -> bool:
-            children_up()
-            return sum(self._serving().values()) >= s.initial_size
-
-        wait_for(members_serving, "pool members behind the NLB", budget)
+        self._wait_members_serving()
         wait_for(lambda: children_up() and httpx.get(f"{self.scaler_url}/healthz", timeout=2)
                  .is_success, "exo-scaler", 30)  # fmt: skip
         wait_for(lambda: children_up() and self._prometheus_targets_up() >= s.initial_size,

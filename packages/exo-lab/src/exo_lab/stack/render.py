@@ -237,8 +237,15 @@ def load_command(settings: LabSettings, files: StackFiles, nlb_url: str) -> list
 def reaction_floor(
     timings: ProductionTimings, rules: list[ScalingRule], route: WebhookRoute
 ) -> dict[str, float]:
-    """The least time the configured timers allow from a load step to new capacity."""
-    t = timings
+    """The least time the configured timers allow from a load step to new capacity.
+
+    Two-stage members: the VM boots to `running`, then the guest boots and provisions
+    (packages, at whose end the exporter is up, then Python) before slow-web starts; each
+    stage counts at its least (no jitter). The pool operation is not on the path: new members
+    appear `create_delay` after the scale call whatever the operation does. slow-web's own
+    start is real in the lab and not counted here.
+    """
+    t, m = timings, timings.member
     up = next(r for r in rules if r.operator == ">")
     floor = {
         "scrape (half an interval on average)": t.scrape_interval / 2,
@@ -247,8 +254,11 @@ def reaction_floor(
         "pending period": up.pending,
         "notification (group_wait)": route.group_wait,
         "scaler tick (half on average)": t.tick / 2,
-        "API operation": t.operation_delay,
-        "boot": t.boot_delay,
+        "new members appear (instances lag size)": t.create_delay,
+        "VM boot (starting → running)": t.boot_delay,
+        "guest boot": m.guest_boot.base,
+        "packages (apt; node_exporter up at their end)": m.packages.base,
+        "Python wheels (pip), then slow-web starts": m.python.base,
         "first health check": t.health_interval,
     }
     floor["total"] = math.fsum(floor.values())

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from exo_zone.catalog import instance_type_by_name
 from exo_zone.zone import AddressPool
 
+from ..dataplane.lifecycle import MemberLifecycle
 from ..load.profiles import LoadProfile, make_profile
 from .outage import MonitoringOutage
 
 SCALERS = ("exo-scaler", "naive")
+TIMING_MODELS = ("realistic", "fast")
 
 
 class LabError(RuntimeError):
@@ -21,22 +23,60 @@ class LabError(RuntimeError):
 
 @dataclass(frozen=True)
 class ProductionTimings:
-    """Seconds at `--speed 1`: what a deployment on Exoscale uses."""
+    """Seconds at `--speed 1`: what a deployment on Exoscale uses (the README's timing model).
+
+    `model` "realistic" (the default): a member is `running` once its VM booted, then boots its
+    guest and provisions (dataplane/lifecycle.py, each stage with its jitter and source) before
+    slow-web serves; new members appear `create_delay` after the size changed; an operation
+    ends once the pool converged (exo-zone). "fast" (`ProductionTimings.fast()`): the lab as it
+    was before, one stage (the app starts as soon as the VM runs, members appear at once): kinder
+    than the cloud, for quick tests of logic only.
+
+    - `boot_delay` 30 s, VM `starting` → `running`: `exo compute instance create` reports 16 s
+      (exoscale/cli README) and `exo compute instance-pool create --size 3` 33 s (Exoscale
+      community docs, compute/instances/how-to/instance-pools); 30 s is the harsher end. The
+      zone's boot timer has no per-member jitter; the guest boot that follows carries it.
+    - `create_delay` 3 s: `instances` lags `size` (exo-zone's `ZoneTimings.realistic()`).
+    - `converge_timeout` 600 s: cluster-autoscaler's Exoscale provider polls the pool every
+      10 s for `running` and gives up after 10 minutes (kubernetes/autoscaler,
+      cluster-autoscaler/cloudprovider/exoscale, `pollCmd`).
+    """
 
     scrape_interval: float = 15.0
     sd_interval: float = 15.0
     tick: float = 60.0
     boot_delay: float = 30.0
     operation_delay: float = 5.0
+    create_delay: float = 3.0
+    converge_timeout: float = 600.0
     health_interval: float = 10.0
     health_timeout: float = 5.0
     health_retries: int = 1
     drain: float = 10.0
     #: exo-scaler's defaults (its README): a new member counts as capacity this long after it
-    #: runs, never longer than the limit; a pool not running for this long is surfaced
-    warm_up: float = 30.0
+    #: runs (the VM state: provisioning follows), never longer than the limit; a pool not
+    #: running for this long is surfaced
+    warm_up: float = 120.0
     warm_up_limit: float = 600.0
     unhealthy_after: float = 300.0
+    model: str = "realistic"
+    member: MemberLifecycle = field(default_factory=MemberLifecycle.realistic)
+
+    def __post_init__(self) -> None:
+        if self.model not in TIMING_MODELS:
+            raise LabError(f"timing model must be one of {', '.join(TIMING_MODELS)}")
+
+    @classmethod
+    def fast(cls) -> ProductionTimings:
+        """The one-stage model: no provisioning, members appear at once. Kinder than the cloud."""
+        return cls(model="fast", create_delay=0.0, member=MemberLifecycle.instant(), warm_up=10.0)
+
+    @classmethod
+    def named(cls, model: str) -> ProductionTimings:
+        """The timing model called `model` ("realistic" or "fast")."""
+        if model == "fast":
+            return cls.fast()
+        return replace(cls(), model=model)
 
 
 @dataclass(frozen=True)
