@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from infra_support import MEMBER_ADMIN_TOKEN, decode_user_data, file_text, write_files
+import yaml
+from infra_support import (
+    MEMBER_ADMIN_TOKEN,
+    PROVISIONING_DIR,
+    decode_user_data,
+    file_text,
+    write_files,
+)
 
 UNITS = {
     "monitor": ["exo-sd.service", "exo-scaler.service"],
@@ -119,6 +126,10 @@ def test_scaler_unit_matches_the_cli_contract(monitor_files: dict[str, Any]) -> 
     credential = "LoadCredential=member-admin-token:/etc/exo-autoscale/member-admin-token"
     assert credential in text.splitlines()
     assert MEMBER_ADMIN_TOKEN not in text
+    # The proportional policy reads the query's value from Grafana's `values` by its refId.
+    rules = yaml.safe_load((PROVISIONING_DIR / "alerting" / "rules.yaml").read_text())
+    ref_ids = {q["refId"] for r in rules["groups"][0]["rules"] for q in r["data"]}
+    assert options["--value-ref"] in ref_ids and options["--value-ref"] == "cpu"
 
 
 def _exec_options(text: str) -> dict[str, str]:
