@@ -220,7 +220,8 @@ def _default_out() -> Path:
     type=click.Choice(SCALERS),
     default="exo-scaler",
     show_default=True,
-    help="naive: the benchmark's baseline (scale on every webhook, no tick, no drain).",
+    help="exo-scaler: its default policy; seed: exo-scaler --policy step (the seed's ±1 a "
+    "tick); naive: the benchmark's baseline (scale on every webhook, no tick, no drain).",
 )
 @click.option("--member-network", default="127.0.1.0/24", show_default=True)
 @click.option(

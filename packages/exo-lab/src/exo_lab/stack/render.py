@@ -153,10 +153,19 @@ def exo_sd_command(
     ]
 
 
+#: exo-scaler's own warm-up and unhealthy-pool defaults, in production seconds: like every timer
+#: of the lab they are divided by the speed, or a sped-up run would hold warm-ups 20 times long
+SCALER_WARM_UP = 30.0
+SCALER_WARM_UP_LIMIT = 600.0
+SCALER_UNHEALTHY_AFTER = 300.0
+
+
 def exo_scaler_command(
     executable: str, settings: LabSettings, files: StackFiles, pool_id: str, port: int
 ) -> list[str]:
+    """exo-scaler with its default policy, or `--policy step` for the "seed" contestant."""
     s, t = settings, settings.timings
+    policy = ["--policy", "step"] if s.scaler == "seed" else []
     return [
         executable,
         "serve",
@@ -180,6 +189,13 @@ def exo_scaler_command(
         f"{s.lab(t.drain):g}",
         "--operation-timeout",
         f"{max(10.0, s.lab(600)):g}",
+        "--warm-up",
+        f"{s.lab(SCALER_WARM_UP):g}",
+        "--warm-up-limit",
+        f"{s.lab(SCALER_WARM_UP_LIMIT):g}",
+        "--unhealthy-after",
+        f"{s.lab(SCALER_UNHEALTHY_AFTER):g}",
+        *policy,
     ]
 
 
