@@ -161,3 +161,58 @@ def test_targets_not_met_and_not_exercised() -> None:
     assert checks["0 members left drained after a failed evict operation", "exo-scaler"].met is None
     table = targets_table(list(checks.values()))
     assert "| NOT MET |" in table and "| met |" in table and "| not measured |" in table
+
+
+# -- what the lab runs do, as pure parts -------------------------------------------------------
+
+
+def test_scaling_alerts_carry_their_value_and_grafanas_renamed_alerts_do_not() -> None:
+    from exo_lab.bench.lab import with_alert_values
+
+    rules = {
+        "groups": [
+            {
+                "name": "autoscaling",
+                "rules": [
+                    {"alert": "high", "labels": {"action": "scale_up"}, "annotations": {"s": "x"}},
+                    {"alert": "DatasourceNoData", "labels": {"action": "scale_up"}},
+                    {"alert": "kept", "labels": {"action": "up"}, "annotations": {"value": "1"}},
+                    {"alert": "unlabelled", "labels": {}},
+                    {"record": "r", "expr": "1"},
+                ],
+            }
+        ]
+    }
+    out = with_alert_values(rules)["groups"][0]["rules"]
+    assert out[0]["annotations"] == {"value": "{{ $value }}", "s": "x"}
+    assert "annotations" not in out[1]
+    assert out[2]["annotations"] == {"value": "1"}
+    assert "annotations" not in out[3] and out[4] == {"record": "r", "expr": "1"}
+    assert "value" not in rules["groups"][0]["rules"][0]["annotations"]  # input untouched
+
+
+def test_load_begins_where_the_course_workers_start() -> None:
+    from exo_lab.bench.lab import load_begins_at
+    from exo_lab.load.profiles import make_profile
+
+    course = make_profile("course", base_rps=0, peak_rps=0, duration=640).scaled(20)
+    assert load_begins_at(course) == 4.0  # 80 production seconds at ×20
+    step = make_profile("step", base_rps=1, peak_rps=5, duration=640)
+    assert load_begins_at(step) == 0.0
+
+
+def test_actions_are_blamed_on_grafana_signals_only_through_their_intents() -> None:
+    from exo_lab.bench.outcomes import scaled_by_sources
+    from exo_scaler import DecisionRecord, Direction, Intent, Reason, ScaleDecision
+
+    def record(source: str, reason: Reason) -> DecisionRecord:
+        intent = Intent(Direction.UP, 1.0, 2.0, source)
+        decision = ScaleDecision(Direction.UP, 1, 2, reason, (intent,))
+        return DecisionRecord.of(decision, time=3.0, pool="p", tick=1)
+
+    records = [
+        record("alertmanager", Reason.SCALED),
+        record("up-grafana", Reason.SCALED),
+        record("grafana", Reason.AT_MAX),  # not an action
+    ]
+    assert scaled_by_sources(records, "grafana") == 1
