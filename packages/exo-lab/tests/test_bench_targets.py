@@ -3,6 +3,8 @@ synthetic figures and poll traces."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from exo_lab.bench.analysis import (
     CONTESTANTS,
     CourseVerdict,
@@ -216,3 +218,19 @@ def test_actions_are_blamed_on_grafana_signals_only_through_their_intents() -> N
         record("grafana", Reason.AT_MAX),  # not an action
     ]
     assert scaled_by_sources(records, "grafana") == 1
+
+
+def test_scaler_events_are_counted_from_its_log(tmp_path: Path) -> None:
+    from exo_lab.bench.lab import scaler_events
+
+    log = tmp_path / "exo-scaler.log"
+    log.write_text(
+        '{"event":"decision","tick":1}\n'
+        "INFO exo_scaler: a stderr line\n"
+        '{"event":"drain","members":["a"]}\n'
+        '{"event":"resume","ok":1}\n'
+        '{"event":"drain","members":["a"]}\n'
+        "{not json\n"
+    )
+    assert scaler_events(log) == {"decision": 1, "drain": 2, "resume": 1}
+    assert scaler_events(tmp_path / "missing.log") == {}

@@ -484,6 +484,8 @@ class LabOutcome:
     polls: list[Poll] = field(default_factory=list)
     poll_lateness: list[float] = field(default_factory=list)  # production seconds
     failed_evicts: int = 0
+    #: the scaler's non-decision log lines by event (drain, resume, operation, ...)
+    scaler_events: dict[str, int] = field(default_factory=dict)
 
 
 def run_bench_lab(
@@ -533,10 +535,27 @@ def run_bench_lab(
             polls=list(lab.polls),
             poll_lateness=list(lab.poll_lateness),
             failed_evicts=lab.failed_evicts(),
+            scaler_events=scaler_events(lab.scaler_log()),
         )
     outcome.paths = report.write(settings.out)
     outcome.wall_seconds = time.monotonic() - started
     return outcome
+
+
+def scaler_events(path: Path) -> dict[str, int]:
+    """How many lines of each `event` the scaler logged (exo-scaler's drain and resume lines
+    show what it did about a failed evict; the naive scaler logs decisions only)."""
+    counts: dict[str, int] = {}
+    if not path.exists():
+        return counts
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.startswith("{"):
+            continue  # stderr's log lines share the file
+        with contextlib.suppress(ValueError, AttributeError):
+            event = str(json.loads(line).get("event", ""))
+            if event:
+                counts[event] = counts.get(event, 0) + 1
+    return counts
 
 
 def _parse_rfc3339(text: str) -> float:

@@ -214,13 +214,17 @@ def analyse_signals(outcome: LabOutcome) -> dict[str, Any]:
 
 def analyse_evict(outcome: LabOutcome) -> dict[str, Any]:
     """Members left drained: drained, still in the pool, for longer than a legitimate drain
-    (drain, evict, one tick to resume after a failed operation) could last."""
+    (drain, evict, one tick to resume after a failed operation) could last. Sampled once a lab
+    second from the members' admin API, so a drain shorter than that (a resume at once) may
+    not be seen at all; the scaler's own drain and resume lines say what it did."""
     s = outcome.settings
     bound = s.lab(2 * s.timings.tick + s.timings.drain + s.timings.operation_delay)
     longest = longest_drains(outcome.drain_samples)
     left = sorted(m for m, span in longest.items() if span > bound)
     return {
         "failed_evicts": outcome.failed_evicts,
+        "drains": outcome.scaler_events.get("drain", 0),
+        "resumes": outcome.scaler_events.get("resume", 0),
         "left_drained": len(left),
         "members_left_drained": left,
         "members_seen_draining": sum(1 for span in longest.values() if span > 0),
@@ -244,6 +248,10 @@ def hygiene_markdown(signals: dict[str, Any] | None, evict: dict[str, Any] | Non
     if evict is not None:
         rows += [
             ["evict operations ended in failure (injected)", evict["failed_evicts"]],
+            [
+                "the scaler's drains / resumes (its log)",
+                f"{evict.get('drains', 0)} / {evict.get('resumes', 0)}",
+            ],
             [
                 f"members left drained (drained in the pool > {fmt(evict['bound_s'], '.0f')} s)",
                 f"{evict['left_drained']} (longest drain {fmt(evict['longest_drain_s'], '.0f')} s,"
