@@ -297,6 +297,7 @@ class Suite:
             settings = self.settings(
                 name,
                 profile="course",
+                scaler=contestant,
                 speed=speed,
                 duration=self.plan.course_duration,
                 min_size=1,
