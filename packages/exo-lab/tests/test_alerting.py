@@ -71,6 +71,9 @@ def test_prometheus_rules_at_speed(tmp_path: Path) -> None:
         assert rule["for"] == format_duration(source.pending / 10)
         assert rule["expr"].endswith(f"{source.operator} {source.threshold:g}")
         assert rule["labels"] == {"action": source.action}
+        # What Grafana's `values` carry, as Alertmanager can: exo-scaler's policy reads it.
+        assert rule["annotations"]["value"] == "{{ $value }}"
+        assert rule["annotations"]["summary"] == source.annotations["summary"]
     path = tmp_path / "rules.yml"
     path.write_text(yaml.safe_dump(body))
     promtool = shutil.which("promtool")

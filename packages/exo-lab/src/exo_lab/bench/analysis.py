@@ -245,3 +245,327 @@ def reaction_table(rows: Sequence[Mapping[str, Any]]) -> str:
         ["stage", "measured s", "floor s (configured timers)"],
         [[r["stage"], fmt(r["seconds"], ".1f"), fmt(r["floor_seconds"], ".1f")] for r in rows],
     )
+
+
+# -- three contestants -------------------------------------------------------------------------
+
+#: the benchmark's contestants, the reference (naive) first
+CONTESTANTS: tuple[str, ...] = ("naive", "seed", "exo-scaler")
+
+#: (key in the figures, label, format) — the three-way table, in order. `max_pool_size` is
+#: shown against the oracle's peak (`oracle_peak`, added by the bench to each run's figures).
+COMPARE_METRICS: tuple[tuple[str, str, str], ...] = (
+    ("theta_u", "θ_U %", ".1f"),
+    ("theta_o", "θ_O %", ".1f"),
+    ("tau_u", "τ_U %", ".1f"),
+    ("tau_o", "τ_O %", ".1f"),
+    ("instance_seconds_ratio", "instance-s / oracle", ".2f"),
+    ("max_pool_size", "max pool / oracle's peak", "d"),
+    ("scaling_actions", "scaling actions", "d"),
+    ("reversals", "reversals", "d"),
+    ("reaction_to_decision_s", "load step → decision s", ".0f"),
+    ("reaction_to_capacity_s", "load step → capacity serving s", ".0f"),
+    ("failed_requests", "failed requests", "d"),
+)
+
+
+def three_way(figures: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per metric: each contestant's value and its ratio to the naive design's.
+
+    `figures` maps a contestant (CONTESTANTS) to its run's figures; a contestant that did not
+    run is missing and its cells are None."""
+    naive = figures.get("naive", {})
+    rows = []
+    for key, label, _ in COMPARE_METRICS:
+        values = {c: figures[c].get(key) if c in figures else None for c in CONTESTANTS}
+        rows.append(
+            {
+                "metric": key,
+                "label": label,
+                "values": values,
+                "over_naive": {c: ratio(values[c], naive.get(key)) for c in CONTESTANTS[1:]},
+                "oracle_peak": {
+                    c: figures[c].get("oracle_peak") if c in figures else None for c in CONTESTANTS
+                },
+            }
+        )
+    return rows
+
+
+def three_way_table(profile: str, rows: Sequence[Mapping[str, Any]]) -> str:
+    """One table per profile: a row per metric, a column per contestant, then the ratios."""
+    headers = [
+        f"{profile}: metric",
+        *CONTESTANTS,
+        *(f"{c} / naive" for c in CONTESTANTS[1:]),
+    ]
+    specs = {key: spec for key, _, spec in COMPARE_METRICS}
+    body = []
+    for r in rows:
+        spec = specs[r["metric"]]
+        cells = []
+        for c in CONTESTANTS:
+            cell = fmt(r["values"][c], spec)
+            if r["metric"] == "max_pool_size" and r["values"][c] is not None:
+                cell += f" / {fmt(r['oracle_peak'][c], 'd')}"
+            cells.append(cell)
+        body.append(
+            [r["label"], *cells, *(fmt(r["over_naive"][c], ".2f") for c in CONTESTANTS[1:])]
+        )
+    return markdown_table(headers, body)
+
+
+# -- the course grader's criterion ----------------------------------------------------------------
+
+#: seconds after the load's start by which the grader wants exactly 2 members running
+COURSE_WINDOW = 300.0
+#: the grader polls the API this often (production seconds)
+COURSE_POLL_EVERY = 10.0
+
+
+@dataclass(frozen=True)
+class Poll:
+    """One poll of the API, as the course's grader makes it."""
+
+    t: float  # production seconds since the load started
+    running: int | None  # members in state `running`; None when the call failed
+    size: int | None = None  # the pool's size, for the trace
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"t": self.t, "running": self.running, "size": self.size, "error": self.error}
+
+
+@dataclass(frozen=True)
+class CourseVerdict:
+    passed: bool
+    two_at: float | None  # the first poll that showed exactly 2 running
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"passed": self.passed, "two_at": self.two_at, "detail": self.detail}
+
+
+def grade_course(polls: Sequence[Poll], *, window: float = COURSE_WINDOW) -> CourseVerdict:
+    """The course grader's criterion over a poll trace: exactly 2 members `running` within
+    `window` seconds of the load's start, the jump to 2 seen by a poll before any further step
+    (a poll that first shows more than 1 must show 2, not 3). A failed poll is skipped, as a
+    grader that retries would."""
+    seen = [p for p in sorted(polls, key=lambda p: p.t) if p.running is not None]
+    within = [p for p in seen if p.t <= window + 1e-9]
+    if not within:
+        return CourseVerdict(False, None, f"no successful poll within {window:g} s")
+    first = next((p for p in within if p.running is not None and p.running >= 2), None)
+    if first is None:
+        most = max(p.running or 0 for p in within)
+        return CourseVerdict(
+            False, None, f"never 2 members running within {window:g} s (at most {most})"
+        )
+    if first.running != 2:
+        return CourseVerdict(
+            False,
+            None,
+            f"the poll at {first.t:.0f} s saw {first.running} running: the jump to 2 was "
+            "never visible",
+        )
+    return CourseVerdict(True, first.t, f"2 members running at the poll at {first.t:.0f} s")
+
+
+def course_table(
+    traces: Mapping[str, Sequence[Poll]], verdicts: Mapping[str, CourseVerdict]
+) -> str:
+    """The poll trace side by side: members running (pool size) per contestant, then the
+    verdict per contestant."""
+    names = list(traces)
+    times = sorted({round(p.t) for trace in traces.values() for p in trace})
+    by_name = {n: {round(p.t): p for p in traces[n]} for n in names}
+
+    def cell(p: Poll | None) -> str:
+        if p is None:
+            return "—"
+        if p.running is None:
+            return f"error ({p.error})" if p.error else "error"
+        return f"{p.running} ({fmt(p.size, 'd')})"
+
+    trace = markdown_table(
+        ["t s after load start", *(f"{n}: running (size)" for n in names)],
+        [[t, *(cell(by_name[n].get(t)) for n in names)] for t in times],
+    )
+    verdict = markdown_table(
+        ["contestant", "course criterion", "why"],
+        [
+            [n, "pass" if verdicts[n].passed else "FAIL", verdicts[n].detail]
+            for n in names
+            if n in verdicts
+        ],
+    )
+    return f"{verdict}\n\n{trace}"
+
+
+# -- drains ---------------------------------------------------------------------------------------
+
+
+def longest_drains(samples: Sequence[tuple[float, Mapping[str, bool]]]) -> dict[str, float]:
+    """Per member, the longest time it stayed draining while still a pool member.
+
+    `samples` are (time, {member: draining}) with one entry per member of the pool at that
+    time; a member missing from a sample has left the pool, which ends its drain. A member
+    never seen draining gets 0."""
+    longest: dict[str, float] = {}
+    since: dict[str, float] = {}
+    for t, states in sorted(samples, key=lambda s: s[0]):
+        for member in list(since):
+            if member not in states:
+                del since[member]  # left the pool: evicted, as a drain should end
+        for member, draining in states.items():
+            longest.setdefault(member, 0.0)
+            if draining:
+                start = since.setdefault(member, t)
+                longest[member] = max(longest[member], t - start)
+            else:
+                since.pop(member, None)
+    return longest
+
+
+# -- targets ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    """One of the issue's targets, the figure this run measured for it, and whether it was met
+    (None: not measured in this run). Printed, never asserted: figures are not tests."""
+
+    target: str
+    scope: str
+    figure: str
+    met: bool | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "scope": self.scope, "figure": self.figure, "met": self.met}
+
+
+def target_checks(
+    compare: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    *,
+    course: Mapping[str, CourseVerdict] | None = None,
+    signals: Mapping[str, Any] | None = None,
+    evict: Mapping[str, Any] | None = None,
+) -> list[TargetCheck]:
+    """The issue's targets against this run's figures.
+
+    `compare` is {profile: {contestant: figures}}; `signals` {"injected", "scaled_by_signals"}
+    and `evict` {"failed_evicts", "left_drained"} come from the faults section; any may be
+    missing (a section not run, quick mode), which gives `met` None."""
+    checks: list[TargetCheck] = []
+    ours = "exo-scaler"
+
+    def not_run(target: str, scope: str, why: str) -> None:
+        checks.append(TargetCheck(target, scope, why, None))
+
+    for profile in ("step", "ramp"):
+        f = compare.get(profile, {}).get(ours)
+        if f is None:
+            not_run("instance-seconds / oracle ≤ 1.10", f"{profile}, {ours}", "not run")
+            not_run("pool never above the oracle's peak", f"{profile}, {ours}", "not run")
+            continue
+        isr = f.get("instance_seconds_ratio")
+        checks.append(
+            TargetCheck(
+                "instance-seconds / oracle ≤ 1.10",
+                f"{profile}, {ours}",
+                fmt(isr, ".2f"),
+                None if not isinstance(isr, int | float) else isr <= 1.10,
+            )
+        )
+        top, peak = f.get("max_pool_size"), f.get("oracle_peak")
+        checks.append(
+            TargetCheck(
+                "pool never above the oracle's peak",
+                f"{profile}, {ours}",
+                f"max {fmt(top, 'd')}, oracle's peak {fmt(peak, 'd')}",
+                None if top is None or peak is None else top <= peak,
+            )
+        )
+    for profile, by_contestant in compare.items():
+        f, naive = by_contestant.get(ours), by_contestant.get("naive")
+        if f is None or naive is None:
+            not_run("τ_U ≤ 0.7 × naive", profile, "not run")
+            continue
+        mine, theirs = f.get("tau_u"), naive.get("tau_u")
+        r = ratio(mine, theirs)
+        if not isinstance(mine, int | float) or not isinstance(theirs, int | float):
+            met: bool | None = None
+        else:
+            met = mine <= 0.7 * theirs
+        checks.append(
+            TargetCheck(
+                "τ_U ≤ 0.7 × naive",
+                f"{profile}, {ours}",
+                f"{fmt(mine, '.1f')} % vs naive {fmt(theirs, '.1f')} % ({fmt(r, '.2f')}×)",
+                met,
+            )
+        )
+    for profile in ("step", "ramp"):
+        f = compare.get(profile, {}).get(ours)
+        if f is None:
+            not_run("0 reversals at steady load", f"{profile}, {ours}", "not run")
+            continue
+        rev = f.get("reversals")
+        checks.append(
+            TargetCheck(
+                "0 reversals at steady load",
+                f"{profile}, {ours}",
+                fmt(rev, "d"),
+                None if rev is None else rev == 0,
+            )
+        )
+    if course is None or ours not in course:
+        not_run("course criterion at production timing", ours, "not run (full mode only)")
+    else:
+        others = ", ".join(
+            f"{c} {'pass' if v.passed else 'fail'}" for c, v in course.items() if c != ours
+        )
+        checks.append(
+            TargetCheck(
+                "course criterion at production timing",
+                ours,
+                f"{'pass' if course[ours].passed else 'fail'}: {course[ours].detail}"
+                + (f" ({others})" if others else ""),
+                course[ours].passed,
+            )
+        )
+    if signals is None:
+        not_run("0 scaling actions caused by NoData, Error or test notifications", ours, "not run")
+    else:
+        caused = int(signals.get("scaled_by_signals", 0))
+        checks.append(
+            TargetCheck(
+                "0 scaling actions caused by NoData, Error or test notifications",
+                ours,
+                f"{caused} of {signals.get('injected', 0)} injected signals",
+                caused == 0 if signals.get("injected") else None,
+            )
+        )
+    if evict is None:
+        not_run("0 members left drained after a failed evict operation", ours, "not run")
+    else:
+        failed, left = int(evict.get("failed_evicts", 0)), int(evict.get("left_drained", 0))
+        checks.append(
+            TargetCheck(
+                "0 members left drained after a failed evict operation",
+                ours,
+                f"{left} left drained after {failed} failed evict operation(s)",
+                None if failed == 0 else left == 0,
+            )
+        )
+    return checks
+
+
+def targets_table(checks: Sequence[TargetCheck]) -> str:
+    def met(value: bool | None) -> str:
+        return "not measured" if value is None else ("met" if value else "NOT MET")
+
+    return markdown_table(
+        ["target", "where", "figure", "met?"],
+        [[c.target, c.scope, c.figure, met(c.met)] for c in checks],
+    )

@@ -1,10 +1,12 @@
 """Lab runs for the benchmark: LabRun plus what the suite observes and does during a run.
 
 `BenchLab` samples, once per lab second alongside LabRun's own sample: member records (first
-seen, running, serving behind the NLB), the RSS of every long-running process, and scheduled
-faults (API errors, a member kill, component restarts). After the load it reads the scaler's
-decision log (exo-scaler's `DecisionRecord`s) and the zone's operations, so decisions are
-counted exactly.
+seen, running, serving behind the NLB), the RSS of every long-running process, optionally the
+members' drain state (from their admin API), and scheduled faults (API errors, a failed evict
+operation, a member kill, component restarts, Grafana signals that must never scale). For the
+course scenario it polls the API every 10 production seconds from the load's start, as the
+course's grader does. After the load it reads the scaler's decision log (exo-scaler's
+`DecisionRecord`s) and the zone's operations, so decisions are counted exactly.
 """
 
 from __future__ import annotations
@@ -22,29 +24,46 @@ from typing import Any
 import httpx
 import psutil
 
+from exo_client import NO_RETRY, ClientSettings, ExoApiError, ExoClient
 from exo_scaler import DecisionRecord
-from exo_zone.faults import FaultPlan
+from exo_zone.faults import FaultPlan, OperationOutcome, OutcomeFault
 
 from ..load.generator import RequestResult
+from ..load.profiles import LoadProfile
 from ..report.run_report import Observation, RunReport
 from ..stack.run import LabRun
 from ..stack.settings import LabSettings
+from .analysis import COURSE_POLL_EVERY, COURSE_WINDOW, Poll
 
 log = logging.getLogger("exo_lab.bench")
 
-SCALING_COMMANDS = ("scale-instance-pool", "evict-instance-pool-members")
+EVICT = "evict-instance-pool-members"
+SCALING_COMMANDS = ("scale-instance-pool", EVICT)
 RESTARTABLE = ("exo-sd", "exo-scaler", "prometheus", "alertmanager")
+
+
+def load_begins_at(profile: LoadProfile) -> float:
+    """Seconds into `profile` at which load is first offered (the course's workers start)."""
+    begins = 0.0
+    for segment in profile.segments:
+        if segment.start_rps > 0 or segment.end_rps > 0:
+            return begins
+        begins += segment.duration
+    return begins
 
 
 @dataclass
 class FaultEvent:
     at: float  # lab seconds since the load started
-    kind: str  # api-faults | api-faults-off | kill-member | restart
+    kind: str  # api-faults | api-faults-off | evict-failure | kill-member | restart | signals
     target: str = ""  # the child to restart
-    plan: dict[str, Any] = field(default_factory=dict)  # for api-faults
+    #: api-faults: a FaultPlan's JSON; signals: {"payloads": [{"name", "path", "body"}]}
+    plan: dict[str, Any] = field(default_factory=dict)
     done_at: float | None = None
     ready_at: float | None = None  # restart: the component answers again
     detail: str = ""
+    #: signals: the scaler's answer to each payload
+    answers: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +74,7 @@ class FaultEvent:
             "done_at": self.done_at,
             "ready_at": self.ready_at,
             "detail": self.detail,
+            "answers": self.answers,
         }
 
 
@@ -75,11 +95,24 @@ class BenchLab(LabRun):
         *,
         rss_every: float = 5.0,
         watch_alerts: bool = False,
+        watch_drains: bool = False,
+        course_polls: bool = False,
+        settle: bool = True,
     ) -> None:
         super().__init__(settings)
         self.events = sorted(events or [], key=lambda e: e.at)
         self.rss_every = rss_every
         self.watch_alerts = watch_alerts
+        self.watch_drains = watch_drains
+        self.course_polls = course_polls
+        self.settle = settle
+        #: (lab t, {member id: draining}) for the pool's running members, when watched
+        self.drain_samples: list[tuple[float, dict[str, bool]]] = []
+        #: the grader's polls (production seconds since the load began) and their lateness
+        self.polls: list[Poll] = []
+        self.poll_lateness: list[float] = []
+        self._poller: threading.Thread | None = None
+        self._stop_polls = threading.Event()
         self.members: dict[str, MemberTrack] = {}
         self.rss_mib: dict[str, dict[str, float]] = {}  # name -> {max, last, count}
         self.alert_active_at: dict[str, float] = {}  # state:action -> wall time
@@ -88,9 +121,28 @@ class BenchLab(LabRun):
 
     # -- per-second hook ----------------------------------------------------------------------
 
+    def _settle(self, start: float) -> None:
+        # The course scenario is judged within 300 s of the load's start: no scale-in to wait for.
+        if self.settle:
+            super()._settle(start)
+
+    def stop(self) -> None:
+        self._stop_polls.set()
+        if self._poller is not None:
+            self._poller.join(timeout=15)
+        super().stop()
+
     def observe(self, t: float) -> Observation:
+        if self.course_polls and self._poller is None and self.load_start_mono is not None:
+            begins = load_begins_at(self.s.load_profile())
+            self._poller = threading.Thread(
+                target=self._poll_course, args=(self.load_start_mono + begins,), daemon=True
+            )
+            self._poller.start()
         sample = super().observe(t)
         self._track_members(t)
+        if self.watch_drains:
+            self._sample_drains(t)
         if t >= self._next_rss:
             self._next_rss = t + self.rss_every
             self._sample_rss()
@@ -114,6 +166,49 @@ class BenchLab(LabRun):
                 track.running_at = t
             if track.serving_at is None and serving.get(address):
                 track.serving_at = t
+
+    def _sample_drains(self, t: float) -> None:
+        """Each running member's drain state, from its own admin API (the data plane)."""
+        assert self.zone is not None and self.plane is not None
+        with self.zone.lock:
+            running = [i.id for i in self.zone.members(self.pool_id) if i.state == "running"]
+        runtime = self.plane.runtime
+        states: dict[str, bool] = {}
+        for instance_id in running:
+            try:
+                body = httpx.get(
+                    f"{runtime.admin_url(instance_id)}/admin/status",
+                    headers={"Authorization": f"Bearer {runtime.admin_token}"},
+                    timeout=0.5,
+                ).json()
+            except (httpx.HTTPError, ValueError, KeyError):
+                continue  # not answering (booting, killed): no drain state to read
+            states[instance_id] = bool(body.get("draining"))
+        self.drain_samples.append((t, states))
+
+    def _poll_course(self, begins: float) -> None:
+        """The course grader: list the pool's members through the API every 10 production
+        seconds from the load's start, a few polls past the 300 s window. Bounded; stops with
+        the lab."""
+        assert self.local_zone is not None
+        client = ExoClient(ClientSettings.from_env(self.local_zone.env), retry=NO_RETRY)
+        every = self.s.lab(COURSE_POLL_EVERY)
+        try:
+            for k in range(int(COURSE_WINDOW // COURSE_POLL_EVERY) + 4):
+                due = begins + k * every
+                if self._stop_polls.wait(max(0.0, due - time.monotonic())):
+                    return
+                self.poll_lateness.append((time.monotonic() - due) * self.s.speed)
+                t = k * COURSE_POLL_EVERY
+                try:
+                    members = client.list_members(self.pool_id)
+                except ExoApiError as exc:
+                    self.polls.append(Poll(t, None, error=f"{type(exc).__name__}: {exc}"[:80]))
+                    continue
+                running = sum(1 for m in members if m.is_running)
+                self.polls.append(Poll(t, running, len(members)))
+        finally:
+            client.close()
 
     def _poll_alerts(self) -> None:
         try:
@@ -167,7 +262,18 @@ class BenchLab(LabRun):
             elif event.kind == "api-faults-off":
                 assert self.zone_api is not None
                 event.detail = f"{self.zone_api.faults.injected} faults injected"
-                self.zone_api.faults = FaultPlan()
+                # An armed evict failure that no evict has met yet stays armed.
+                self.zone_api.faults = FaultPlan(outcome=self.zone_api.faults.outcome)
+            elif event.kind == "evict-failure":
+                assert self.zone_api is not None
+                # Added to the plan in force (API errors may be on): the next evict operation
+                # is accepted, then ends `failure` — the drained member must be resumed.
+                self.zone_api.faults.outcome = OutcomeFault(
+                    OperationOutcome("failure", "unavailable"), commands=frozenset({EVICT})
+                )
+                event.detail = "the next evict operation ends in failure (unavailable)"
+            elif event.kind == "signals":
+                event.detail = self._send_signals(event)
             elif event.kind == "kill-member":
                 event.detail = self._kill_a_member()
             elif event.kind == "restart":
@@ -178,6 +284,31 @@ class BenchLab(LabRun):
             event.detail = f"failed: {type(exc).__name__}: {exc}"
             log.warning("fault %s %s failed: %s", event.kind, event.target, exc)
         self.say(f"fault at t={t:.0f}s: {event.kind} {event.target} {event.detail}".rstrip())
+
+    def _send_signals(self, event: FaultEvent) -> str:
+        """Post Grafana payloads that must never scale (NoData, Error, state reason, the
+        contact-point test) to the scaler, with its token, as Grafana would."""
+        headers = {"Authorization": f"Bearer {self.scaler_token}"}
+        for payload in event.plan.get("payloads", []):
+            answer: dict[str, Any] = {"name": payload["name"], "path": payload["path"]}
+            try:
+                response = httpx.post(
+                    f"{self.scaler_url}{payload['path']}",
+                    json=payload["body"],
+                    headers=headers,
+                    timeout=5,
+                )
+                answer["status"] = response.status_code
+                with contextlib.suppress(ValueError):
+                    body = response.json()
+                    answer["recorded"] = body.get("recorded", [])
+                    answer["ignored"] = body.get("ignored", [])
+            except httpx.HTTPError as exc:
+                answer["error"] = f"{type(exc).__name__}: {exc}"
+            event.answers.append(answer)
+        statuses = ", ".join(f"{a['name']} {a['path']} → {a.get('status', 'error')}"
+                             for a in event.answers)  # fmt: skip
+        return f"posted {len(event.answers)} Grafana signals ({statuses})"
 
     def _kill_a_member(self) -> str:
         assert self.zone is not None
@@ -236,6 +367,16 @@ class BenchLab(LabRun):
             time.sleep(0.05)
 
     # -- after the load ---------------------------------------------------------------------
+
+    def failed_evicts(self) -> int:
+        """Evict operations the zone ended in failure (the injected ones)."""
+        assert self.zone is not None
+        with self.zone.lock:
+            return sum(
+                1
+                for op in self.zone.operations.values()
+                if op.command == EVICT and op.state == "failure"
+            )
 
     def lab_time(self, wall: float) -> float:
         assert self.load_start_wall is not None
@@ -303,6 +444,12 @@ class LabOutcome:
     wall_seconds: float
     load_start_wall: float
     paths: dict[str, Path] = field(default_factory=dict)
+    drain_samples: list[tuple[float, dict[str, bool]]] = field(default_factory=list)
+    polls: list[Poll] = field(default_factory=list)
+    poll_lateness: list[float] = field(default_factory=list)  # production seconds
+    failed_evicts: int = 0
+    #: the scaler's non-decision log lines by event (drain, resume, operation, ...)
+    scaler_events: dict[str, int] = field(default_factory=dict)
 
 
 def run_bench_lab(
@@ -311,20 +458,33 @@ def run_bench_lab(
     events: list[FaultEvent] | None = None,
     *,
     watch_alerts: bool = False,
+    watch_drains: bool = False,
+    course_polls: bool = False,
+    settle: bool = True,
 ) -> LabOutcome:
     started = time.monotonic()
-    lab = BenchLab(settings, events, watch_alerts=watch_alerts)
+    lab = BenchLab(
+        settings,
+        events,
+        watch_alerts=watch_alerts,
+        watch_drains=watch_drains,
+        course_polls=course_polls,
+        settle=settle,
+    )
     with lab:
         lab.start()
         results: list[RequestResult] = lab.run_load()
         lab.join_threads()
         alert_marks = lab.alert_ranges("scale_up")
         report = lab.report(results)
+        figures = report.figures()
+        # The oracle's largest count: what "never above the oracle's peak" compares with.
+        figures["oracle_peak"] = max((s.demand for s in report.samples), default=None)
         outcome = LabOutcome(
             name=name,
             settings=settings,
             report=report,
-            figures=report.figures(),
+            figures=figures,
             decisions_logged=lab.logged_decisions(),
             operation_times=lab.operation_times(),
             members=sorted(lab.members.values(), key=lambda m: m.seen_at),
@@ -335,10 +495,31 @@ def run_bench_lab(
             alert_active_at={k: lab.lab_time(v) for k, v in lab.alert_active_at.items()},
             wall_seconds=0.0,
             load_start_wall=lab.load_start_wall or 0.0,
+            drain_samples=lab.drain_samples,
+            polls=list(lab.polls),
+            poll_lateness=list(lab.poll_lateness),
+            failed_evicts=lab.failed_evicts(),
+            scaler_events=scaler_events(lab.scaler_log()),
         )
     outcome.paths = report.write(settings.out)
     outcome.wall_seconds = time.monotonic() - started
     return outcome
+
+
+def scaler_events(path: Path) -> dict[str, int]:
+    """How many lines of each `event` the scaler logged (exo-scaler's drain and resume lines
+    show what it did about a failed evict; the naive scaler logs decisions only)."""
+    counts: dict[str, int] = {}
+    if not path.exists():
+        return counts
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.startswith("{"):
+            continue  # stderr's log lines share the file
+        with contextlib.suppress(ValueError, AttributeError):
+            event = str(json.loads(line).get("event", ""))
+            if event:
+                counts[event] = counts.get(event, 0) + 1
+    return counts
 
 
 def _parse_rfc3339(text: str) -> float:

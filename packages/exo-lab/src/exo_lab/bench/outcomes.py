@@ -12,6 +12,7 @@ from exo_scaler import DecisionRecord, Direction, Reason
 from .analysis import (
     bound_violations,
     fmt,
+    longest_drains,
     markdown_table,
     match_decisions,
     reaction_breakdown,
@@ -173,3 +174,88 @@ def _prod(lab_seconds: float | None, speed: float) -> float | None:
 def pool_busy_refusals(records: list[DecisionRecord]) -> int:
     """Decisions refused because the pool was busy (the naive scaler's 409s)."""
     return sum(1 for r in records if r.reason is Reason.POOL_BUSY)
+
+
+# -- signals that must never scale, and the failed evict ------------------------------------------
+
+#: the fixtures posted by the faults section's `signals` event: Grafana payloads that must never
+#: scale, with the route each goes to (real shapes, each citing its upstream file in the
+#: fixtures' README)
+SIGNAL_FIXTURES: tuple[tuple[str, str], ...] = (
+    ("grafana_nodata.json", "/webhook"),
+    ("grafana_error.json", "/webhook"),
+    ("grafana_state_reason.json", "/webhook"),
+    ("grafana_test_notification.json", "/webhook"),
+    ("grafana_nodata.json", "/up"),
+    ("grafana_test_notification.json", "/up"),
+)
+FIXTURES_DIR = "packages/exo-scaler/tests/fixtures"
+
+
+def scaled_by_sources(records: list[DecisionRecord], marker: str) -> int:
+    """Scaling actions whose intents include one from a source naming `marker`.
+
+    In the lab every real alert comes from Alertmanager; the only Grafana-shaped sender is the
+    faults section's injector, so an action with a `grafana` intent was caused by a signal that
+    must never scale (exo-scaler records `grafana`, or `up-grafana` on a route)."""
+    return sum(1 for r in records if r.scaled and any(marker in i.source for i in r.intents))
+
+
+def analyse_signals(outcome: LabOutcome) -> dict[str, Any]:
+    answers = [a for e in outcome.events if e.kind == "signals" for a in e.answers]
+    return {
+        "injected": len(answers),
+        "answered_2xx": sum(1 for a in answers if 200 <= int(a.get("status", 0)) < 300),
+        "recorded_a_direction": sum(1 for a in answers if a.get("recorded")),
+        "scaled_by_signals": scaled_by_sources(outcome.decisions_logged, "grafana"),
+        "answers": answers,
+    }
+
+
+def analyse_evict(outcome: LabOutcome) -> dict[str, Any]:
+    """Members left drained: drained, still in the pool, for longer than a legitimate drain
+    (drain, evict, one tick to resume after a failed operation) could last. Sampled once a lab
+    second from the members' admin API, so a drain shorter than that (a resume at once) may
+    not be seen at all; the scaler's own drain and resume lines say what it did."""
+    s = outcome.settings
+    bound = s.lab(2 * s.timings.tick + s.timings.drain + s.timings.operation_delay)
+    longest = longest_drains(outcome.drain_samples)
+    left = sorted(m for m, span in longest.items() if span > bound)
+    return {
+        "failed_evicts": outcome.failed_evicts,
+        "drains": outcome.scaler_events.get("drain", 0),
+        "resumes": outcome.scaler_events.get("resume", 0),
+        "left_drained": len(left),
+        "members_left_drained": left,
+        "members_seen_draining": sum(1 for span in longest.values() if span > 0),
+        "longest_drain_s": _prod(max(longest.values(), default=0.0), s.speed),
+        "bound_s": _prod(bound, s.speed),
+        "drain_samples": len(outcome.drain_samples),
+    }
+
+
+def hygiene_markdown(signals: dict[str, Any] | None, evict: dict[str, Any] | None) -> str:
+    rows: list[list[Any]] = []
+    if signals is not None:
+        rows += [
+            [
+                "Grafana signals posted (NoData, Error, state reason, test; /webhook and /up)",
+                f"{signals['injected']} ({signals['answered_2xx']} answered 2xx)",
+            ],
+            ["of them recorded as a direction", signals["recorded_a_direction"]],
+            ["scaling actions with a Grafana intent", signals["scaled_by_signals"]],
+        ]
+    if evict is not None:
+        rows += [
+            ["evict operations ended in failure (injected)", evict["failed_evicts"]],
+            [
+                "the scaler's drains / resumes (its log)",
+                f"{evict.get('drains', 0)} / {evict.get('resumes', 0)}",
+            ],
+            [
+                f"members left drained (drained in the pool > {fmt(evict['bound_s'], '.0f')} s)",
+                f"{evict['left_drained']} (longest drain {fmt(evict['longest_drain_s'], '.0f')} s,"
+                f" {evict['members_seen_draining']} member(s) seen draining)",
+            ],
+        ]
+    return markdown_table(["signal hygiene and evict lifecycle", "value"], rows)

@@ -3,18 +3,27 @@
 Sections, run one after the other (a 2-core machine has no room for two labs at once):
 
 - quality:    exo-scaler on the step, ramp and spike profiles, sped up (SPEC RG figures);
-- naive:      the same profiles under the naive scaler (exo_lab.bench.naive), with ratios;
+- compare:    the three contestants through the same stack on the same profiles — naive
+              (exo_lab.bench.naive), seed (exo-scaler --policy step, the seed's ±1 a tick) and
+              exo-scaler (its default policy) — one table per profile, ratios to naive
+              (`--only naive` still selects it);
 - storm:      full mode only: every notification sent 3 times (Grafana replicas without HA
-              clustering), step profile, both scalers: where the naive design loses;
-- faults:     API 5xx/429/latency, a member killed under load, exo-sd, exo-scaler and
-              Prometheus restarted mid-run: missed/doubled decisions, bound violations,
-              failed requests, recovery times;
+              clustering), step profile, exo-scaler and naive: where the naive design loses;
+- course:     full mode only: the course robot's scenario (one member, 10 closed-loop workers
+              on /load) per contestant at production timing, judged by the course grader's
+              criterion over a poll of the API every 10 s;
+- faults:     API 5xx/429/latency, Grafana signals that must never scale (NoData, Error, state
+              reason, test notification), a member killed under load, exo-sd, exo-scaler and
+              Prometheus restarted mid-run, a failed evict operation during the scale-in:
+              missed/doubled decisions, bound violations, failed requests, recovery times,
+              actions caused by the signals, members left drained;
 - components: the packages' own benchmarks (exo-sd refresh, exo-scaler webhooks, /health at
               full CPU) and the RSS of every long-running process of a lab run;
 - reaction:   load step → alert → webhook → decision → new member serving, next to the floor
               the configured timers imply; at production timings (speed 1) in full mode,
               from a sped-up run (labelled) in quick mode.
 
+The issue's targets are printed last, each with its figure and met / not met / not measured.
 Results land in <out>/<timestamp>/ (results.json, summary.md, one folder per lab run). The exit
 status says whether the code worked, never whether a figure was good.
 """
@@ -38,22 +47,38 @@ import psutil
 
 from ..stack.settings import LabSettings
 from .analysis import (
+    CONTESTANTS,
+    CourseVerdict,
     comparison,
     comparison_table,
+    course_table,
+    fmt,
+    grade_course,
     quality_table,
+    target_checks,
+    targets_table,
+    three_way,
+    three_way_table,
 )
 from .components import components_markdown, find_repo, random_member_network, run_components
 from .lab import FaultEvent, LabOutcome, run_bench_lab
 from .outcomes import (
+    FIXTURES_DIR,
+    SIGNAL_FIXTURES,
+    analyse_evict,
     analyse_faults,
     analyse_reaction,
+    analyse_signals,
     faults_markdown,
+    hygiene_markdown,
     pool_busy_refusals,
     reaction_markdown,
     rss_markdown,
 )
 
-SECTIONS = ("quality", "naive", "storm", "faults", "components", "reaction")
+SECTIONS = ("quality", "compare", "storm", "course", "faults", "components", "reaction")
+#: older section names still accepted by --only
+ALIASES = {"naive": "compare"}
 
 
 @dataclass(frozen=True)
@@ -66,12 +91,27 @@ class BenchPlan:
     reaction_speed: float
     reaction_duration: float
     reaction_peak: float
+    #: the course scenario: None skips it (quick mode); 1.0 is production timing
+    course_speed: float | None = None
+    #: production seconds of the course profile: its workers run from 1/8 to 5/8 of it, so
+    #: 640 s keeps them on for 320 s, past the grader's 300 s window
+    course_duration: float = 640.0
 
     @classmethod
-    def for_mode(cls, quick: bool) -> BenchPlan:
+    def for_mode(cls, quick: bool, course_speed: float | None = None) -> BenchPlan:
         if quick:
-            return cls(True, 20.0, 640.0, ("step",), 800.0, 20.0, 640.0, 2.5)
-        return cls(False, 20.0, 1200.0, ("step", "ramp", "spike"), 1600.0, 1.0, 900.0, 2.5)
+            return cls(True, 20.0, 640.0, ("step",), 800.0, 20.0, 640.0, 2.5, course_speed)
+        return cls(
+            False,
+            20.0,
+            1200.0,
+            ("step", "ramp", "spike"),
+            1600.0,
+            1.0,
+            900.0,
+            2.5,
+            1.0 if course_speed is None else course_speed,
+        )
 
 
 def machine() -> dict[str, Any]:
@@ -142,6 +182,7 @@ class Suite:
         return LabSettings(**values)
 
     def lab(self, name: str, settings: LabSettings, **kwargs: Any) -> LabOutcome:
+        """One lab run, or the same run's outcome when another section already made it."""
         if name not in self.outcomes:
             self.say(f"\n### lab run {name} (speed ×{settings.speed:g}, {settings.profile})")
             outcome = run_bench_lab(name, settings, **kwargs)
@@ -153,8 +194,9 @@ class Suite:
         started = time.monotonic()
         steps: list[tuple[str, Callable[[], None]]] = [
             ("quality", self.quality),
-            ("naive", self.naive),
+            ("compare", self.compare),
             ("storm", self.storm),
+            ("course", self.course),
             ("faults", self.faults),
             ("reaction", self.reaction),
             ("components", self.components),
@@ -168,6 +210,11 @@ class Suite:
                 self.say(f"section {name} failed: {type(exc).__name__}: {exc}")
                 self.results["errors"][name] = traceback.format_exc()
                 self.markdown += [f"## {name}: failed", "", f"`{type(exc).__name__}: {exc}`", ""]
+        try:
+            self.targets()
+        except Exception as exc:
+            self.say(f"targets failed: {type(exc).__name__}: {exc}")
+            self.results["errors"]["targets"] = traceback.format_exc()
         self.results["wall_seconds"] = round(time.monotonic() - started, 1)
         self.write()
         return 1 if self.results["errors"] else 0
@@ -207,30 +254,78 @@ class Suite:
             quality_table({f"{p} / exo-scaler": f for p, f in figures.items()}),
         )
 
-    def naive(self) -> None:
-        ours = self._quality_runs("exo-scaler")
-        naive = self._quality_runs("naive")
+    def compare(self) -> None:
+        """naive, seed and exo-scaler through the same stack on the same profiles."""
+        figures = {c: self._quality_runs(c) for c in CONTESTANTS}
         section: dict[str, Any] = {}
         tables = [
             quality_table(
-                {
-                    **{f"{p} / exo-scaler": f for p, f in ours.items()},
-                    **{f"{p} / naive": f for p, f in naive.items()},
-                }
+                {f"{p} / {c}": figures[c][p] for p in self.plan.profiles for c in CONTESTANTS}
             )
         ]
         for profile in self.plan.profiles:
-            rows = comparison(ours[profile], naive[profile])
-            naive_outcome = self.outcomes[f"{profile}-naive"]
-            busy = pool_busy_refusals(naive_outcome.decisions_logged)
-            section[profile] = {"naive": naive[profile], "comparison": rows, "naive_409s": busy}
-            tables.append(comparison_table(profile, rows))
+            by_contestant = {c: figures[c][profile] for c in CONTESTANTS}
+            rows = three_way(by_contestant)
+            busy = {
+                c: pool_busy_refusals(self.outcomes[f"{profile}-{c}"].decisions_logged)
+                for c in CONTESTANTS
+            }
+            section[profile] = {"figures": by_contestant, "rows": rows, "pool_busy": busy}
+            tables.append(three_way_table(profile, rows))
             tables.append(
-                f"The naive scaler's calls refused as the pool was busy (409) on {profile}: {busy}."
+                f"Decisions that met a busy pool on {profile} (the naive design's 409s; "
+                "exo-scaler's `pool-busy` ticks, intents kept): "
+                + ", ".join(f"{c} {n}" for c, n in busy.items())
+                + "."
             )
-        self.results["sections"]["naive"] = section
+        self.results["sections"]["compare"] = section
         self.emit(
-            "exo-scaler against the naive scaler (same profiles, same run)", "\n\n".join(tables)
+            f"Three contestants, same stack, same profiles (speed ×{self.plan.speed:g}, "
+            f"{self.plan.duration:g} s of load per profile)",
+            "\n\n".join(tables),
+        )
+
+    def course(self) -> None:
+        """The course robot's scenario, judged as its grader does. Full mode only."""
+        speed = self.plan.course_speed
+        if speed is None:
+            self.say("course: full mode only (skipped in quick mode; --course-speed runs it)")
+            return
+        traces, verdicts, lateness = {}, {}, {}
+        for contestant in CONTESTANTS:
+            name = f"course-{contestant}" + ("" if speed == 1 else f"-x{speed:g}")
+            settings = self.settings(
+                name,
+                profile="course",
+                scaler=contestant,
+                speed=speed,
+                duration=self.plan.course_duration,
+                min_size=1,
+                initial_size=1,
+            )
+            outcome = self.lab(name, settings, course_polls=True, settle=False)
+            traces[contestant] = outcome.polls
+            verdicts[contestant] = grade_course(outcome.polls)
+            lateness[contestant] = max(outcome.poll_lateness, default=None)
+        self.results["sections"]["course"] = {
+            "speed": speed,
+            "verdicts": {c: v.to_json() for c, v in verdicts.items()},
+            "polls": {c: [p.to_json() for p in trace] for c, trace in traces.items()},
+            "max_poll_lateness_s": lateness,
+        }
+        label = (
+            "production timing (speed ×1)"
+            if speed == 1
+            else f"SPED UP ×{speed:g} (not the target's production timing)"
+        )
+        late = ", ".join(f"{c} {fmt(v, '.1f')} s" for c, v in lateness.items())
+        self.emit(
+            f"The course scenario — one member, 10 closed-loop workers on /load, {label}",
+            course_table(traces, verdicts)
+            + "\n\nCriterion (the course grader's): exactly 2 members `running` within 300 s "
+            "of the load's start, as seen by listing the pool's members through the API every "
+            "10 s, the jump to 2 seen before any further step. Polls are labelled with their "
+            f"planned time; the latest poll was late by (production seconds): {late}.",
         )
 
     def storm(self) -> None:
@@ -268,26 +363,83 @@ class Suite:
             ),
         )
 
+    def signal_payloads(self) -> list[dict[str, Any]]:
+        """exo-scaler's real Grafana fixtures that must never scale, with their routes."""
+        if self.repo is None:
+            return []
+        folder = self.repo / FIXTURES_DIR
+        payloads = []
+        for file, path in SIGNAL_FIXTURES:
+            source = folder / file
+            if source.is_file():
+                payloads.append(
+                    {"name": file, "path": path, "body": json.loads(source.read_text())}
+                )
+        return payloads
+
     def fault_events(self) -> list[FaultEvent]:
         p = self.plan.faults_duration / self.plan.speed  # lab seconds of load
         plan = {"rate": 0.2, "statuses": [500, 503, 429], "latency": 0.1, "seed": 8}
+        # The signals go in while the load is quiet and the pool at its minimum: a NoData
+        # `scale_up` that scaled would show as a scale-up nothing else explains. The evict
+        # failure is armed before the load drops (5/8 of the run), so the first scale-in meets it.
+        signals = {"payloads": self.signal_payloads()}
         return [
+            FaultEvent(0.02 * p, "signals", plan=signals),
             FaultEvent(0.05 * p, "api-faults", plan=plan),
             FaultEvent(0.25 * p, "restart", "exo-sd"),
             FaultEvent(0.40 * p, "kill-member"),
             FaultEvent(0.50 * p, "restart", "exo-scaler"),
+            FaultEvent(0.60 * p, "evict-failure"),
             FaultEvent(0.70 * p, "restart", "prometheus"),
             FaultEvent(0.95 * p, "api-faults-off"),
         ]
 
     def faults(self) -> None:
         settings = self.settings("faults-step", duration=self.plan.faults_duration)
-        outcome = self.lab("faults-step", settings, events=self.fault_events())
-        self.results["sections"]["faults"] = analyse_faults(outcome)
+        outcome = self.lab("faults-step", settings, events=self.fault_events(), watch_drains=True)
+        section = analyse_faults(outcome)
+        section["signals"] = analyse_signals(outcome) if self.repo is not None else None
+        section["evict"] = analyse_evict(outcome)
+        self.results["sections"]["faults"] = section
+        note = (
+            ""
+            if self.repo is not None
+            else "\n\nNo Grafana signals were posted: the repository (exo-scaler's fixtures) "
+            "was not found (pass --repo)."
+        )
         self.emit(
             f"Faults (step profile, speed ×{settings.speed:g}, exo-scaler)",
-            faults_markdown(self.results["sections"]["faults"]),
+            faults_markdown(section)
+            + "\n\n"
+            + hygiene_markdown(section["signals"], section["evict"])
+            + note,
         )
+
+    def targets(self) -> None:
+        """The issue's targets, each with this run's figure: printed, never a failure."""
+        sections = self.results["sections"]
+        compare = {
+            p: s["figures"] for p, s in sections.get("compare", {}).items() if "figures" in s
+        }
+        course = sections.get("course")
+        verdicts = (
+            None
+            if course is None or course.get("speed") != 1
+            else {c: CourseVerdict(**v) for c, v in course["verdicts"].items()}
+        )
+        faults = sections.get("faults") or {}
+        checks = target_checks(
+            compare, course=verdicts, signals=faults.get("signals"), evict=faults.get("evict")
+        )
+        self.results["targets"] = [c.to_json() for c in checks]
+        note = ""
+        if course is not None and course.get("speed") != 1:
+            note = (
+                f"\n\nThe course scenario ran SPED UP (×{course['speed']:g}): its verdicts are "
+                "above, not counted against the production-timing target."
+            )
+        self.emit("Targets (issue 14; figures, not tests)", targets_table(checks) + note)
 
     def reaction(self) -> None:
         plan = self.plan
@@ -344,7 +496,7 @@ def _json_default(value: Any) -> Any:
 
 
 @click.command()
-@click.option("--quick", is_flag=True, help="The ~5 minute smoke run (sped-up reaction too).")
+@click.option("--quick", is_flag=True, help="The ~4 minute smoke run (sped-up reaction too).")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -361,9 +513,17 @@ def _json_default(value: Any) -> Any:
     default=None,
     help="Repository root (default: found from this package or the cwd).",
 )
-def main(quick: bool, out: Path, only: str, repo: Path | None) -> None:
+@click.option(
+    "--course-speed",
+    type=click.FloatRange(1, 20),
+    default=None,
+    help="Run the course scenario at this speed (default: 1, production timing, full mode "
+    "only); a faster run is labelled and not counted against the target.",
+)
+def main(quick: bool, out: Path, only: str, repo: Path | None, course_speed: float | None) -> None:
     """Run the benchmark suite and print its tables as it goes."""
-    sections = tuple(s.strip() for s in only.split(",") if s.strip())
+    named = (s.strip() for s in only.split(",") if s.strip())
+    sections = tuple(dict.fromkeys(ALIASES.get(s, s) for s in named))
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown or not sections:
         raise click.BadParameter(
@@ -376,7 +536,8 @@ def main(quick: bool, out: Path, only: str, repo: Path | None) -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     target = out / stamp
     click.echo(f"benchmarks ({'quick' if quick else 'full'}): {', '.join(sections)} → {target}")
-    suite = Suite(BenchPlan.for_mode(quick), target, found, sections, say=click.echo)
+    plan = BenchPlan.for_mode(quick, course_speed)
+    suite = Suite(plan, target, found, sections, say=click.echo)
     status = suite.run()
     click.echo(f"\nresults: {target / 'results.json'}, {target / 'summary.md'}")
     sys.exit(status)

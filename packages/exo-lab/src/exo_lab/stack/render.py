@@ -162,7 +162,9 @@ def exo_sd_command(
 def exo_scaler_command(
     executable: str, settings: LabSettings, files: StackFiles, pool_id: str, port: int
 ) -> list[str]:
+    """exo-scaler with its default policy, or `--policy step` for the "seed" contestant."""
     s, t = settings, settings.timings
+    policy = ["--policy", "step"] if s.scaler == "seed" else []
     return [
         executable,
         "serve",
@@ -187,13 +189,14 @@ def exo_scaler_command(
         "--operation-timeout",
         f"{max(10.0, s.lab(600)):g}",
         # exo-scaler's own timers are production seconds: divided like every other duration,
-        # or a 30 s warm-up would last 10 ticks at speed 20.
+        # or a 120 s warm-up would last 40 ticks at speed 20.
         "--warm-up",
         f"{s.lab(t.warm_up):g}",
         "--warm-up-limit",
         f"{s.lab(t.warm_up_limit):g}",
         "--unhealthy-after",
         f"{s.lab(t.unhealthy_after):g}",
+        *policy,
     ]
 
 

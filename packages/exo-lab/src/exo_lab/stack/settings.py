@@ -13,7 +13,9 @@ from ..dataplane.lifecycle import MemberLifecycle
 from ..load.profiles import LoadProfile, make_profile
 from .outage import MonitoringOutage
 
-SCALERS = ("exo-scaler", "naive")
+#: the benchmark's contestants: exo-scaler (its default policy), "seed" (exo-scaler with
+#: `--policy step`, the seed's literal ±1 a tick) and "naive" (exo_lab.bench.naive)
+SCALERS = ("exo-scaler", "seed", "naive")
 TIMING_MODELS = ("realistic", "fast")
 
 
@@ -101,7 +103,7 @@ class LabSettings:
     timings: ProductionTimings = field(default_factory=ProductionTimings)
     use_cgroups: bool = True
     progress: Callable[[str], None] | None = None
-    #: "exo-scaler" (the product) or "naive" (exo_lab.bench.naive, the benchmark's baseline)
+    #: one of SCALERS: "exo-scaler" (the product), "seed" or "naive" (the benchmark's baselines)
     scaler: str = "exo-scaler"
     #: every notification sent this many times (Grafana replicas without HA clustering)
     notification_copies: int = 1

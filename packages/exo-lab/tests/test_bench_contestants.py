@@ -1,0 +1,42 @@
+"""The benchmark's three contestants start as the settings say (pure command lines)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exo_lab.stack import render
+from exo_lab.stack.settings import SCALERS, LabError, LabSettings
+
+
+def _command(tmp_path: Path, scaler: str, speed: float = 20.0) -> list[str]:
+    settings = LabSettings(out=tmp_path, scaler=scaler, speed=speed)
+    return render.exo_scaler_command("exo-scaler", settings, render.StackFiles(tmp_path), "p", 1)
+
+
+def _flag(argv: list[str], name: str) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv else None
+
+
+def test_the_three_contestants_are_known_and_others_refused(tmp_path: Path) -> None:
+    assert set(SCALERS) == {"naive", "seed", "exo-scaler"}
+    with pytest.raises(LabError, match="scaler must be one of"):
+        LabSettings(out=tmp_path, scaler="hpa")
+
+
+def test_seed_is_exo_scaler_with_the_step_policy(tmp_path: Path) -> None:
+    assert _flag(_command(tmp_path, "seed"), "--policy") == "step"
+
+
+def test_exo_scaler_runs_its_own_default_policy(tmp_path: Path) -> None:
+    # No --policy at all: the contestant is whatever exo-scaler ships as its default.
+    assert "--policy" not in _command(tmp_path, "exo-scaler")
+
+
+def test_warm_up_timers_are_divided_by_the_speed(tmp_path: Path) -> None:
+    argv = _command(tmp_path, "exo-scaler", speed=20.0)
+    assert _flag(argv, "--warm-up") == "1.5"
+    assert _flag(argv, "--warm-up-limit") == "30"
+    assert _flag(argv, "--unhealthy-after") == "15"
+    assert _flag(_command(tmp_path, "seed", speed=1.0), "--warm-up") == "30"
