@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from exo_lab.stack import render
-from exo_lab.stack.settings import SCALERS, LabError, LabSettings
+from exo_lab.stack.settings import SCALERS, LabError, LabSettings, ProductionTimings
 
 
 def _command(tmp_path: Path, scaler: str, speed: float = 20.0) -> list[str]:
@@ -35,8 +35,9 @@ def test_exo_scaler_runs_its_own_default_policy(tmp_path: Path) -> None:
 
 
 def test_warm_up_timers_are_divided_by_the_speed(tmp_path: Path) -> None:
+    timings = ProductionTimings()
     argv = _command(tmp_path, "exo-scaler", speed=20.0)
-    assert _flag(argv, "--warm-up") == "1.5"
-    assert _flag(argv, "--warm-up-limit") == "30"
-    assert _flag(argv, "--unhealthy-after") == "15"
-    assert _flag(_command(tmp_path, "seed", speed=1.0), "--warm-up") == "30"
+    assert float(_flag(argv, "--warm-up")) == timings.warm_up / 20
+    assert float(_flag(argv, "--warm-up-limit")) == timings.warm_up_limit / 20
+    assert float(_flag(argv, "--unhealthy-after")) == timings.unhealthy_after / 20
+    assert float(_flag(_command(tmp_path, "seed", speed=1.0), "--warm-up")) == timings.warm_up
