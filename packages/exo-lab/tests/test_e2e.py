@@ -29,7 +29,11 @@ def test_capacity_follows_a_load_step(tmp_path: Path) -> None:
         out=tmp_path / "run",
         speed=20,
         profile="step",
-        duration=800,
+        # The peak (half the run) must outlast capacity arriving on the realistic model: VM
+        # boot, guest boot, apt, pip, the app's real start (not divided by the speed: ~80 s
+        # of production time at ×20) and a health check take ~220 s at ×20. With a 400 s peak
+        # the last scale-up was decided on the rate window's stale 100 % as the load ended.
+        duration=1400,
         min_size=1,
         max_size=5,
         peak_members=3.5,
