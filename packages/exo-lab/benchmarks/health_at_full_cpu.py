@@ -81,7 +81,11 @@ def measure_health_at_full_cpu(
         try:
             pool = zone.create_pool("bench", 1, instance_type)
             deadline = time.monotonic() + 60
-            while zone.members(pool.id)[0].state != "running":
+            # `running` is the VM's state; the app answers once the runtime says it is ready.
+            while not (
+                zone.members(pool.id)[0].state == "running"
+                and plane.runtime.is_ready(zone.members(pool.id)[0].id)
+            ):
                 if time.monotonic() > deadline:
                     raise RuntimeError("the member did not start")
                 zone.tick()

@@ -14,7 +14,7 @@ import click
 from ..load.profiles import PROFILE_NAMES
 from ..stack.outage import OUTAGE_KINDS, MonitoringOutage
 from ..stack.run import run_lab
-from ..stack.settings import SCALERS, LabError, LabSettings
+from ..stack.settings import SCALERS, TIMING_MODELS, LabError, LabSettings, ProductionTimings
 from ..target.outputs import Deployment, OutputsError, read_outputs
 from ..target.run import TargetError, TargetSettings, run_target
 from . import fail, main
@@ -60,6 +60,14 @@ def _default_out() -> Path:
     help="naive: the benchmark's baseline (scale on every webhook, no tick, no drain).",
 )
 @click.option("--member-network", default="127.0.1.0/24", show_default=True)
+@click.option(
+    "--timing-model",
+    type=click.Choice(TIMING_MODELS),
+    default="realistic",
+    show_default=True,
+    help="realistic: two-stage members (VM boot, then provisioning) as on Exoscale; fast: "
+    "members serve as soon as they run (kinder than the cloud: for quick checks of logic).",
+)
 @click.option(
     "--provisioning",
     type=click.Path(path_type=Path),
@@ -121,6 +129,7 @@ def run(
     cpu_per_vcpu: float,
     scaler: str,
     member_network: str,
+    timing_model: str,
     provisioning: Path,
     iam_policy: Path | None,
     out: Path | None,
@@ -189,6 +198,7 @@ def run(
             cpu_per_vcpu=cpu_per_vcpu,
             scaler=scaler,
             member_network=member_network,
+            timings=ProductionTimings.named(timing_model),
             provisioning=provisioning,
             iam_policy=iam_policy,
             monitoring_outage=outage,
