@@ -14,7 +14,7 @@ DEMO_ARGS ?=
 help:
 	@echo "make demo              run the whole autoscaling loop locally (exo-lab) and write a report"
 	@echo "make test              every test suite (tox: one env per package + lint, type, infra, e2e); what CI runs"
-	@echo "make check             the edit loop: lint, types and unit tests, no lab runs (2–3 minutes)"
+	@echo "make check             the edit loop: lint, types and unit tests, no lab runs (3–4 minutes)"
 	@echo "make wheels            build every package's wheel into dist/ (what cloud-init installs)"
 	@echo "make deploy            wheels, then terraform apply on Exoscale (needs EXOSCALE_API_KEY/SECRET)"
 	@echo "make destroy           terraform destroy: nothing left running or billing"
