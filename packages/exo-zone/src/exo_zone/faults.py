@@ -262,28 +262,30 @@ class FaultPlan:
     def take_outcome(self, command: str) -> OperationOutcome | None:
         """The injected end for a new operation of `command`, consuming one of `count`."""
         fault = self.outcome
-        with self._lock:
-            if fault is None or (fault.commands and command not in fault.commands):
-                return None
-            if fault.count is not None:
-                if fault.count <= 0:
-                    return None
-                fault.count -= 1
-            self.injected += 1
-            return fault.outcome
+        if fault is None or not self._consume(fault, fault.commands, command):
+            return None
+        return fault.outcome
 
     def take_after_mutation(self, operation: str) -> int | None:
         """The 5xx to answer after `operation` did its work, consuming one of `count`."""
         fault = self.after_mutation
+        if fault is None or not self._consume(fault, fault.operations, operation):
+            return None
+        return fault.status
+
+    def _consume(
+        self, fault: OutcomeFault | AfterMutationFault, names: frozenset[str], name: str
+    ) -> bool:
+        """Whether a counted fault applies to `name` (empty `names`: to all), taking one."""
         with self._lock:
-            if fault is None or (fault.operations and operation not in fault.operations):
-                return None
+            if names and name not in names:
+                return False
             if fault.count is not None:
                 if fault.count <= 0:
-                    return None
+                    return False
                 fault.count -= 1
             self.injected += 1
-            return fault.status
+            return True
 
     def throttle(self) -> tuple[int, dict[str, str]] | None:
         """(429, headers) when the rate limit's bucket is empty, else None."""
