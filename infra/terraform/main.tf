@@ -245,6 +245,7 @@ locals {
   # exo-lab gives its exo-sd and exo-scaler a key with this very role, not a copy.
   autoscaler_policy = jsondecode(templatefile("${path.module}/policies/autoscaler-role.json.tftpl", {
     pool_id = exoscale_instance_pool.web.id
+    nlb_id  = exoscale_nlb.web.id
   }))
 }
 
@@ -284,6 +285,7 @@ module "cloud_init" {
 
   monitor_runtime = {
     pool_id                = exoscale_instance_pool.web.id
+    nlb_id                 = exoscale_nlb.web.id
     api_key                = exoscale_iam_api_key.autoscaler.key
     api_secret             = exoscale_iam_api_key.autoscaler.secret
     scaler_token           = random_password.scaler_token.result

@@ -46,6 +46,7 @@ WHEEL_BASE_URL = "https://sos-ch-gva-2.exo.io/exo-autoscale-wheels-0a1b2c3d"
 # Fake runtime values with the shapes the real ones have.
 RUNTIME = {
     "pool_id": "0b9a1c44-5d2e-4f3a-9c1b-7e6d5a4b3c2d",
+    "nlb_id": "5e4d3c2b-1a09-4f8e-8d7c-6b5a4f3e2d1c",
     "api_key": "EXOfake0key0for0tests0only0",
     "api_secret": "Zq8x1Rk4Lm9Vb2Nc7Hs3Jd6Tf0Wg5Yp1Ue8Ia4Oo2Q",
     "scaler_token": "tok3nTOK3Ntok3nTOK3Ntok3nTOK3Ntok3nTOK3Ntok3nTOK",

@@ -134,6 +134,7 @@ def test_secrets_only_in_root_only_files(
     env = file_text(monitor_files["/etc/exo-autoscale/exoscale.env"])
     assert f"EXOSCALE_API_SECRET={RUNTIME['api_secret']}\n" in env
     assert f"EXOSCALE_INSTANCEPOOL_ID={RUNTIME['pool_id']}\n" in env
+    assert f"EXOSCALE_NLB_ID={RUNTIME['nlb_id']}\n" in env
     assert file_text(monitor_files["/etc/exo-autoscale/scaler-token"]) == RUNTIME["scaler_token"]
     grafana_env = file_text(monitor_files["/etc/exo-autoscale/grafana.env"])
     assert f"EXO_SCALER_TOKEN={RUNTIME['scaler_token']}\n" in grafana_env

@@ -113,6 +113,8 @@ def test_scaler_unit_matches_the_cli_contract(monitor_files: dict[str, Any]) -> 
     assert args[1] == "serve"
     options = dict(zip(args[2::2], args[3::2], strict=True))
     assert options["--pool"] == "${EXOSCALE_INSTANCEPOOL_ID}"
+    # Who serves while a scale-up warms: the NLB's health checks (the role grants this NLB).
+    assert options["--nlb"] == "${EXOSCALE_NLB_ID}"
     assert options["--min"] == "1"
     assert options["--max"] == "4"
     assert options["--interval"] == "60"

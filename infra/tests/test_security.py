@@ -194,6 +194,7 @@ def test_operations_are_derived_from_exo_client() -> None:
         "scale-instance-pool",
         "evict-instance-pool-members",
         "get-operation",
+        "get-load-balancer",
     }
     # Nothing calls these: they would hand out other instances' user-data (secrets).
     assert not {"get-instance", "list-instance-pools"} & operations
@@ -222,6 +223,7 @@ def _granted(rules: list[dict[str, str]]) -> dict[str, str]:
 
 POLICY_TEMPLATE = TERRAFORM_DIR / "policies" / "autoscaler-role.json.tftpl"
 POOL_ID = "3f1e2d4c-0000-4000-8000-00000000abcd"
+NLB_ID = "7a6b5c4d-0000-4000-8000-00000000ef01"
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +233,8 @@ def policy(terraform: Terraform, tmp_path_factory: pytest.TempPathFactory) -> di
     workdir = tmp_path_factory.mktemp("policy")
     (workdir / "main.tf").write_text(
         'output "policy" {\n'
-        f'  value = jsondecode(templatefile("{POLICY_TEMPLATE}", {{ pool_id = "{POOL_ID}" }}))\n'
+        f'  value = jsondecode(templatefile("{POLICY_TEMPLATE}", '
+        f'{{ pool_id = "{POOL_ID}", nlb_id = "{NLB_ID}" }}))\n'
         "}\n"
     )
     terraform.check(["init", "-input=false"], workdir)
@@ -247,6 +250,7 @@ def test_the_role_takes_its_policy_from_the_one_file(tree: dict[str, Any]) -> No
     expression = block["autoscaler_policy"]
     assert 'templatefile("${path.module}/policies/autoscaler-role.json.tftpl"' in expression
     assert "pool_id = exoscale_instance_pool.web.id" in expression
+    assert "nlb_id = exoscale_nlb.web.id" in expression
     assert expression.startswith("${jsondecode(")
     role = resources(tree)[("exoscale_iam_role", "autoscaler")]
     assert role["policy"] == "${local.autoscaler_policy}"
@@ -269,6 +273,7 @@ def test_pool_operations_are_scoped_to_this_pool(policy: dict[str, Any]) -> None
     granted = _granted(policy["services"]["compute"]["rules"])
     for operation in POOL_SCOPED:
         assert granted[operation].endswith(f"&& parameters.id == '{POOL_ID}'"), operation
+    assert granted["get-load-balancer"].endswith(f"&& parameters.id == '{NLB_ID}'")
 
 
 SECRET_VARIABLES = {"exoscale_api_secret", "exoscale_secret"}

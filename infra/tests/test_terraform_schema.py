@@ -271,7 +271,9 @@ def test_the_role_policy_file_fits_the_policy_attribute(schemas: dict[str, dict[
     """The role's policy is a JSON template (policies/, shared with exo-lab): its keys must be
     the attribute's, since Terraform converts the decoded object into it at plan time."""
     template = TERRAFORM_DIR / "policies" / "autoscaler-role.json.tftpl"
-    policy = json.loads(template.read_text().replace("${pool_id}", "pool-id"))
+    policy = json.loads(
+        template.read_text().replace("${pool_id}", "pool-id").replace("${nlb_id}", "nlb-id")
+    )
     spec = schemas["exoscale"]["resources"]["exoscale_iam_role"]
     problems = _check_attribute_object(
         "exoscale_iam_role.autoscaler.policy", "policy", policy, spec.get("blocks", {})

@@ -12,6 +12,7 @@ from exo_client import (
     ConflictError,
     ExoClient,
     InstancePool,
+    NotFoundError,
     QuotaExceededError,
     sdk_poll_interval,
 )
@@ -115,3 +116,31 @@ def test_quota_and_pool_error_reason_are_typed() -> None:
         "cause": "quota",
         "job-id": "j",
     }
+
+
+def service(pool_id: str, statuses: dict[str, str]) -> dict[str, Any]:
+    """openapi.json `load-balancer-service` with its `healthcheck-status` list."""
+    return {
+        "id": "svc",
+        "instance-pool": {"id": pool_id},
+        "healthcheck-status": [{"public-ip": ip, "status": s} for ip, s in statuses.items()],
+    }
+
+
+def test_pool_health_reads_the_services_that_target_the_pool() -> None:
+    body = {
+        "services": [
+            service(POOL, {"192.0.2.1": "success", "192.0.2.2": "failure", "192.0.2.3": "success"}),
+            # A second service on the same pool: a member is healthy only if both checks pass.
+            service(POOL, {"192.0.2.1": "success", "192.0.2.3": "failure"}),
+            service(OTHER, {"192.0.2.9": "success"}),
+        ]
+    }
+    health = client_answering([body], []).pool_health("lb", POOL)
+    assert health == {"192.0.2.1": True, "192.0.2.2": False, "192.0.2.3": False}
+
+
+def test_pool_health_without_a_service_for_the_pool_is_not_found() -> None:
+    body = {"services": [service(OTHER, {"192.0.2.9": "success"})]}
+    with pytest.raises(NotFoundError, match="no service for instance pool"):
+        client_answering([body], []).pool_health("lb", POOL)

@@ -12,7 +12,9 @@ from exo_lab.stack.settings import SCALERS, LabError, LabSettings, ProductionTim
 
 def _command(tmp_path: Path, scaler: str, speed: float = 20.0) -> list[str]:
     settings = LabSettings(out=tmp_path, scaler=scaler, speed=speed)
-    return render.exo_scaler_command("exo-scaler", settings, render.StackFiles(tmp_path), "p", 1)
+    return render.exo_scaler_command(
+        "exo-scaler", settings, render.StackFiles(tmp_path), "p", "n", 1
+    )
 
 
 def _flag(argv: list[str], name: str) -> str | None:

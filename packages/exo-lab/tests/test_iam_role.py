@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parents[3]
 POLICY = REPO / "infra" / "terraform" / "policies" / "autoscaler-role.json.tftpl"
 
 
-def role_client(local: LocalZone, pool_id: str) -> ExoClient:
-    key, secret = local.add_key(render_role_policy(POLICY, pool_id))
+def role_client(local: LocalZone, pool_id: str, nlb_id: str) -> ExoClient:
+    key, secret = local.add_key(render_role_policy(POLICY, pool_id, nlb_id))
     settings = ClientSettings(api_key=key, api_secret=secret, endpoint=local.endpoint)
     return ExoClient(settings, retry=RetryPolicy(attempts=1))
 
@@ -26,13 +26,18 @@ def test_terraforms_role_allows_what_exo_sd_and_exo_scaler_do_and_nothing_else()
     with LocalZone(timings=FAST_TIMINGS, member_network=free_member_network()) as local:
         pool = local.zone.create_pool("web", 2)
         other = local.zone.create_pool("other", 1)
-        client = role_client(local, pool.id)
+        nlb = local.zone.create_load_balancer("web-nlb", pool.id, port=8080)
+        other_nlb = local.zone.create_load_balancer("other-nlb", other.id, port=8081)
+        client = role_client(local, pool.id, nlb.id)
 
         # What the product calls, on its own pool.
         assert client.get_pool(pool.id).size == 2
         assert len(client.list_members(pool.id)) == 2
         operation = client.scale_pool(pool.id, 3)
         assert client.get_operation(operation.id).id == operation.id
+        assert set(client.pool_health(nlb.id, pool.id)) <= {
+            m.address for m in local.zone.members(pool.id)
+        }
 
         # Another pool, even read-only, and a call nothing in the product makes.
         with pytest.raises(AuthError):
@@ -40,14 +45,16 @@ def test_terraforms_role_allows_what_exo_sd_and_exo_scaler_do_and_nothing_else()
         with pytest.raises(AuthError):
             client.scale_pool(other.id, 2)
         with pytest.raises(AuthError):
+            client.get_load_balancer(other_nlb.id)
+        with pytest.raises(AuthError):
             client.get_pool("web")  # by name: list-instance-pools, which returns user-data
         assert local.zone.pools[other.id].size == 1
 
 
-def test_the_policy_file_is_refused_when_it_needs_more_than_pool_id(tmp_path: Path) -> None:
+def test_the_policy_file_is_refused_when_it_needs_more_than_the_two_ids(tmp_path: Path) -> None:
     bad = tmp_path / "role.json.tftpl"
     bad.write_text('{"default_service_strategy": "${strategy}", "services": {}}')
-    with pytest.raises(LabError, match=r"only \$\{pool_id\}"):
-        render_role_policy(bad, "p")
+    with pytest.raises(LabError, match=r"only \$\{pool_id\} and \$\{nlb_id\}"):
+        render_role_policy(bad, "p", "n")
     with pytest.raises(LabError, match="no IAM role policy"):
-        render_role_policy(tmp_path / "missing.json", "p")
+        render_role_policy(tmp_path / "missing.json", "p", "n")

@@ -14,12 +14,13 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from exo_client import ExoClient, RetryPolicy
+from exo_client import ExoClient, NotFoundError, RetryPolicy
 from exo_scaler.app import create_app
 from exo_scaler.decision import Direction, Reason
 from exo_scaler.scaler import Scaler
 from exo_scaler.settings import ScalerSettings
 from exo_testkit import RunningZone, running_zone
+from exo_zone import RecordRuntime
 from exo_zone.faults import FaultPlan, OperationOutcome, OutcomeFault
 
 from .conftest import TOKEN, EventSink
@@ -482,3 +483,40 @@ def test_decisions_endpoint_is_authenticated_and_filters_by_time(
     assert [d["tick"] for d in since] == [2]
     for bad in ("yesterday", "nan", "inf", ""):
         assert client.get(f"/decisions?since={bad}", headers=BEARER).status_code == 400
+
+
+class UnreadyRuntime(RecordRuntime):
+    """Members whose VM runs while the app on some of them (`unready`) never answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unready: set[str] = set()
+
+    def is_ready(self, instance_id: str) -> bool:
+        return super().is_ready(instance_id) and instance_id not in self.unready
+
+
+def test_serving_is_what_the_nlb_health_checks_pass(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink
+) -> None:
+    """With --nlb a member serves when the NLB's health check passes (get-load-balancer's
+    healthcheck-status), not when its VM runs; without it, the VM state is all there is."""
+    runtime = UnreadyRuntime()
+    with running_zone({"web": 3}, runtime=runtime) as rz:
+        pool = rz.pools["web"]
+        lb = rz.zone.create_load_balancer("nlb", pool.id, port=8080)
+        deadline = time.monotonic() + 10
+        while not all(i.state == "running" for i in rz.zone.members(pool.id)):
+            assert time.monotonic() < deadline, "members never ran"
+            time.sleep(0.02)
+        runtime.unready.add(pool.member_ids[0])
+        by_nlb = build(rz, make_settings(pool=pool.id, nlb=lb.id), sink).state.target
+        by_vm = build(rz, make_settings(pool=pool.id), sink).state.target
+        assert asyncio.run(by_nlb.serving()) == 2
+        assert asyncio.run(by_vm.serving()) == 3
+        # An NLB without a service for this pool is an API error the loop survives.
+        other = rz.zone.create_pool("other", 1)
+        stray = rz.zone.create_load_balancer("stray", other.id, port=8081)
+        wrong = build(rz, make_settings(pool=pool.id, nlb=stray.id), sink).state.target
+        with pytest.raises(NotFoundError, match="no service for instance pool"):
+            asyncio.run(wrong.serving())

@@ -102,17 +102,44 @@ def test_warm_up_holds_the_next_step_until_members_serve(
     clock.now += 60
     scaler.record_intents((UP,), "test", {UP: 160.0})
     assert tick(scaler).to_size == 3  # ceil(1 × 160 / 70) = 3 > 2
-    # Running now, but inside --warm-up: still counted as warming.
+    # All three serve now, but a value from inside --warm-up averages a window taken before
+    # they did: the whole scale-up (1 → 3) still counts as warming, however stale the tick.
     clock.now += 60
     target.serving_now = 3
     scaler.record_intents((UP,), "test", {UP: 90.0})
-    assert tick(scaler).reason is Reason.WARMING_UP
-    # Past --warm-up: they serve, and the value is read over all three.
-    clock.now += 31
+    clock.now += 40
+    assert (tick(scaler).reason, scaler.warm_up and scaler.warm_up.ready_at) == (
+        Reason.WARMING_UP,
+        clock.now,
+    )
+    # A value that arrived --warm-up after they served measures all three.
+    clock.now += 30
     scaler.record_intents((UP,), "test", {UP: 90.0})
     decision = tick(scaler)
     assert (decision.warming, decision.to_size) == (0, 4)  # ceil(3 × 90 / 70)
-    assert [r.warming for r in sink.records()] == [0, 1, 1, 1, 0]
+    assert [r.warming for r in sink.records()] == [0, 1, 1, 2, 0]
+
+
+def test_a_value_sent_before_the_warm_up_ended_does_not_end_it(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink
+) -> None:
+    settings = make_settings(max_size=10, warm_up=70.0)
+    target = ScriptedTarget(size=2, serving_now=2)
+    scaler, clock = scaler_with(settings, target, sink)
+    scaler.record_intents((UP,), "test", {UP: 99.0})
+    assert tick(scaler).to_size == 4  # saturated: twice what serves
+    clock.now += 60
+    target.serving_now = 4  # every member passes the NLB's check from this tick on
+    assert tick(scaler).reason is Reason.NO_INTENT
+    # The alert still fires with the old window's 99 %: it must not double again.
+    clock.now += 60
+    scaler.record_intents((UP,), "test", {UP: 99.0})
+    clock.now += 30
+    stale = tick(scaler)
+    assert (stale.reason, stale.warming, target.size) == (Reason.WARMING_UP, 2, 4)
+    clock.now += 5
+    scaler.record_intents((UP,), "test", {UP: 99.0})  # 95 s after they served
+    assert (tick(scaler).to_size, target.size) == (6, 6)
 
 
 def test_a_member_that_never_serves_cannot_block_scaling(
@@ -131,18 +158,29 @@ def test_a_member_that_never_serves_cannot_block_scaling(
     assert (tick(scaler).reason, target.size) == (Reason.SCALED, 3)
 
 
-def test_no_up_intent_no_member_listing(
+def test_members_are_listed_until_they_serve_and_no_longer(
     make_settings: Callable[..., ScalerSettings], sink: EventSink
 ) -> None:
-    target = ScriptedTarget(size=2, serving_now=1)
-    scaler, clock = scaler_with(make_settings(), target, sink)
+    """Each tick asks who serves while a scale-up's members may not (so the moment they do is
+    at most a tick late), and never again once they all do; a down tick is sized on what
+    serves now."""
+    target = ScriptedTarget(size=2, serving_now=2)
+    scaler, clock = scaler_with(make_settings(max_size=10), target, sink)
     scaler.record_intents((UP,), "test", {UP: 100.0})
     tick(scaler)
     reads = target.serving_reads
     clock.now += 60
-    scaler.record_intents((DOWN,), "test")
     tick(scaler)
-    assert target.serving_reads == reads
+    assert target.serving_reads == reads + 1
+    target.serving_now = target.size
+    clock.now += 60
+    scaler.record_intents((DOWN,), "test", {DOWN: 10.0})
+    down = tick(scaler)
+    assert (down.warming, down.reason) == (0, Reason.SCALED)
+    assert target.serving_reads == reads + 2
+    clock.now += 60
+    tick(scaler)
+    assert target.serving_reads == reads + 2  # the scale-down ended the warm-up
 
 
 def test_intents_survive_busy_ticks_for_a_bounded_time(

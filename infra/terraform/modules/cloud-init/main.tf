@@ -12,6 +12,7 @@ locals {
   # the plan-time size bound below assumes every one of them at full length, incompressible.
   runtime_max_length = {
     pool_id                = 64
+    nlb_id                 = 64
     api_key                = 64
     api_secret             = 128
     scaler_token           = 128

@@ -120,6 +120,7 @@ variable "monitor_runtime" {
   sensitive   = true
   type = object({
     pool_id                = string
+    nlb_id                 = string
     api_key                = string
     api_secret             = string
     scaler_token           = string
@@ -134,10 +135,11 @@ variable "monitor_runtime" {
   validation {
     condition = (
       length(var.monitor_runtime.pool_id) <= 64 &&
+      length(var.monitor_runtime.nlb_id) <= 64 &&
       length(var.monitor_runtime.api_key) <= 64 &&
       length(var.monitor_runtime.api_secret) <= 128
     )
-    error_message = "pool_id, api_key and api_secret exceed the lengths the user-data size bound assumes."
+    error_message = "pool_id, nlb_id, api_key and api_secret exceed the lengths the user-data size bound assumes."
   }
 
   validation {

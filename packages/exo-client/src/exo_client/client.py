@@ -289,6 +289,32 @@ class ExoClient:
     def get_load_balancer(self, lb_id: str) -> dict[str, Any]:
         return dict(self._call("get-load-balancer", idempotent=True, id=lb_id))
 
+    def pool_health(self, lb_id: str, pool_id: str) -> dict[str, bool]:
+        """{member public IP: the NLB's health check passes} over the load balancer's services
+        that target `pool_id` (openapi.json `load-balancer-service.healthcheck-status`,
+        `load-balancer-server-status`: `public-ip`, `status` success|failure). A member is
+        healthy only if every such service says so; NotFoundError when none targets the pool.
+        """
+        body = self.get_load_balancer(lb_id)
+        services = [
+            s
+            for s in body.get("services") or []
+            if (s.get("instance-pool") or {}).get("id") == pool_id
+        ]
+        if not services:
+            raise NotFoundError(
+                f"load balancer {lb_id} has no service for instance pool {pool_id}",
+                operation="get-load-balancer",
+            )
+        health: dict[str, bool] = {}
+        for service in services:
+            for server in service.get("healthcheck-status") or []:
+                address = server.get("public-ip")
+                if address:
+                    ok = server.get("status") == "success"
+                    health[address] = health.get(address, True) and ok
+        return health
+
     def list_instance_types(self) -> list[dict[str, Any]]:
         body = self._call("list-instance-types", idempotent=True)
         return list(body.get("instance-types", []))

@@ -80,7 +80,19 @@ def main() -> None:
 )
 @click.option("--value-annotation", "value_annotations", multiple=True, default=("value", "cpu"))
 @click.option("--value-ref", default=None, help="Grafana expression ref id holding the value.")
-@click.option("--warm-up", type=float, default=120.0, show_default=True)
+@click.option(
+    "--nlb",
+    envvar="EXO_SCALER_NLB",
+    default=None,
+    help="NLB id whose health checks tell which members serve (else: the VM state).",
+)
+@click.option(
+    "--warm-up",
+    type=float,
+    default=70.0,
+    show_default=True,
+    help="Seconds from new members serving to an alert value that measures them.",
+)
 @click.option("--warm-up-limit", type=float, default=600.0, show_default=True)
 @click.option("--carry-ticks", type=int, default=5, show_default=True)
 @click.option("--unhealthy-after", type=float, default=300.0, show_default=True)
@@ -125,6 +137,7 @@ def serve(
     saturation: float,
     value_annotations: tuple[str, ...],
     value_ref: str | None,
+    nlb: str | None,
     warm_up: float,
     warm_up_limit: float,
     carry_ticks: int,
@@ -170,6 +183,7 @@ def serve(
             saturation=saturation,
             value_annotations=tuple(value_annotations),
             value_ref=value_ref,
+            nlb=nlb,
             warm_up=warm_up,
             warm_up_limit=warm_up_limit,
             carry_ticks=carry_ticks,

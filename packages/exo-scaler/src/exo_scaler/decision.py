@@ -149,7 +149,7 @@ def decide(
         elif warming and (desired is None or desired <= size):
             return kept(
                 Reason.WARMING_UP,
-                f"{warming} member(s) asked for are not serving yet"
+                f"{warming} member(s) asked for are not serving, or not in the value, yet"
                 + ("" if desired is None else f"; the value asks for {desired}"),
                 desired,
             )

@@ -27,6 +27,9 @@ class Intent:
     # The largest measured value the requests carried (the alert's CPU, say), None if none
     # did: the proportional policy sizes its step from it.
     value: float | None = None
+    # When the request carrying `value` arrived: a value older than a scale-up's members
+    # serving does not measure them (Scaler's warm-up).
+    value_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -36,16 +39,21 @@ class Intent:
             "source": self.source,
             "count": self.count,
             "value": self.value,
+            "value_at": self.value_at,
         }
 
     def merged(self, other: Intent) -> Intent:
         """Both intents of one direction as one: the earliest start, the latest request."""
+        larger = other if other.value is not None and (
+            self.value is None or other.value >= self.value
+        ) else self  # fmt: skip
         return replace(
             self,
             first_at=min(self.first_at, other.first_at),
             last_at=max(self.last_at, other.last_at),
             count=self.count + other.count,
-            value=_larger(self.value, other.value),
+            value=larger.value,
+            value_at=larger.value_at,
             source=self.source if self.last_at >= other.last_at else other.source,
         )
 
@@ -67,6 +75,9 @@ class Intent:
             not isinstance(measured, int | float) or isinstance(measured, bool)
         ):
             raise ValueError("intent value must be a number or null")
+        value_at = value.get("value_at")  # absent from logs written before it existed
+        if value_at is not None:
+            value_at = _seconds(value, "value_at")
         return cls(
             direction,
             first_at,
@@ -74,13 +85,8 @@ class Intent:
             source,
             count,
             None if measured is None else float(measured),
+            value_at,
         )
-
-
-def _larger(a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return b
-    return a if b is None else max(a, b)
 
 
 def _seconds(value: Mapping[str, Any], key: str) -> float:
@@ -118,13 +124,11 @@ class IntentBook:
             for direction in distinct:
                 seen = self._pending.get(direction)
                 value = values.get(direction)
-                self._pending[direction] = (
-                    Intent(direction, now, now, source, value=value)
-                    if seen is None
-                    else replace(
-                        seen, last_at=now, count=seen.count + 1, value=_larger(seen.value, value)
-                    )
-                )
+                arrived = Intent(
+                    direction, now, now, source, value=value,
+                    value_at=None if value is None else now,
+                )  # fmt: skip
+                self._pending[direction] = arrived if seen is None else seen.merged(arrived)
         return distinct
 
     def restore(self, intents: Iterable[Intent]) -> None:

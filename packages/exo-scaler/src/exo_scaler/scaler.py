@@ -34,12 +34,13 @@ DECISION_RING = 1440
 
 @dataclass
 class WarmUp:
-    """A scale-up whose new members may not serve yet (AWS's instance warm-up)."""
+    """A scale-up whose new members the alert's value does not measure yet (AWS's instance
+    warm-up; HPA's not-ready pods)."""
 
     since: float  # when the scale-up was decided
-    from_size: int
+    from_size: int  # the members the value measured before it
     to_size: int
-    ready_at: float | None = None  # when every asked-for member was first seen running
+    ready_at: float | None = None  # when every asked-for member was first seen serving
 
 
 @dataclass
@@ -151,9 +152,8 @@ class Scaler:
             )
             if decision.acts:
                 decision, launched = await self._act(decision)
-            if decision.reason is Reason.SCALED and decision.action is Direction.UP:
-                assert decision.from_size is not None and decision.to_size is not None
-                self.warm_up = WarmUp(now, decision.from_size, decision.to_size)
+            if decision.reason is Reason.SCALED:
+                self._after_scaling(decision, now)
         if decision.reason is Reason.POOL_BUSY:
             # Kept for the first tick that can act (the pool stays busy about a minute per
             # member on Exoscale, so dropping them would lose whole steps); _fresh bounds it.
@@ -173,35 +173,61 @@ class Scaler:
                          intent.last_at)  # fmt: skip
         return fresh
 
+    def _after_scaling(self, decision: ScaleDecision, now: float) -> None:
+        assert decision.from_size is not None and decision.to_size is not None
+        if decision.action is not Direction.UP:
+            self.warm_up = None  # fewer members than any scale-up asked for
+            self.metrics.warming.set(0)
+            return
+        # A scale-up on top of a warming one: the value still measures only the members that
+        # served before the first, so that is where this one starts from too.
+        since = self.warm_up.from_size if self.warm_up is not None else decision.from_size
+        self.warm_up = WarmUp(now, min(since, decision.from_size), decision.to_size)
+
     async def _warming(self, taken: tuple[Intent, ...], size: int, now: float) -> int:
-        """Members of our last scale-up that are not serving yet, 0 once they all run plus
-        --warm-up seconds, or once --warm-up-limit passed (a member that never serves must not
-        block scaling for ever). The API is asked only when an up intent needs the answer."""
+        """Members of our last scale-up whose load the up intent's value does not measure.
+
+        Until every asked-for member serves (the NLB's health check passes, or with no --nlb
+        the VM runs), the ones not serving. Then all of the scale-up's members, until an up
+        intent's value arrives --warm-up seconds after the last began serving: a value from
+        earlier averages a rate window taken (partly) before they took load. A member that
+        never serves must not block scaling for ever: --warm-up-limit ends it. Until every
+        member is seen serving the API is asked each tick, so `ready_at` is at most a tick late.
+        """
         warm = self.warm_up
         if warm is None or self.settings.policy != "proportional":
             return 0
         if now - warm.since > self.settings.warm_up_limit:
-            log.warning("scale-up to %d still not serving after %.0fs; counting it as serving",
+            log.warning("scale-up to %d not measured after %.0fs; no longer waiting for it",
                         warm.to_size, now - warm.since)  # fmt: skip
             self.warm_up = None
             self.metrics.warming.set(0)
             return 0
-        if not any(i.direction is Direction.UP for i in taken):
-            return 0
-        try:
-            serving = await self.target.serving()
-        except ExoApiError:
-            return 0  # unknown: decide as if every member served (the seed's behaviour)
-        if serving >= warm.to_size and warm.ready_at is None:
-            warm.ready_at = now
-        if warm.ready_at is not None and now - warm.ready_at >= self.settings.warm_up:
+        asked = warm.to_size - warm.from_size
+        warming = asked
+        if warm.ready_at is None:
+            try:
+                serving = await self.target.serving()
+            except ExoApiError:
+                serving = None  # unknown: the members asked for count as not serving yet
+            if serving is not None and serving >= warm.to_size:
+                warm.ready_at = now
+            elif serving is not None:
+                warming = min(asked, warm.to_size - serving)
+        up = next((i for i in taken if i.direction is Direction.UP), None)
+        if (
+            warm.ready_at is not None
+            and up is not None
+            and up.value_at is not None
+            and up.value_at - warm.ready_at >= self.settings.warm_up
+        ):
             self.warm_up = None
             self.metrics.warming.set(0)
             return 0
-        # Running but inside --warm-up: the new members count as not serving yet.
-        warming = warm.to_size - warm.from_size if warm.ready_at else max(0, size - serving)
         self.metrics.warming.set(warming)
-        return warming
+        # Only an up decision is sized against warming members; a down intent's value is
+        # about the members that serve now, and waiting would only keep them longer.
+        return warming if up is not None else 0
 
     def _watch_health(self, state: str, detail: str, now: float) -> None:
         """Surface a pool that stays suspended/degraded beyond --unhealthy-after: a /status
@@ -312,4 +338,5 @@ class Scaler:
             "from": warm.from_size,
             "to": warm.to_size,
             "ready_at": warm.ready_at,
+            "serving_from": "nlb" if self.settings.nlb else "vm-state",
         }

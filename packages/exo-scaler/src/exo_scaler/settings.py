@@ -33,9 +33,14 @@ class ScalerSettings:
     target_value: float = 70.0
     max_step: int = 2
     saturation: float = 98.0  # a value at or above this means saturated members (decide())
-    # seconds a member still does not serve once `running` (the VM state): our cloud-init's
-    # guest boot, apt and pip take 75-125 s (exo-lab's timing model), plus a health check
-    warm_up: float = 120.0
+    # The NLB whose health checks say which members serve (get-load-balancer). Without it
+    # a member serves once its VM is `running`, and --warm-up must also cover the guest's
+    # provisioning that follows (README, "Warm-up").
+    nlb: str | None = None
+    # Seconds from the last asked-for member serving to an alert value that measures it:
+    # the rule's rate window (rate(...[1m])) plus its evaluation interval (10 s), so the
+    # whole window lies after the member took load.
+    warm_up: float = 70.0
     warm_up_limit: float = 600.0  # the longest a scale-up's members count as warming
     carry_ticks: int = 5  # a busy tick keeps intents, for at most this many intervals
     unhealthy_after: float = 300.0  # suspended/degraded this long → surfaced condition

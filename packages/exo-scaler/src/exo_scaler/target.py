@@ -97,8 +97,8 @@ class PoolTarget(Protocol):
         ...
 
     async def serving(self) -> int:
-        """How many members serve now (state `running`); ExoApiError when the API cannot say.
-        Asked only while a scale-up's members may still be warming."""
+        """How many members serve now: the NLB's health check passes (--nlb), else the VM is
+        `running`. ExoApiError when the API cannot say. Asked only while a scale-up warms."""
         ...
 
     async def close(self) -> None: ...
@@ -159,12 +159,23 @@ class ExoPoolTarget:
             raise
 
     async def serving(self) -> int:
+        nlb = self.settings.nlb
         try:
             members = await in_worker_thread(self.client.list_members, self.pool_id)
+            health = (
+                await in_worker_thread(self.client.pool_health, nlb, self.pool_id)
+                if nlb is not None
+                else None
+            )
         except ExoApiError as exc:
             self._api_error(exc)
             raise
-        return sum(1 for m in members if m.is_running)
+        running = [m for m in members if m.is_running]
+        if health is None:
+            return len(running)
+        # The member's own address as the NLB reports it (openapi.json load-balancer-server-
+        # status.public-ip): an address the NLB does not list is not checked yet.
+        return sum(1 for m in running if m.public_ip is not None and health.get(m.public_ip))
 
     # -- acting --------------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
-"""The role Terraform gives exo-sd and exo-scaler, rendered for the lab's pool.
+"""The role Terraform gives exo-sd and exo-scaler, rendered for the lab's pool and NLB.
 
 Read from the same file Terraform renders (infra/terraform/policies/autoscaler-role.json.tftpl,
-`templatefile` with `pool_id`), never from a copy: a grant missing there is missing in the lab,
-whose zone evaluates the policy as Exoscale does (exo-zone's iam.py) and answers 403.
+`templatefile` with `pool_id` and `nlb_id`), never from a copy: a grant missing there is
+missing in the lab, whose zone evaluates the policy as Exoscale does (exo-zone's iam.py) and
+answers 403.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from typing import Any
 
 from .settings import LabError
 
-# The one template variable the file may use; any other interpolation or directive is a
+# The template variables the file may use; any other interpolation or directive is a
 # Terraform feature this renderer does not implement, so it refuses rather than guesses.
 _TEMPLATE_SYNTAX = re.compile(r"[$%]\{")
 
 
-def render_role_policy(path: Path, pool_id: str) -> dict[str, Any]:
+def render_role_policy(path: Path, pool_id: str, nlb_id: str) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as exc:
@@ -27,9 +28,9 @@ def render_role_policy(path: Path, pool_id: str) -> dict[str, Any]:
             f"no IAM role policy at {path} ({exc.strerror}): run from the repository root "
             "or pass --iam-policy"
         ) from None
-    rendered = text.replace("${pool_id}", pool_id)
+    rendered = text.replace("${pool_id}", pool_id).replace("${nlb_id}", nlb_id)
     if _TEMPLATE_SYNTAX.search(rendered):
-        raise LabError(f"{path}: only ${{pool_id}} can be rendered by the lab")
+        raise LabError(f"{path}: only ${{pool_id}} and ${{nlb_id}} can be rendered by the lab")
     try:
         policy = json.loads(rendered)
     except ValueError as exc:

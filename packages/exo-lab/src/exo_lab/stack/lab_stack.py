@@ -66,6 +66,10 @@ def _required_binaries() -> tuple[str, str]:
     return prometheus, alertmanager
 
 
+#: An id for rendering the role policy once before the zone exists (to refuse a bad file early).
+_NO_ID = "00000000-0000-0000-0000-000000000000"
+
+
 class LabStack:
     """The stack, up: zone, members, NLB and the children; a context manager stops it all."""
 
@@ -89,6 +93,7 @@ class LabStack:
         self.alertmanager_url = ""
         self.scaler_token = secrets.token_urlsafe(24)
         self.pool_id = ""
+        self.nlb_id = ""
         self.service_id = ""
         self.cpu_expr = ""
         self.rules: list[ScalingRule] = []
@@ -133,7 +138,7 @@ class LabStack:
         self.rules = load_rules(s.provisioning)
         self.route = load_webhook_route(s.provisioning)
         # Refused before any process starts; rendered for the real pool once it exists.
-        render_role_policy(s.role_policy_file, "00000000-0000-0000-0000-000000000000")
+        render_role_policy(s.role_policy_file, _NO_ID, _NO_ID)
         self.cpu_expr = scale_expression(self.rules[0].expr, s.speed)
 
     def _start_zone(self) -> None:
@@ -174,6 +179,7 @@ class LabStack:
             ),
         )
         self.service_id = lb.services[0].id
+        self.nlb_id = lb.id
         nlb = self.plane.attach(local.zone)
         self.nlb_url = f"http://{next(iter(nlb.addresses().values()))}/"
         try:
@@ -182,7 +188,7 @@ class LabStack:
             raise LabError(f"the zone API did not start: {exc}") from exc
         # exo-sd and exo-scaler get a key whose role is the one Terraform creates: a call it
         # does not grant answers 403 here as on Exoscale.
-        role_key, _ = local.add_key(render_role_policy(s.role_policy_file, pool.id))
+        role_key, _ = local.add_key(render_role_policy(s.role_policy_file, pool.id, lb.id))
         self.api_env = local.env_for(role_key)
         zone_info = {"endpoint": self.endpoint, "pool_id": pool.id, "nlb": self.nlb_url}
         write_atomically(self.out / "zone.json", json.dumps(zone_info, indent=2))
@@ -242,7 +248,7 @@ class LabStack:
             render.naive_scaler_command(s, files, self.pool_id, ports.scaler)
             if s.scaler == "naive"
             else render.exo_scaler_command(
-                _console_script("exo-scaler"), s, files, self.pool_id, ports.scaler
+                _console_script("exo-scaler"), s, files, self.pool_id, self.nlb_id, ports.scaler
             )
         )
         self.children.start("exo-scaler", scaler, env=self.api_env)

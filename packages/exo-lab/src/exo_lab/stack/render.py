@@ -160,9 +160,10 @@ def exo_sd_command(
 
 
 def exo_scaler_command(
-    executable: str, settings: LabSettings, files: StackFiles, pool_id: str, port: int
+    executable: str, settings: LabSettings, files: StackFiles, pool_id: str, nlb_id: str, port: int
 ) -> list[str]:
-    """exo-scaler with its default policy, or `--policy step` for the "seed" contestant."""
+    """exo-scaler with its default policy, or `--policy step` for the "seed" contestant; as
+    Terraform runs it, it reads who serves from the NLB's health checks (--nlb)."""
     s, t = settings, settings.timings
     policy = ["--policy", "step"] if s.scaler == "seed" else []
     return [
@@ -170,6 +171,8 @@ def exo_scaler_command(
         "serve",
         "--pool",
         pool_id,
+        "--nlb",
+        nlb_id,
         "--min",
         str(s.min_size),
         "--max",

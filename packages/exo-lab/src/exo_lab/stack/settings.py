@@ -55,10 +55,10 @@ class ProductionTimings:
     health_timeout: float = 5.0
     health_retries: int = 1
     drain: float = 10.0
-    #: exo-scaler's defaults (its README): a new member counts as capacity this long after it
-    #: runs (the VM state: provisioning follows), never longer than the limit; a pool not
-    #: running for this long is surfaced
-    warm_up: float = 120.0
+    #: exo-scaler's defaults (its README): an alert value measures a new member this long
+    #: after the NLB's health check first passes on it (the rule's 1m rate window + its 10 s
+    #: evaluation), never longer than the limit; a pool not running this long is surfaced
+    warm_up: float = 70.0
     warm_up_limit: float = 600.0
     unhealthy_after: float = 300.0
     model: str = "realistic"
