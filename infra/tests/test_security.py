@@ -195,6 +195,7 @@ def test_operations_are_derived_from_exo_client() -> None:
         "evict-instance-pool-members",
         "get-operation",
         "get-load-balancer",
+        "get-quota",
     }
     # Nothing calls these: they would hand out other instances' user-data (secrets).
     assert not {"get-instance", "list-instance-pools"} & operations
@@ -274,6 +275,7 @@ def test_pool_operations_are_scoped_to_this_pool(policy: dict[str, Any]) -> None
     for operation in POOL_SCOPED:
         assert granted[operation].endswith(f"&& parameters.id == '{POOL_ID}'"), operation
     assert granted["get-load-balancer"].endswith(f"&& parameters.id == '{NLB_ID}'")
+    assert granted["get-quota"].endswith("&& parameters.entity == 'instance'")
 
 
 SECRET_VARIABLES = {"exoscale_api_secret", "exoscale_secret"}

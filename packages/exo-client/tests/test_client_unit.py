@@ -88,6 +88,8 @@ def test_waits_back_off_like_the_sdk_unless_told_an_interval() -> None:
         (409, "Quota exceeded for resource instance", QuotaExceededError),
         (403, "instance quota reached", QuotaExceededError),
         (403, "invalid request signature", AuthError),
+        # A role without get-quota: the operation's name is not a quota refusal.
+        (403, "Forbidden: operation get-quota is not allowed by the API key's role", AuthError),
     ],
 )
 def test_quota_refusals_are_told_from_busy_ones(

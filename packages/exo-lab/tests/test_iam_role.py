@@ -35,6 +35,7 @@ def test_terraforms_role_allows_what_exo_sd_and_exo_scaler_do_and_nothing_else()
         assert len(client.list_members(pool.id)) == 2
         operation = client.scale_pool(pool.id, 3)
         assert client.get_operation(operation.id).id == operation.id
+        assert client.get_quota("instance").unlimited
         assert set(client.pool_health(nlb.id, pool.id)) <= {
             m.address for m in local.zone.members(pool.id)
         }
@@ -46,6 +47,8 @@ def test_terraforms_role_allows_what_exo_sd_and_exo_scaler_do_and_nothing_else()
             client.scale_pool(other.id, 2)
         with pytest.raises(AuthError):
             client.get_load_balancer(other_nlb.id)
+        with pytest.raises(AuthError):
+            client.get_quota("ipv4")
         with pytest.raises(AuthError):
             client.get_pool("web")  # by name: list-instance-pools, which returns user-data
         assert local.zone.pools[other.id].size == 1

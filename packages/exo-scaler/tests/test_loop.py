@@ -520,3 +520,22 @@ def test_serving_is_what_the_nlb_health_checks_pass(
         wrong = build(rz, make_settings(pool=pool.id, nlb=stray.id), sink).state.target
         with pytest.raises(NotFoundError, match="no service for instance pool"):
             asyncio.run(wrong.serving())
+
+
+def test_the_zones_instance_quota_caps_a_scale_up_before_the_api_refuses_it(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink
+) -> None:
+    with running_zone({"web": 2}) as rz:
+        pool = rz.pools["web"]
+        rz.api.faults = FaultPlan(quota_instances=3)
+        app = build(rz, make_settings(pool=pool.id, max_size=5, interval=3600.0), sink)
+        with TestClient(app):
+            scaler = scaler_of(app)
+            scaler.record_intents((Direction.UP,), "test", {Direction.UP: 99.0})
+            decision = asyncio.run(scaler.tick())
+            # Saturated: twice the 2 serving; the quota (3 instances, 2 used) allows 3.
+            assert (decision.desired, decision.reason, decision.to_size) == (4, Reason.SCALED, 3)
+            asyncio.run(landed(scaler))
+        # Nothing was asked beyond the quota, so the pool is not degraded by it.
+        assert rz.zone.pools[pool.id].state != "degraded"
+        assert rz.zone.pools[pool.id].size == 3

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
-from exo_client import ConflictError, QuotaExceededError
+from exo_client import AuthError, ConflictError, QuotaExceededError
 from exo_scaler.decision import Direction, PoolView, Reason, ScaleDecision
 from exo_scaler.metrics import ScalerMetrics
 from exo_scaler.scaler import Scaler
@@ -32,6 +32,8 @@ class ScriptedTarget:
     refuse: Exception | None = None
     scaled: list[tuple[int | None, int | None]] = field(default_factory=list)
     serving_reads: int = 0
+    quota: int | None = None  # instances the organisation may still create; None: unlimited
+    quota_refusal: Exception | None = None
 
     @property
     def pool_id(self) -> str:
@@ -59,6 +61,11 @@ class ScriptedTarget:
     async def serving(self) -> int:
         self.serving_reads += 1
         return self.serving_now
+
+    async def quota_room(self) -> int | None:
+        if self.quota_refusal is not None:
+            raise self.quota_refusal
+        return self.quota
 
     async def close(self) -> None:
         pass
@@ -238,3 +245,22 @@ def test_quota_is_not_busy(make_settings: Callable[..., ScalerSettings], sink: E
     scaler.record_intents((UP,), "test")
     assert tick(scaler).reason is Reason.POOL_BUSY
     assert [r.reason for r in sink.records()] == [Reason.QUOTA, Reason.POOL_BUSY]
+
+
+def test_the_instance_quota_lowers_the_ceiling_and_an_unreadable_one_does_not_stop_scaling(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink
+) -> None:
+    target = ScriptedTarget(size=2, serving_now=2, quota=1)
+    scaler, clock = scaler_with(make_settings(max_size=10), target, sink)
+    scaler.record_intents((UP,), "test", {UP: 99.0})
+    assert (tick(scaler).to_size, target.size) == (3, 3)  # wanted 4; the quota allows 1 more
+    target.quota, target.serving_now = 0, 3
+    clock.now += 600
+    scaler.record_intents((UP,), "test", {UP: 99.0})
+    used_up = tick(scaler)
+    assert (used_up.reason, target.size, scaler.status()["quota_left"]) == (Reason.QUOTA, 3, 0)
+    # A role without get-quota, or an API that cannot answer: the scale is left to the API.
+    target.quota_refusal = AuthError("get-quota not allowed", status=403, operation="get-quota")
+    clock.now += 80
+    scaler.record_intents((UP,), "test", {UP: 99.0})
+    assert (tick(scaler).reason, target.size) == (Reason.SCALED, 5)

@@ -169,6 +169,22 @@ def test_quota_makes_a_scale_degrade_the_pool(
     strict_spec("instance-pool", repaired)
 
 
+def test_the_instance_quota_is_read_as_the_api_answers_it(
+    rz: RunningZone, sdk: SdkClient, strict_spec: Check
+) -> None:
+    pool = rz.pools["web"]
+    running(sdk, pool.id)
+    unlimited = sdk.get_quota(entity="instance")
+    strict_spec("quota", unlimited)
+    assert (unlimited["limit"], unlimited["usage"]) == (-1, len(rz.zone.members(pool.id)))
+    rz.api.faults = FaultPlan(quota_instances=3)
+    sdk.scale_instance_pool(id=pool.id, size=3)
+    # Members about to be created count at once: the quota is what the next scale would hit.
+    assert sdk.get_quota(entity="instance") == {"resource": "instance", "usage": 3, "limit": 3}
+    with pytest.raises(ExoscaleAPIClientException, match="quota sos-buckets not found"):
+        sdk.get_quota(entity="sos-buckets")
+
+
 def test_a_fresh_operation_id_answers_404_first(rz: RunningZone, sdk: SdkClient) -> None:
     pool = rz.pools["web"]
     running(sdk, pool.id)

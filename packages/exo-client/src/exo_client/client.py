@@ -71,13 +71,19 @@ def _retry_after(response: requests.Response | None) -> float | None:
         return None
 
 
+#: A refusal that names the quota; not the word inside an operation's name ("get-quota"), or a
+#: role refusing get-quota would read as a quota refusal instead of an auth error.
+_QUOTA_REFUSAL = re.compile(r"(?<![\w-])quota", re.IGNORECASE)
+
+
 def _typed_error(status: int, message: str, operation: str) -> ExoApiError:
     kind: type[ExoApiError]
-    if status in (401, 403) and "quota" not in message.lower():
+    quota = _QUOTA_REFUSAL.search(message) is not None
+    if status in (401, 403) and not quota:
         kind = AuthError
     elif status == 404:
         kind = NotFoundError
-    elif status in (403, 409) and "quota" in message.lower():
+    elif status in (403, 409) and quota:
         # A quota refusal is not a busy pool: retrying next tick cannot help (errors.py).
         kind = QuotaExceededError
     elif status == 409:

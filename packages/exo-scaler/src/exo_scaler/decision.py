@@ -85,6 +85,7 @@ def decide(
     paused: bool = False,
     in_flight: bool = False,
     warming: int = 0,
+    quota_room: int | None = None,
 ) -> ScaleDecision:
     """Up wins over down; the new size stays within [min, effective max].
 
@@ -97,6 +98,8 @@ def decide(
     `saturation` the value cannot tell how much is missing, so desired is at least twice what
     serves. Without a value the
     proportional policy steps by `step`, except that it waits for warming members.
+    `quota_room`, the instances the organisation's quota still allows (None: unlimited or
+    unknown), lowers the ceiling of a scale-up: what the quota would refuse is not asked for.
     """
     taken = tuple(intents)
     size = pool.size
@@ -136,6 +139,10 @@ def decide(
         desired = max(desired, 2 * serving)
     if direction is Direction.UP:
         ceiling = settings.effective_max
+        if quota_room is not None and size + quota_room < ceiling:
+            if quota_room <= 0:
+                return kept(Reason.QUOTA, "the organisation's instance quota is used up", desired)
+            ceiling = size + quota_room
         if size >= ceiling:
             cap = settings.cost_cap_size
             detail = (

@@ -76,6 +76,8 @@ class Scaler:
         self.decisions: deque[DecisionRecord] = deque(maxlen=DECISION_RING)
         self.warm_up: WarmUp | None = None
         self.unhealthy: Unhealthy | None = None
+        self.quota_left: int | None = None  # at the last read; None: unlimited or unread
+        self.quota_error: str | None = None
         metrics.pool_bounds.labels("min").set(settings.min_size)
         metrics.pool_bounds.labels("max").set(settings.effective_max)
 
@@ -149,6 +151,7 @@ class Scaler:
                 paused=self.paused,
                 in_flight=self.target.in_flight is not None,
                 warming=warming,
+                quota_room=await self._quota_room(taken),
             )
             if decision.acts:
                 decision, launched = await self._act(decision)
@@ -229,6 +232,23 @@ class Scaler:
         # about the members that serve now, and waiting would only keep them longer.
         return warming if up is not None else 0
 
+    async def _quota_room(self, taken: tuple[Intent, ...]) -> int | None:
+        """The organisation's instance quota left, read when a scale-up is wanted (as
+        cluster-autoscaler's Exoscale provider reads "instance"); None when it cannot be read,
+        which leaves the scale to the API's own refusal (Reason.QUOTA) as before."""
+        if not any(i.direction is Direction.UP for i in taken) or self.paused:
+            return None
+        try:
+            room = await self.target.quota_room()
+        except ExoApiError as exc:
+            if self.quota_error != str(exc):
+                log.warning("cannot read the instance quota (%s); scaling up without it", exc)
+            self.quota_error = str(exc)
+            return None
+        self.quota_error = None
+        self.quota_left = room
+        return room
+
     def _watch_health(self, state: str, detail: str, now: float) -> None:
         """Surface a pool that stays suspended/degraded beyond --unhealthy-after: a /status
         condition, a metric and one warning, where it would otherwise just look busy."""
@@ -308,6 +328,7 @@ class Scaler:
             "auth": "none" if settings.no_auth else "token",
             "policy": settings.policy,
             "warming": self._warm_up_json(),
+            "quota_left": self.quota_left,
             "conditions": self.conditions(),
         }
 

@@ -101,6 +101,11 @@ class PoolTarget(Protocol):
         `running`. ExoApiError when the API cannot say. Asked only while a scale-up warms."""
         ...
 
+    async def quota_room(self) -> int | None:
+        """How many more instances the organisation's quota allows, None when unlimited;
+        ExoApiError when the API cannot say. Asked only when a scale-up is wanted."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -176,6 +181,14 @@ class ExoPoolTarget:
         # The member's own address as the NLB reports it (openapi.json load-balancer-server-
         # status.public-ip): an address the NLB does not list is not checked yet.
         return sum(1 for m in running if m.public_ip is not None and health.get(m.public_ip))
+
+    async def quota_room(self) -> int | None:
+        try:
+            quota = await in_worker_thread(self.client.get_quota, "instance")
+        except ExoApiError as exc:
+            self._api_error(exc)
+            raise
+        return quota.available
 
     # -- acting --------------------------------------------------------------------------------
 

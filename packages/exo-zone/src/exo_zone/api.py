@@ -57,6 +57,7 @@ class ZoneApi:
             ("GET", rf"/operation/{_UUID}", "get-operation", self._get_operation),
             ("GET", r"/load-balancer", "list-load-balancers", self._list_lbs),
             ("GET", rf"/load-balancer/{_UUID}", "get-load-balancer", self._get_lb),
+            ("GET", r"/quota/(?P<entity>[a-z0-9-]+)", "get-quota", self._get_quota),
             ("GET", r"/instance-type", "list-instance-types", self._list_types),
             ("GET", rf"/instance-type/{_UUID}", "get-instance-type", self._get_type),
             ("GET", r"/_lab/faults", "lab-get-faults", self._get_faults),
@@ -277,6 +278,9 @@ class ZoneApi:
         if lb is None:
             raise ZoneError(404, f"load balancer {params['id']} not found")
         return zone.load_balancer_body(lb)
+
+    def _get_quota(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
+        return zone.quota_body(params["entity"])
 
     def _list_types(self, zone: Zone, *_: Any) -> Any:
         return {"instance-types": zone.instance_types_body()}

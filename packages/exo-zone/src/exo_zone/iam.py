@@ -61,6 +61,7 @@ SERVICE_CLASS: dict[str, str] = {
         "get-load-balancer",
         "list-instance-types",
         "get-instance-type",
+        "get-quota",  # spec tag "quotas"; which IAM class checks it is undocumented too
     )
 }
 

@@ -510,9 +510,27 @@ class Zone:
         quota = self.faults.quota_instances
         if quota is None:
             return wanted
+        return max(0, min(wanted, quota - self._instances_counted()))
+
+    def _instances_counted(self) -> int:
+        """What the instance quota counts: every instance not being destroyed, and the ones a
+        pool is about to create."""
         alive = sum(1 for i in self.instances.values() if i.state != "destroying")
-        alive += sum(len(p.pending_creations) for p in self.pools.values())
-        return max(0, min(wanted, quota - alive))
+        return alive + sum(len(p.pending_creations) for p in self.pools.values())
+
+    def quota_body(self, entity: str) -> dict[str, Any]:
+        """openapi.json `get-quota` → `quota` {resource, usage, limit (-1: unlimited)}. Only the
+        instance quota is modelled (cluster-autoscaler's Exoscale provider reads "instance");
+        any other entity is a 404, the harsher answer, since the lab cannot say its usage."""
+        if entity != "instance":
+            raise ZoneError(404, f"quota {entity} not found")
+        with self.lock:
+            limit = self.faults.quota_instances
+            return {
+                "resource": "instance",
+                "usage": self._instances_counted(),
+                "limit": -1 if limit is None else limit,
+            }
 
     def _pool_operation(
         self,
