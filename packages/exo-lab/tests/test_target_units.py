@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from exo_lab.stack.settings import LabError
+from exo_lab.target.background import UpConfig
 from exo_lab.target.cost import cost_estimate, load_prices, run_cost
 from exo_lab.target.outputs import (
     Deployment,
@@ -107,6 +109,17 @@ def test_cli_errors_are_one_line_exit_2(args: tuple[str, ...], stdin: str, messa
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+def test_up_runs_the_timing_model_it_is_given(tmp_path: Path) -> None:
+    assert UpConfig().settings(tmp_path).timings.model == "realistic"
+    fast = UpConfig(timing_model="fast").settings(tmp_path).timings
+    assert (fast.model, fast.member.provisioning_most) == ("fast", 0)
+    with pytest.raises(LabError, match="timing model must be one of"):
+        UpConfig(timing_model="instant").settings(tmp_path)
+    refused = cli("up", "--state-dir", str(tmp_path / "up"), "--timing-model", "instant")
+    assert refused.returncode == 2 and "'instant' is not one of" in refused.stderr
+    assert not (tmp_path / "up").exists()
 
 
 def test_one_price_table_gives_terraforms_figures() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..stack.settings import LabError
+from ..stack.settings import TIMING_MODELS, LabError
 from ..target.background import (
     DEFAULT_STATE_DIR,
     StatePaths,
@@ -42,6 +42,9 @@ from . import fail, main
               default=Path("grafana-provisioning"), show_default=True)  # fmt: skip
 @click.option("--prices", type=click.Path(path_type=Path), default=DEFAULT_PRICES,
               show_default=True, help="The price table Terraform's cost output reads.")  # fmt: skip
+@click.option("--timing-model", type=click.Choice(TIMING_MODELS), default="realistic",
+              show_default=True,
+              help="realistic: members boot and provision as on Exoscale; fast: at once.")  # fmt: skip
 @click.option("--timeout", type=click.FloatRange(10, 600), default=180.0, show_default=True)
 def up(
     state_dir: Path,
@@ -54,6 +57,7 @@ def up(
     member_network: str,
     provisioning: Path,
     prices: Path,
+    timing_model: str,
     timeout: float,
 ) -> None:
     """Start the lab stack in the background and print the outputs Terraform prints."""
@@ -67,6 +71,7 @@ def up(
         member_network=member_network,
         provisioning=str(provisioning.resolve()),
         prices=str(prices.resolve()),
+        timing_model=timing_model,
     )
     try:
         # Checked here so a bad value is a usage line, not a dead background process.

@@ -32,7 +32,7 @@ from ..files import write_atomically
 from ..stack.grafana import ProvisioningError
 from ..stack.lab_stack import LabStack
 from ..stack.processes import ChildExited
-from ..stack.settings import LabError, LabSettings
+from ..stack.settings import LabError, LabSettings, ProductionTimings
 from .cost import cost_estimate, load_prices
 from .outputs import Output, OutputsError, parse_terraform_json, to_terraform_json
 
@@ -52,6 +52,7 @@ class UpConfig:
     member_network: str = "127.1.0.0/24"
     provisioning: str = "grafana-provisioning"
     prices: str = "infra/terraform/prices.json"
+    timing_model: str = "realistic"
 
     def settings(self, out: Path) -> LabSettings:
         return LabSettings(
@@ -64,6 +65,7 @@ class UpConfig:
             cpu_per_vcpu=self.cpu_per_vcpu,
             member_network=self.member_network,
             provisioning=Path(self.provisioning).resolve(),
+            timings=ProductionTimings.named(self.timing_model),
             progress=lambda line: print(line, flush=True),
         )
 
