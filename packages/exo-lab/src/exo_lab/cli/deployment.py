@@ -44,7 +44,8 @@ from . import fail, main
               show_default=True, help="The price table Terraform's cost output reads.")  # fmt: skip
 @click.option("--timing-model", type=click.Choice(TIMING_MODELS), default="realistic",
               show_default=True,
-              help="realistic: members boot and provision as on Exoscale; fast: at once.")  # fmt: skip
+              help="realistic: members boot and provision as on Exoscale; fast: at once.",
+              )  # fmt: skip
 @click.option("--timeout", type=click.FloatRange(10, 600), default=180.0, show_default=True)
 def up(
     state_dir: Path,
