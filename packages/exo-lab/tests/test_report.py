@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from exo_lab.files import AppendedLines
 from exo_lab.load.generator import RequestResult
 from exo_lab.report.run_report import RunReport, Sample, since_load_start
 from exo_scaler import DecisionRecord, Direction, Reason, read_decision_log
@@ -116,3 +117,17 @@ def test_decisions_travel_from_the_scaler_log_to_the_report_as_one_type(tmp_path
     report.decisions = records
     body = json.loads(report.write(tmp_path / "out")["json"].read_text())
     assert [DecisionRecord.from_json(d) for d in body["decisions"]] == records
+
+
+def test_a_followed_log_gives_each_complete_line_once(tmp_path: Path) -> None:
+    log = tmp_path / "exo-scaler.log"
+    follow = AppendedLines(log)
+    assert follow.read() == []  # not written yet
+    log.write_text('{"a": 1}\n{"b": ')
+    assert follow.read() == ['{"a": 1}']
+    assert follow.read() == []  # the half-written line waits for its newline
+    with log.open("a") as handle:
+        handle.write("2}\nINFO plain\n")
+    assert follow.read() == ['{"b": 2}', "INFO plain"]
+    log.write_text("new\n")  # replaced by a shorter file: read from its start
+    assert follow.read() == ["new"]

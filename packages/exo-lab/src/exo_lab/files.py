@@ -26,3 +26,29 @@ def write_atomically(path: Path, text: str, *, mode: int = 0o644) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+class AppendedLines:
+    """The complete lines appended to a growing file since the last call: a log followed
+    without reading it all again each time (a long run's progress line would otherwise
+    re-read and re-parse every line written so far, every few seconds)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+
+    def read(self) -> list[str]:
+        """New complete lines (a line still being written waits for its newline); [] while
+        the file does not exist. A file that shrank (replaced) is read from its start."""
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                if handle.tell() < self._offset:
+                    self._offset = 0
+                handle.seek(self._offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return []
+        end = chunk.rfind(b"\n") + 1
+        self._offset += end
+        return chunk[:end].decode(errors="replace").splitlines()

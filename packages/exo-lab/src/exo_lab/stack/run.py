@@ -8,6 +8,7 @@ report with exo-scaler's own decision records.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -19,10 +20,10 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from exo_scaler import DecisionRecord, action_label, read_decision_log
+from exo_scaler import DecisionLogError, DecisionRecord, action_label, read_decision_log
 
 from ..dataplane.lock import LabBusyError
-from ..files import write_atomically
+from ..files import AppendedLines, write_atomically
 from ..load.generator import RequestResult
 from ..report.quality import oracle_demand
 from ..report.run_report import Observation, RunReport, samples_from, since_load_start
@@ -44,6 +45,11 @@ class LabRun(LabStack):
         self.load_start_wall: float | None = None
         self.load_start_mono: float | None = None
         self.outage: OutageDriver | None = None
+        # What the progress line follows, read incrementally.
+        self._scaler_lines = AppendedLines(self.scaler_log())
+        self._load_progress: AppendedLines | None = None
+        self._last_load: dict[str, Any] = {}
+        self._last_decision: DecisionRecord | None = None
 
     # -- observing ------------------------------------------------------------------------
 
@@ -183,18 +189,20 @@ class LabRun(LabStack):
             self.outage.tick(t)
 
     def _progress_line(self, t: float, sample: Observation, progress_file: Path) -> str:
-        last: dict[str, Any] = {}
-        try:
-            lines = progress_file.read_text().splitlines()
-            last = json.loads(lines[-1]) if lines else {}
-        except (OSError, ValueError):
-            pass
+        if self._load_progress is None or self._load_progress.path != progress_file:
+            self._load_progress = AppendedLines(progress_file)
+        for line in self._load_progress.read():
+            with contextlib.suppress(ValueError):
+                self._last_load = json.loads(line)
+        last = self._last_load
         p95 = last.get("p95")
         cpu = sample.avg_cpu
-        decisions = self.decisions_from_log()
-        last_decision = (
-            f"{action_label(decisions[-1].action)} {decisions[-1].reason}" if decisions else "—"
-        )
+        with contextlib.suppress(DecisionLogError):
+            decisions = read_decision_log(self._scaler_lines.read())
+            if decisions:
+                self._last_decision = decisions[-1]
+        latest = self._last_decision
+        last_decision = f"{action_label(latest.action)} {latest.reason}" if latest else "—"
         return (
             f"t={t:5.0f}s  offered {last.get('offered_rps', 0):5.1f} rps  "
             f"p95 {'—' if p95 is None else f'{p95 * 1000:5.0f} ms'}  "
