@@ -46,14 +46,12 @@ def test_datasource_has_the_fixed_uid() -> None:
     assert source["type"] == "prometheus"
 
 
-def test_dashboard_uses_the_datasource_uid_everywhere() -> None:
+def test_dashboard_shows_the_loop() -> None:
+    # Its data source references are checked by the project rules the lab shares
+    # (test_grafana_constraints: grafana_checks' data source rule), not again here.
     dashboard = json.loads((PROVISIONING_DIR / "dashboards/autoscaling.json").read_text())
     assert dashboard["title"] == "Autoscaling"
     panels = dashboard["panels"]
-    for panel in panels:
-        assert panel["datasource"]["uid"] == DATASOURCE_UID, panel["title"]
-        for target in panel["targets"]:
-            assert target["datasource"]["uid"] == DATASOURCE_UID
     exprs = " ".join(t["expr"] for p in panels for t in p["targets"])
     for metric in [
         "exo_scaler_decisions_total",
