@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -286,24 +288,39 @@ class DrainRecorder(BaseHTTPRequestHandler):
         pass
 
 
+@dataclass
+class DrainTarget:
+    """The member the scaler will evict, and what its stand-in admin API was asked."""
+
+    member: Any
+    calls: list[dict[str, Any]]
+    drain_url: str
+
+    def settings(self, make_settings: Callable[..., ScalerSettings], **more: Any) -> Any:
+        return make_settings(drain_token="admin-secret", drain_url=self.drain_url, **more)
+
+
+@contextlib.contextmanager
+def drain_recorder(rz: RunningZone) -> Iterator[DrainTarget]:
+    """slow-web's admin API, recorded, on the member a scale-in evicts: the newest (created-at,
+    then id, the scaler's tie-break, since seeded members share an instant)."""
+    newest = max(rz.zone.members(rz.pools["web"].id), key=lambda m: (m.created_at, m.id))
+    calls: list[dict[str, Any]] = []
+    recorder = type("Recorder", (DrainRecorder,), {"calls": calls})
+    server = ThreadingHTTPServer((newest.address, 0), recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield DrainTarget(newest, calls, f"http://{{ip}}:{server.server_address[1]}/admin/drain")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_drain_is_called_with_the_token_before_the_evict(
     make_settings: Callable[..., ScalerSettings], sink: EventSink, zone_of_two: RunningZone
 ) -> None:
-    members = sorted(zone_of_two.zone.members(zone_of_two.pools["web"].id), key=lambda m: m.name)
-    # Both seeded in the same instant: tie-break as the scaler does (created-at, then id).
-    newest = max(members, key=lambda m: (m.created_at, m.id))
-    calls: list[dict[str, Any]] = []
-    handler = type("Recorder", (DrainRecorder,), {"calls": calls})
-    server = ThreadingHTTPServer((newest.address, 0), handler)
-    port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        settings = make_settings(
-            drain_seconds=0.3,
-            drain_token="admin-secret",
-            drain_url=f"http://{{ip}}:{port}/admin/drain",
-        )
+    with drain_recorder(zone_of_two) as target:
+        settings = target.settings(make_settings, drain_seconds=0.3)
         scaler = scaler_of(build(zone_of_two, settings, sink))
 
         async def scenario() -> None:
@@ -313,9 +330,7 @@ def test_drain_is_called_with_the_token_before_the_evict(
             await landed(scaler)
 
         asyncio.run(scenario())
-    finally:
-        server.shutdown()
-        server.server_close()
+    newest, calls = target.member, target.calls
     [evict] = scale_operations(zone_of_two)
     assert evict.command == "evict-instance-pool-members"
     assert newest.id not in zone_of_two.pools["web"].member_ids
@@ -363,23 +378,11 @@ def test_routes_answer_while_a_slow_scale_call_is_in_flight(
 def test_a_failed_evict_puts_the_drained_member_back_in_service(
     make_settings: Callable[..., ScalerSettings], sink: EventSink, zone_of_two: RunningZone
 ) -> None:
-    members = zone_of_two.zone.members(zone_of_two.pools["web"].id)
-    newest = max(members, key=lambda m: (m.created_at, m.id))
-    calls: list[dict[str, Any]] = []
-    handler = type("Recorder", (DrainRecorder,), {"calls": calls})
-    server = ThreadingHTTPServer((newest.address, 0), handler)
-    port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     zone_of_two.api.faults = FaultPlan(
         rate=1.0, statuses=(503,), operations=frozenset({"evict-instance-pool-members"})
     )
-    try:
-        settings = make_settings(
-            drain_seconds=0.05,
-            drain_token="admin-secret",
-            drain_url=f"http://{{ip}}:{port}/admin/drain",
-        )
+    with drain_recorder(zone_of_two) as target:
+        settings = target.settings(make_settings, drain_seconds=0.05)
         scaler = scaler_of(build(zone_of_two, settings, sink))
 
         async def scenario() -> None:
@@ -389,9 +392,7 @@ def test_a_failed_evict_puts_the_drained_member_back_in_service(
             assert scaler.in_flight is None
 
         asyncio.run(scenario())
-    finally:
-        server.shutdown()
-        server.server_close()
+    newest, calls = target.member, target.calls
     assert scale_operations(zone_of_two) == []
     assert newest.id in zone_of_two.pools["web"].member_ids
     assert [c["path"] for c in calls] == ["/admin/drain?exit=false", "/admin/resume"]
@@ -401,13 +402,6 @@ def test_a_failed_evict_puts_the_drained_member_back_in_service(
 def test_an_evict_operation_that_fails_resumes_the_drained_member(
     make_settings: Callable[..., ScalerSettings], sink: EventSink, zone_of_two: RunningZone
 ) -> None:
-    members = zone_of_two.zone.members(zone_of_two.pools["web"].id)
-    newest = max(members, key=lambda m: (m.created_at, m.id))
-    calls: list[dict[str, Any]] = []
-    handler = type("Recorder", (DrainRecorder,), {"calls": calls})
-    server = ThreadingHTTPServer((newest.address, 0), handler)
-    port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     # The evict call is accepted (an operation, pending) and the operation then ends
     # `failure`, leaving the members in place: exo-zone's outcome fault.
     zone_of_two.api.faults = FaultPlan(
@@ -416,12 +410,8 @@ def test_an_evict_operation_that_fails_resumes_the_drained_member(
             commands=frozenset({"evict-instance-pool-members"}),
         )
     )
-    try:
-        settings = make_settings(
-            drain_seconds=0.05,
-            drain_token="admin-secret",
-            drain_url=f"http://{{ip}}:{port}/admin/drain",
-        )
+    with drain_recorder(zone_of_two) as target:
+        settings = target.settings(make_settings, drain_seconds=0.05)
         scaler = scaler_of(build(zone_of_two, settings, sink))
 
         async def scenario() -> None:
@@ -430,9 +420,7 @@ def test_an_evict_operation_that_fails_resumes_the_drained_member(
             await landed(scaler)
 
         asyncio.run(scenario())
-    finally:
-        server.shutdown()
-        server.server_close()
+    newest, calls = target.member, target.calls
     assert sink.of("operation")[-1]["result"] == "failure"
     assert [c["path"] for c in calls] == ["/admin/drain?exit=false", "/admin/resume"]
     [resume] = sink.of("resume")
