@@ -54,6 +54,11 @@ output "instance_pool_id" {
   value       = exoscale_instance_pool.web.id
 }
 
+output "nlb_id" {
+  description = "The NLB whose health checks exo-scaler reads (the autoscaler role may get this NLB only)."
+  value       = exoscale_nlb.web.id
+}
+
 output "zone" {
   description = "Exoscale zone of every resource."
   value       = var.zone

@@ -58,6 +58,7 @@ def test_up_verify_break_load_test_down(tmp_path: Path) -> None:
         expected = {
             "app_url",
             "instance_pool_id",
+            "nlb_id",
             "prometheus_url",
             "scaler_internal_url",
             "scaler_token",

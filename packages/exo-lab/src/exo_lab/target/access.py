@@ -73,6 +73,9 @@ class SignedApi:
     def get_load_balancer(self, lb_id: str) -> Answer:
         return self.get(f"/load-balancer/{lb_id}")
 
+    def get_quota(self, entity: str) -> Answer:
+        return self.get(f"/quota/{entity}")
+
     def get_operation(self, operation_id: str) -> Answer:
         return self.get(f"/operation/{operation_id}")
 

@@ -116,6 +116,7 @@ def lab_outputs(stack: LabStack, config: UpConfig, prices: dict[str, float]) -> 
         "prometheus_url": Output(stack.prometheus_url + "/"),
         "scaler_internal_url": Output(stack.scaler_url),
         "instance_pool_id": Output(stack.pool_id),
+        "nlb_id": Output(stack.nlb_id),
         "zone": Output(stack.local_zone.name),
         "api_endpoint": Output(stack.endpoint),
         "scaler_token": Output(stack.scaler_token, sensitive=True),

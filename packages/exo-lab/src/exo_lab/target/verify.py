@@ -309,8 +309,9 @@ def check_scaler_status(t: Target) -> Check:
 
 
 def check_scaler_key(t: Target) -> Check:
-    """What the key must do: read its pool and list its members; must not: list every pool,
-    read one instance (it has list-instances, not get-instance), read the NLB."""
+    """What the key must do: read its pool, list its members, read its NLB's health checks and
+    the instance quota; must not: list every pool, read one instance (it has list-instances,
+    not get-instance), list the load balancers, read another quota."""
     name = "the scaler's key can do what it needs and nothing more"
     if t.scaler_key is None:
         return Check(name, FAIL, "no autoscaler_api_key/autoscaler_api_secret in the outputs")
@@ -320,7 +321,11 @@ def check_scaler_key(t: Target) -> Check:
     needed: list[tuple[str, Answer]] = [
         ("get-instance-pool", key.get_instance_pool(pool_id)),
         ("list-instances (manager filter)", key.list_pool_instances(pool_id)),
+        ("get-quota instance", key.get_quota("instance")),
     ]
+    nlb_id = t.deployment.text("nlb_id")
+    if nlb_id:  # absent from outputs written before exo-scaler read the NLB
+        needed.append(("get-load-balancer (its NLB)", key.get_load_balancer(nlb_id)))
     refused = [o for o, a in needed if not a.ok]
     if refused:
         details = "; ".join(f"{o} → {a.describe()}" for o, a in needed if not a.ok)
@@ -330,6 +335,7 @@ def check_scaler_key(t: Target) -> Check:
         ("list-instance-pools", key.list_instance_pools()),
         ("get-instance", key.get_instance(member_id)),
         ("list-load-balancers", key.list_load_balancers()),
+        ("get-quota ipv4", key.get_quota("ipv4")),
     ]
     allowed = [o for o, a in forbidden if a.status != 403]
     if not allowed:
