@@ -170,3 +170,22 @@ def test_sigterm_during_a_hung_api_call_still_exits_0_within_5_s(tmp_path: Path)
                 if process.poll() is None:
                     process.kill()
                     process.wait()
+
+
+def test_an_nlb_without_a_service_for_the_pool_is_a_clear_error(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret\n")
+    with running_zone({"web": 1, "other": 1}) as rz:
+        stray = rz.zone.create_load_balancer("stray", rz.pools["other"].id, port=8080)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EXOSCALE")}
+        env.update(rz.env)
+        pool_id = rz.pools["web"].id
+        result = subprocess.run(
+            [*scaler_command(), "--pool", pool_id, "--nlb", stray.id,
+             "--token-file", str(token_file)],
+            env=env, capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert f"--nlb {stray.id}" in result.stderr
+    assert "no service for instance pool" in result.stderr
+    assert "Traceback" not in result.stderr and "s3cret" not in result.stderr

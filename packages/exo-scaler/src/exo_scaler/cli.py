@@ -51,6 +51,20 @@ def main() -> None:
     """Webhook-driven scaler for an Exoscale instance pool."""
 
 
+def _check_nlb(client: ExoClient, nlb: str, pool_id: str) -> None:
+    """--nlb must be an NLB the key may read, with a service for the pool: a typo would
+    otherwise only show as every scale-up warming until --warm-up-limit."""
+    try:
+        health = client.pool_health(nlb, pool_id)
+    except (NotFoundError, AuthError) as exc:
+        raise click.ClickException(f"--nlb {nlb}: {exc}") from None
+    except ExoApiError as exc:
+        log.warning("cannot read NLB %s yet (%s); the loop will keep trying", nlb, exc)
+    else:
+        healthy = sum(health.values())
+        log.info("NLB %s: %d of %d member(s) pass its health check", nlb, healthy, len(health))
+
+
 @main.command()
 @click.option("--pool", envvar="EXOSCALE_INSTANCEPOOL_ID", default="", help="Pool id or name.")
 @click.option("--min", "min_size", envvar="EXO_SCALER_MIN", type=int, default=1, show_default=True)
@@ -221,5 +235,7 @@ def serve(
         log.warning("cannot read the pool yet (%s); the loop will keep trying", exc)
     else:
         log.info("pool %s (%s): size %d, %s", found.name, found.id, found.size, found.state)
+        if nlb is not None:
+            _check_nlb(client, nlb, found.id)
     serve_app(app, host, port, log_level=log_level.lower())
     client.close()
