@@ -311,8 +311,9 @@ resource "exoscale_compute_instance" "monitor" {
   user_data          = module.cloud_init.monitor_user_data
   labels             = local.labels
 
-  # The monitor installs exo-sd and exo-scaler from the bucket at boot.
-  depends_on = [aws_s3_object.wheels]
+  # The monitor installs exo-sd and exo-scaler from the bucket at boot, and exo-scaler checks
+  # at start that --nlb has a service for the pool.
+  depends_on = [aws_s3_object.wheels, exoscale_nlb_service.http]
 
   lifecycle {
     # A newer Debian template published by Exoscale must not replace a running monitor

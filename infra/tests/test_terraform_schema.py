@@ -190,7 +190,10 @@ def test_wheels_bucket_objects_are_public_and_go_with_destroy(tree: dict[str, An
     assert objects["acl"] == "public-read"
     assert "module.cloud_init.wheels" in objects["for_each"]
     for key in [("exoscale_compute_instance", "monitor"), ("exoscale_instance_pool", "web")]:
-        assert found[key]["depends_on"] == ["${aws_s3_object.wheels}"], key
+        assert "${aws_s3_object.wheels}" in found[key]["depends_on"], key
+    # exo-scaler checks at start that its --nlb has a service for the pool.
+    monitor = found[("exoscale_compute_instance", "monitor")]
+    assert "${exoscale_nlb_service.http}" in monitor["depends_on"]
 
 
 def test_monitor_is_replaced_on_secret_change_not_on_a_new_template(tree: dict[str, Any]) -> None:

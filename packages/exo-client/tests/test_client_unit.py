@@ -88,6 +88,7 @@ def test_waits_back_off_like_the_sdk_unless_told_an_interval() -> None:
         (409, "Quota exceeded for resource instance", QuotaExceededError),
         (403, "instance quota reached", QuotaExceededError),
         (403, "invalid request signature", AuthError),
+        (409, "over-quota: instance limit reached", QuotaExceededError),
         # A role without get-quota: the operation's name is not a quota refusal.
         (403, "Forbidden: operation get-quota is not allowed by the API key's role", AuthError),
     ],

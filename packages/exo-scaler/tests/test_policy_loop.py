@@ -264,3 +264,36 @@ def test_the_instance_quota_lowers_the_ceiling_and_an_unreadable_one_does_not_st
     clock.now += 80
     scaler.record_intents((UP,), "test", {UP: 99.0})
     assert (tick(scaler).reason, target.size) == (Reason.SCALED, 5)
+
+
+def test_without_a_value_the_warm_up_ends_on_time_alone(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink
+) -> None:
+    """A bare GET /up carries no value to measure: once the members serve, --warm-up of time
+    ends the warm-up (the step the proportional policy falls back to)."""
+    target = ScriptedTarget(size=1, serving_now=1)
+    scaler, clock = scaler_with(make_settings(max_size=10, warm_up=70.0), target, sink)
+    scaler.record_intents((UP,), "test")
+    assert (tick(scaler).to_size, target.size) == (2, 2)
+    clock.now += 60
+    target.serving_now = 2
+    scaler.record_intents((UP,), "test")
+    assert tick(scaler).reason is Reason.WARMING_UP  # they serve from now on
+    clock.now += 70
+    scaler.record_intents((UP,), "test")
+    assert (tick(scaler).reason, target.size) == (Reason.SCALED, 3)
+
+
+def test_a_pool_back_at_its_old_size_ends_the_warm_up(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink
+) -> None:
+    """The scale-up's operation failed (or someone scaled in): nothing is left to wait for."""
+    target = ScriptedTarget(size=2, serving_now=2)
+    scaler, clock = scaler_with(make_settings(max_size=10), target, sink)
+    scaler.record_intents((UP,), "test", {UP: 99.0})
+    assert tick(scaler).to_size == 4
+    target.size = 2  # reverted
+    clock.now += 60
+    scaler.record_intents((UP,), "test", {UP: 99.0})
+    again = tick(scaler)
+    assert (again.reason, again.warming, again.to_size) == (Reason.SCALED, 0, 4)

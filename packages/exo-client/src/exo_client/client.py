@@ -71,14 +71,13 @@ def _retry_after(response: requests.Response | None) -> float | None:
         return None
 
 
-#: A refusal that names the quota; not the word inside an operation's name ("get-quota"), or a
-#: role refusing get-quota would read as a quota refusal instead of an auth error.
-_QUOTA_REFUSAL = re.compile(r"(?<![\w-])quota", re.IGNORECASE)
+#: The operation's own name, which a role's refusal of it quotes: not a quota refusal.
+_GET_QUOTA = re.compile(r"\bget-quota\b", re.IGNORECASE)
 
 
 def _typed_error(status: int, message: str, operation: str) -> ExoApiError:
     kind: type[ExoApiError]
-    quota = _QUOTA_REFUSAL.search(message) is not None
+    quota = "quota" in _GET_QUOTA.sub("", message).lower()
     if status in (401, 403) and not quota:
         kind = AuthError
     elif status == 404:

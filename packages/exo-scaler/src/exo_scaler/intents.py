@@ -28,7 +28,8 @@ class Intent:
     # did: the proportional policy sizes its step from it.
     value: float | None = None
     # When the request carrying `value` arrived: a value older than a scale-up's members
-    # serving does not measure them (Scaler's warm-up).
+    # serving does not measure them (Scaler's warm-up). Of two values the larger is kept with
+    # its time, even if older: at worst the warm-up ends a tick later, never too early.
     value_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from exo_client import ConflictError, ExoApiError, QuotaExceededError
 
-from .decision import Direction, Reason, ScaleDecision, action_label, decide
+from .decision import Direction, PoolView, Reason, ScaleDecision, action_label, decide
 from .events import EventLog
 from .intents import Intent, IntentBook
 from .metrics import ScalerMetrics
@@ -151,7 +151,7 @@ class Scaler:
                 paused=self.paused,
                 in_flight=self.target.in_flight is not None,
                 warming=warming,
-                quota_room=await self._quota_room(taken),
+                quota_room=await self._quota_room(taken, pool),
             )
             if decision.acts:
                 decision, launched = await self._act(decision)
@@ -206,23 +206,32 @@ class Scaler:
             self.warm_up = None
             self.metrics.warming.set(0)
             return 0
-        asked = warm.to_size - warm.from_size
+        if size <= warm.from_size:
+            # The pool is back where the scale-up started (its operation failed, or someone
+            # else scaled in): nothing of it is left to wait for.
+            self.warm_up = None
+            self.metrics.warming.set(0)
+            return 0
+        wanted = min(warm.to_size, size)  # someone else may have scaled in part of it
+        asked = wanted - warm.from_size
         warming = asked
         if warm.ready_at is None:
             try:
                 serving = await self.target.serving()
             except ExoApiError:
                 serving = None  # unknown: the members asked for count as not serving yet
-            if serving is not None and serving >= warm.to_size:
+            if serving is not None and serving >= wanted:
                 warm.ready_at = now
             elif serving is not None:
-                warming = min(asked, warm.to_size - serving)
+                warming = min(asked, wanted - serving)
         up = next((i for i in taken if i.direction is Direction.UP), None)
+        # A value must have arrived --warm-up after they all served; an intent without a value
+        # (a bare GET /up) has nothing to measure, so the time alone ends the warm-up.
+        measured_at = None if up is None else (up.value_at if up.value is not None else now)
         if (
             warm.ready_at is not None
-            and up is not None
-            and up.value_at is not None
-            and up.value_at - warm.ready_at >= self.settings.warm_up
+            and measured_at is not None
+            and measured_at - warm.ready_at >= self.settings.warm_up
         ):
             self.warm_up = None
             self.metrics.warming.set(0)
@@ -232,11 +241,12 @@ class Scaler:
         # about the members that serve now, and waiting would only keep them longer.
         return warming if up is not None else 0
 
-    async def _quota_room(self, taken: tuple[Intent, ...]) -> int | None:
-        """The organisation's instance quota left, read when a scale-up is wanted (as
-        cluster-autoscaler's Exoscale provider reads "instance"); None when it cannot be read,
-        which leaves the scale to the API's own refusal (Reason.QUOTA) as before."""
-        if not any(i.direction is Direction.UP for i in taken) or self.paused:
+    async def _quota_room(self, taken: tuple[Intent, ...], pool: PoolView) -> int | None:
+        """The organisation's instance quota left, read when a scale-up is wanted and the
+        pool could take it (as cluster-autoscaler's Exoscale provider reads "instance"); None
+        when it cannot be read, which leaves the scale to the API's own refusal as before."""
+        wanted = any(i.direction is Direction.UP for i in taken)
+        if not wanted or self.paused or not pool.is_running or self.target.in_flight is not None:
             return None
         try:
             room = await self.target.quota_room()

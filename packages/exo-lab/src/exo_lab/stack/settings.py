@@ -71,7 +71,7 @@ class ProductionTimings:
     @classmethod
     def fast(cls) -> ProductionTimings:
         """The one-stage model: no provisioning, members appear at once. Kinder than the cloud."""
-        return cls(model="fast", create_delay=0.0, member=MemberLifecycle.instant(), warm_up=10.0)
+        return cls(model="fast", create_delay=0.0, member=MemberLifecycle.instant())
 
     @classmethod
     def named(cls, model: str) -> ProductionTimings:
