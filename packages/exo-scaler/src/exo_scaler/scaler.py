@@ -179,13 +179,18 @@ class Scaler:
     def _after_scaling(self, decision: ScaleDecision, now: float) -> None:
         assert decision.from_size is not None and decision.to_size is not None
         if decision.action is not Direction.UP:
-            self.warm_up = None  # fewer members than any scale-up asked for
-            self.metrics.warming.set(0)
+            self._end_warm_up()  # fewer members than any scale-up asked for
             return
         # A scale-up on top of a warming one: the value still measures only the members that
         # served before the first, so that is where this one starts from too.
         since = self.warm_up.from_size if self.warm_up is not None else decision.from_size
         self.warm_up = WarmUp(now, min(since, decision.from_size), decision.to_size)
+
+    def _end_warm_up(self) -> int:
+        """No scale-up left to wait for; 0 members warming."""
+        self.warm_up = None
+        self.metrics.warming.set(0)
+        return 0
 
     async def _warming(self, taken: tuple[Intent, ...], size: int, now: float) -> int:
         """Members of our last scale-up whose load the up intent's value does not measure.
@@ -203,15 +208,11 @@ class Scaler:
         if now - warm.since > self.settings.warm_up_limit:
             log.warning("scale-up to %d not measured after %.0fs; no longer waiting for it",
                         warm.to_size, now - warm.since)  # fmt: skip
-            self.warm_up = None
-            self.metrics.warming.set(0)
-            return 0
+            return self._end_warm_up()
         if size <= warm.from_size:
             # The pool is back where the scale-up started (its operation failed, or someone
             # else scaled in): nothing of it is left to wait for.
-            self.warm_up = None
-            self.metrics.warming.set(0)
-            return 0
+            return self._end_warm_up()
         wanted = min(warm.to_size, size)  # someone else may have scaled in part of it
         asked = wanted - warm.from_size
         warming = asked
@@ -233,9 +234,7 @@ class Scaler:
             and measured_at is not None
             and measured_at - warm.ready_at >= self.settings.warm_up
         ):
-            self.warm_up = None
-            self.metrics.warming.set(0)
-            return 0
+            return self._end_warm_up()
         self.metrics.warming.set(warming)
         # Only an up decision is sized against warming members; a down intent's value is
         # about the members that serve now, and waiting would only keep them longer.

@@ -47,7 +47,7 @@ class LabRun(LabStack):
         self.outage: OutageDriver | None = None
         # What the progress line follows, read incrementally.
         self._scaler_lines = AppendedLines(self.scaler_log())
-        self._load_progress: AppendedLines | None = None
+        self._load_progress = AppendedLines(self.files.load_progress)
         self._last_load: dict[str, Any] = {}
         self._last_decision: DecisionRecord | None = None
 
@@ -113,7 +113,7 @@ class LabRun(LabStack):
             sample = self.observe(round(t))
             if t - last_print >= max(1.0, profile.duration / 40):
                 last_print = t
-                self.say(self._progress_line(t, sample, progress_file))
+                self.say(self._progress_line(t, sample))
             next_sample += 1.0
             time.sleep(max(0.0, next_sample - time.monotonic()))
         if child.alive():
@@ -188,9 +188,7 @@ class LabRun(LabStack):
         if self.outage is not None:
             self.outage.tick(t)
 
-    def _progress_line(self, t: float, sample: Observation, progress_file: Path) -> str:
-        if self._load_progress is None or self._load_progress.path != progress_file:
-            self._load_progress = AppendedLines(progress_file)
+    def _progress_line(self, t: float, sample: Observation) -> str:
         for line in self._load_progress.read():
             with contextlib.suppress(ValueError):
                 self._last_load = json.loads(line)
