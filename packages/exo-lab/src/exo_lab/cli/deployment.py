@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..stack.settings import TIMING_MODELS, LabError
-from ..target.background import (
+from ..deployment.background import (
     DEFAULT_STATE_DIR,
     StatePaths,
     UpConfig,
@@ -17,9 +17,9 @@ from ..target.background import (
     start_up,
     stop_up,
 )
-from ..target.cost import DEFAULT_PRICES, load_prices
-from ..target.outputs import Deployment, OutputsError, masked, read_outputs
-from ..target.verify import build_target, run_checks
+from ..deployment.cost import DEFAULT_PRICES, load_prices
+from ..deployment.outputs import Deployment, OutputsError, masked, read_outputs
+from ..deployment.verify import build_target, run_checks
 from . import fail, main
 
 # -- a lab that stands in for a deployment; verify; the target load test ------------------------

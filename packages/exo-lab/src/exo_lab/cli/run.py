@@ -15,8 +15,8 @@ from ..load.profiles import PROFILE_NAMES
 from ..stack.outage import OUTAGE_KINDS, MonitoringOutage
 from ..stack.run import run_lab
 from ..stack.settings import SCALERS, TIMING_MODELS, LabError, LabSettings, ProductionTimings
-from ..target.outputs import Deployment, OutputsError, read_outputs
-from ..target.run import TargetError, TargetSettings, run_target
+from ..deployment.outputs import Deployment, OutputsError, read_outputs
+from ..deployment.run import TargetError, TargetSettings, run_target
 from . import fail, main
 
 

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from exo_lab.stack.settings import LabError
-from exo_lab.target.background import UpConfig
-from exo_lab.target.cost import cost_estimate, load_prices, run_cost
-from exo_lab.target.outputs import (
+from exo_lab.deployment.background import UpConfig
+from exo_lab.deployment.cost import cost_estimate, load_prices, run_cost
+from exo_lab.deployment.outputs import (
     Deployment,
     Output,
     OutputsError,
@@ -26,7 +26,7 @@ from exo_lab.target.outputs import (
     parse_terraform_json,
     to_terraform_json,
 )
-from exo_lab.target.verify import (
+from exo_lab.deployment.verify import (
     FAIL,
     PASS,
     Provisioned,

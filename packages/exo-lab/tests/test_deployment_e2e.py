@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from exo_lab.dataplane.members import lab_prefix_for
-from exo_lab.target.access import SignedApi
+from exo_lab.deployment.access import SignedApi
 from exo_testkit import free_member_network
 
 pytestmark = pytest.mark.e2e
