@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from exo_lab.load.generator import RequestResult
+from exo_lab.measure import MeasuredRun
 from exo_lab.report.quality import oracle_demand
-from exo_lab.stack.run import LabRun
+from exo_lab.stack.lab_probe import LabProbe
+from exo_lab.stack.lab_stack import LabStack
 from exo_lab.stack.settings import LabSettings
 from exo_testkit import free_member_network
 
@@ -41,10 +43,9 @@ def test_capacity_follows_a_load_step(tmp_path: Path) -> None:
         provisioning=PROVISIONING,
         progress=print,
     )
-    with LabRun(settings) as lab:
+    with LabStack(settings) as lab:
         lab.start()
-        results = lab.run_load()
-        report = lab.report(results)
+        report = MeasuredRun(LabProbe(lab)).run()
         paths = report.write(settings.out)
         assert lab.zone is not None
         operations = [

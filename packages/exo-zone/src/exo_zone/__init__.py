@@ -2,7 +2,7 @@
 
 from .faults import FaultPlan
 from .iam import Policy, PolicyError, load_policy
-from .local import LocalZone, new_credentials
+from .local import LocalZone, new_credentials, random_member_network
 from .runtime import MemberRuntime, RecordRuntime
 from .zone import HealthCheck, Zone, ZoneError, ZoneTimings
 
@@ -20,4 +20,5 @@ __all__ = [
     "ZoneTimings",
     "load_policy",
     "new_credentials",
+    "random_member_network",
 ]

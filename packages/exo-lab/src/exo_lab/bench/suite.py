@@ -45,6 +45,8 @@ from typing import Any
 import click
 import psutil
 
+from exo_zone import random_member_network
+
 from ..stack.settings import LabSettings
 from .analysis import (
     CONTESTANTS,
@@ -60,7 +62,7 @@ from .analysis import (
     three_way,
     three_way_table,
 )
-from .components import components_markdown, find_repo, random_member_network, run_components
+from .components import components_markdown, find_repo, run_components
 from .lab import FaultEvent, LabOutcome, run_bench_lab
 from .outcomes import (
     FIXTURES_DIR,

@@ -1,9 +1,10 @@
 """`exo-lab`: the local Exoscale zone, and the whole autoscaling stack on one machine.
 
 A thin click layer, one module per command: `zone` serves dataplane.standalone.serve_zone,
-`run` runs stack.run.run_lab (or target.run.run_target with --target), `load` runs
-load.generator.run_load, `up`/`down` run target.background and `verify` target.verify. Each
-command ends a failure with one line and exit status 2, never a traceback.
+`run` runs stack.run.run_lab (or deployment.run.run_target with --target), `load` runs
+load.generator.run_load, `up`/`down` run deployment.background and `verify`
+deployment.verify. Each command ends a failure with one line and exit status 2, never a
+traceback.
 """
 
 from __future__ import annotations

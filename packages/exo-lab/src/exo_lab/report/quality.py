@@ -19,13 +19,23 @@ from dataclasses import dataclass
 
 from exo_scaler import DecisionRecord, Direction
 
+#: the CPU line a member should stay under: the scale-up alert's threshold, the oracle's sizing
+TARGET_UTILISATION = 0.8
+
+
+def member_rps_at_line(
+    member_cores: float, work_ms: float, target_utilisation: float = TARGET_UTILISATION
+) -> float:
+    """Requests per second one member carries at `target_utilisation` of its CPU."""
+    return member_cores * target_utilisation * 1000 / work_ms
+
 
 def oracle_demand(
     offered_rps: float,
     work_ms: float,
     member_cores: float,
     *,
-    target_utilisation: float = 0.8,
+    target_utilisation: float = TARGET_UTILISATION,
     minimum: int = 1,
 ) -> int:
     """Members needed so that none runs above `target_utilisation` of its CPU capacity."""

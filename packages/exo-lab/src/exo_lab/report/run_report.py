@@ -228,6 +228,7 @@ class RunReport:
                 *[f"| {k} | {v:g} |" for k, v in floor.items()],
                 "",
             ]
+        lines += [*_deployment_section(c), *_cost_section(c)]
         lines += [
             "## Requests",
             "",
@@ -253,6 +254,55 @@ class RunReport:
             "",
         ]
         return "\n".join(lines)
+
+
+def _deployment_section(c: dict[str, Any]) -> list[str]:
+    """Where each series came from, for a run against a deployment (`run --target`)."""
+    target = c.get("target")
+    if not target:
+        return []
+    return [
+        "## The deployment under test",
+        "",
+        f"{'A lab started with `exo-lab up`' if target.get('lab') else 'A deployment'} "
+        f"at {target.get('app_url')} (pool `{target.get('instance_pool_id')}`).",
+        "",
+        "| series | from |",
+        "| --- | --- |",
+        "| offered / served load, latency | the open-loop generator (this machine) |",
+        "| pool size | the API: get-instance-pool, every second |",
+        "| members serving | the API: the NLB's healthcheck-status, every second |",
+        f"| average CPU | the monitor's Prometheus: `{c.get('cpu_expression')}` |",
+        f"| decisions | {c.get('decisions_source')} |",
+        f"| oracle | calibration ({c.get('calibration', {}).get('source')}): "
+        f"{c.get('work_ms')} ms CPU per request, {c.get('member_cores')} cores per member |",
+        "",
+    ]
+
+
+def _cost_section(c: dict[str, Any]) -> list[str]:
+    cost = c.get("cost")
+    if not cost:
+        return []
+
+    def eur(value: Any) -> str:
+        return "—" if value is None else f"{value:.4f} EUR"
+
+    return [
+        "## What the run cost",
+        "",
+        "Production-equivalent seconds (seconds × speed), at the prices of "
+        "`cost_estimate_eur_per_hour` (Terraform, from infra/terraform/prices.json).",
+        "",
+        "| item | amount | EUR/h | EUR |",
+        "| --- | --- | --- | --- |",
+        f"| pool members | {cost.get('instance_seconds', 0):.0f} instance-seconds | "
+        f"{cost.get('pool_member_eur_per_hour')} | {eur(cost.get('members_eur'))} |",
+        f"| monitor + NLB | {cost.get('run_seconds', 0):.0f} s | "
+        f"{cost.get('monitor_and_nlb_eur_per_hour')} | {eur(cost.get('fixed_eur'))} |",
+        f"| **total** | | | **{eur(cost.get('total_eur'))}** |",
+        "",
+    ]
 
 
 def plot_timeline(report: RunReport, path: Path) -> None:

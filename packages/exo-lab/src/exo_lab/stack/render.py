@@ -214,32 +214,6 @@ def naive_scaler_command(
     ]  # fmt: skip
 
 
-def load_command(settings: LabSettings, files: StackFiles, nlb_url: str) -> list[str]:
-    s = settings
-    return [
-        sys.executable,
-        "-m",
-        "exo_lab",
-        "load",
-        "--target",
-        nlb_url,
-        "--profile",
-        s.profile,
-        "--duration",
-        f"{s.duration:g}",
-        "--speed",
-        f"{s.speed:g}",
-        "--base-rps",
-        f"{s.base_members * s.member_rps_at_line:g}",
-        "--peak-rps",
-        f"{s.peak_members * s.member_rps_at_line:g}",
-        "--progress",
-        str(files.load_progress),
-        "--results",
-        str(files.load_results),
-    ]
-
-
 def reaction_floor(
     timings: ProductionTimings, rules: list[ScalingRule], route: WebhookRoute
 ) -> dict[str, float]:

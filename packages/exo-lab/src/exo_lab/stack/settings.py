@@ -10,7 +10,9 @@ from exo_zone.catalog import instance_type_by_name
 from exo_zone.zone import AddressPool
 
 from ..dataplane.lifecycle import MemberLifecycle
-from ..load.profiles import LoadProfile, make_profile
+from ..load.plan import LoadPlan
+from ..load.profiles import LoadProfile
+from ..report.quality import member_rps_at_line
 from .outage import MonitoringOutage
 
 #: the benchmark's contestants: exo-scaler (its default policy), "seed" (exo-scaler with
@@ -152,12 +154,20 @@ class LabSettings:
     @property
     def member_rps_at_line(self) -> float:
         """Requests per second one member carries at the 80 % CPU line."""
-        return self.member_cores * 0.8 * 1000 / self.work_ms
+        return member_rps_at_line(self.member_cores, self.work_ms)
+
+    def load_plan(self, url: str) -> LoadPlan:
+        """The load this run offers to `url`."""
+        return LoadPlan.in_members(
+            url,
+            self.profile,
+            duration=self.duration,
+            speed=self.speed,
+            base_members=self.base_members,
+            peak_members=self.peak_members,
+            member_rps=self.member_rps_at_line,
+        )
 
     def load_profile(self) -> LoadProfile:
-        return make_profile(
-            self.profile,
-            base_rps=self.base_members * self.member_rps_at_line,
-            peak_rps=self.peak_members * self.member_rps_at_line,
-            duration=self.duration,
-        ).scaled(self.speed)
+        """The load's shape in lab seconds."""
+        return self.load_plan(url="").shape()

@@ -1,0 +1,16 @@
+"""One measured run for every system under test: the loop (`loop.py`) and its probe seam
+(`probe.py`)."""
+
+from .loop import MeasuredRun, RunFailed, RunHooks
+from .probe import MemberLife, Probe, RunClock, SettlePlan, query_scalar
+
+__all__ = [
+    "MeasuredRun",
+    "MemberLife",
+    "Probe",
+    "RunClock",
+    "RunFailed",
+    "RunHooks",
+    "SettlePlan",
+    "query_scalar",
+]
