@@ -461,6 +461,7 @@ def run_bench_lab(
     watch_drains: bool = False,
     course_polls: bool = False,
     settle: bool = True,
+    window: float | None = None,
 ) -> LabOutcome:
     started = time.monotonic()
     with LabStack(settings) as stack:
@@ -472,13 +473,12 @@ def run_bench_lab(
             watch_drains=watch_drains,
             course_polls=course_polls,
         )
-        run = MeasuredRun(LabProbe(stack), [*lab_hooks(stack), bench], settle=settle)
+        probe = LabProbe(stack)
+        run = MeasuredRun(probe, [*lab_hooks(probe), bench], settle=settle, window=window)
         report = run.run()
         assert run.clock is not None
         alert_marks = bench.alert_ranges("scale_up")
         figures = report.figures()
-        # The oracle's largest count: what "never above the oracle's peak" compares with.
-        figures["oracle_peak"] = max((s.demand for s in report.samples), default=None)
         outcome = LabOutcome(
             name=name,
             settings=settings,

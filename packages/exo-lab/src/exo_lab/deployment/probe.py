@@ -31,10 +31,10 @@ from exo_scaler import DecisionLogError, DecisionRecord
 from exo_zone.catalog import instance_type_by_name
 
 from ..load.plan import LoadPlan
-from ..measure import MemberLife, RunClock, SettlePlan
+from ..measure import RunClock, SettlePlan
 from ..measure.probe import query_scalar
 from ..report.quality import member_rps_at_line, oracle_demand
-from ..report.run_report import Observation
+from ..report.run_report import MemberLife, Observation
 from ..stack.grafana import load_rules, scale_expression
 from .outputs import Deployment
 

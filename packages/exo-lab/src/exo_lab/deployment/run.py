@@ -25,12 +25,13 @@ def run_target(
     try:
         probe.prepare()
         report = MeasuredRun(probe).run()
-        samples = report.samples
-        dt = samples[1].t - samples[0].t if len(samples) > 1 else 1.0
+        figures = report.figures()
+        # The members as billed (create to delete, from the API), the monitor and NLB for the
+        # whole window: what the run cost at Terraform's prices.
         report.config["cost"] = run_cost(
-            report.config.pop("cost_estimate_eur_per_hour"),
-            instance_seconds=sum(x.pool_size for x in samples) * dt * settings.speed,
-            run_seconds=len(samples) * dt * settings.speed,
+            report.config["cost_estimate_eur_per_hour"],
+            instance_seconds=figures["billed_instance_seconds"] or 0.0,
+            run_seconds=figures["evaluation_window_s"],
         )
         paths = report.write(settings.out)
         write_atomically(

@@ -2,11 +2,10 @@
 (`probe.py`)."""
 
 from .loop import MeasuredRun, RunFailed, RunHooks
-from .probe import MemberLife, Probe, RunClock, SettlePlan, query_scalar
+from .probe import Probe, RunClock, SettlePlan, query_scalar
 
 __all__ = [
     "MeasuredRun",
-    "MemberLife",
     "Probe",
     "RunClock",
     "RunFailed",

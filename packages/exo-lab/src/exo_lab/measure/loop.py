@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -45,11 +46,20 @@ class MeasuredRun:
     """Use `run()` once: it returns the report (not written) or raises RunFailed."""
 
     def __init__(
-        self, probe: Probe, hooks: Sequence[RunHooks] = (), *, settle: bool = True
+        self,
+        probe: Probe,
+        hooks: Sequence[RunHooks] = (),
+        *,
+        settle: bool = True,
+        window: float | None = None,
     ) -> None:
+        """`settle`: after the load, watch the pool back to its minimum (the probe's plan).
+        `window`: instead, sample until this many lab seconds after the load started and judge
+        the run over [0, window): the benchmark's one window for every contestant."""
         self.probe = probe
         self.hooks = list(hooks)
         self.settle = settle
+        self.window = window
         self.observations: list[Observation] = []
         self.clock: RunClock | None = None
         self.plan = probe.load_plan()
@@ -97,7 +107,9 @@ class MeasuredRun:
                 raise RunFailed(
                     f"the load generator failed (code {child.process.returncode}):\n{child.tail()}"
                 )
-            if self.settle:
+            if self.window is not None:
+                self._observe_until(self.window)
+            elif self.settle:
                 self._settle()
         finally:
             children.stop_all()
@@ -135,6 +147,17 @@ class MeasuredRun:
                 at_min_since = None
             time.sleep(1.0)
 
+    def _observe_until(self, end: float) -> None:
+        """Sample on, one a lab second, until `end` lab seconds after the load started."""
+        assert self.clock is not None
+        self.probe.say(f"load finished; observing until t={end:.0f} lab s (the judged window)")
+        next_sample = self.clock.mono + math.floor(self.clock.since()) + 1.0
+        while (t := self.clock.since()) < end:
+            self.probe.check()
+            self._sample(round(t))
+            time.sleep(max(0.0, min(next_sample, self.clock.mono + end) - time.monotonic()))
+            next_sample += 1.0
+
     def _progress_line(self, t: float, sample: Observation) -> str:
         for line in self._progress.read():
             with contextlib.suppress(ValueError):
@@ -156,8 +179,17 @@ class MeasuredRun:
 
     def report(self, results: list[RequestResult]) -> RunReport:
         assert self.clock is not None, "report() after offer_load()"
+        observations = self.observations
+        if self.window is not None:
+            # One sample per second of the window, the same seconds for every contestant.
+            by_second: dict[float, Observation] = {}
+            for o in observations:
+                if 0 <= o.t < self.window:
+                    by_second.setdefault(o.t, o)
+            observations = sorted(by_second.values(), key=lambda o: o.t)
+            results = [r for r in results if r.scheduled < self.window]
         samples = samples_from(
-            self.observations,
+            observations,
             results,
             offered_at=self.shape.rate_at,
             demand_for=self.probe.demand_for,
@@ -167,4 +199,13 @@ class MeasuredRun:
             "started": datetime.fromtimestamp(self.clock.wall, UTC).isoformat(timespec="seconds"),
         }
         decisions = since_load_start(self.probe.decisions(self.clock.wall), self.clock.wall)
-        return RunReport(config=config, samples=samples, decisions=decisions, results=results)
+        if self.window is not None:
+            config["evaluation_window_lab_s"] = self.window
+            decisions = [d for d in decisions if d.time < self.window]
+        return RunReport(
+            config=config,
+            samples=samples,
+            decisions=decisions,
+            results=results,
+            members=self.probe.member_lives(self.clock),
+        )

@@ -20,7 +20,7 @@ import httpx
 from exo_scaler import DecisionRecord
 
 from ..load.plan import LoadPlan
-from ..report.run_report import Observation
+from ..report.run_report import MemberLife, Observation
 
 
 @dataclass(frozen=True)
@@ -43,16 +43,6 @@ class SettlePlan:
     min_size: int
     hold: float
     bound: float
-
-
-@dataclass(frozen=True)
-class MemberLife:
-    """One pool member from create to delete (lab seconds since the load started; `deleted`
-    None: still a member when the run ended). Billed whatever its state, as Exoscale bills."""
-
-    member: str
-    created: float
-    deleted: float | None = None
 
 
 class Probe(Protocol):

@@ -156,6 +156,7 @@ class LabStack:
                 stop_timeout=max(1.0, s.lab(t.drain) + 1.0),
                 use_cgroups=s.use_cgroups,
                 lifecycle=t.member.scaled(s.speed),
+                compensate_start_at_speed=s.speed,
             )
         )
         local = self.local_zone = LocalZone(
@@ -248,13 +249,14 @@ class LabStack:
             ),
             env=self.api_env,
         )
-        scaler = (
-            render.naive_scaler_command(s, files, self.pool_id, ports.scaler)
-            if s.scaler == "naive"
-            else render.exo_scaler_command(
+        if s.scaler == "naive":
+            scaler = render.naive_scaler_command(s, files, self.pool_id, ports.scaler)
+        elif s.scaler == "limit":
+            scaler = render.limit_scaler_command(s, files, self.pool_id, ports.scaler)
+        else:
+            scaler = render.exo_scaler_command(
                 _console_script("exo-scaler"), s, files, self.pool_id, self.nlb_id, ports.scaler
             )
-        )
         self.children.start("exo-scaler", scaler, env=self.api_env)
 
     def _wait_members_serving(self) -> None:

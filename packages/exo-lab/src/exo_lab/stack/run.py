@@ -9,15 +9,21 @@ from ..dataplane.lock import LabBusyError
 from ..measure import MeasuredRun, RunFailed, RunHooks
 from ..report.run_report import RunReport
 from .grafana import ProvisioningError
-from .lab_probe import LabProbe, OutageHook
+from .lab_probe import LabProbe, OracleScheduleHook, OutageHook
 from .lab_stack import LabStack
 from .processes import ChildExited
 from .settings import LabError, LabSettings
 
 
-def lab_hooks(stack: LabStack) -> list[RunHooks]:
-    """The hooks every lab run has (the monitoring outage, when asked for)."""
-    return [OutageHook(stack)] if stack.s.monitoring_outage is not None else []
+def lab_hooks(probe: LabProbe) -> list[RunHooks]:
+    """The hooks a lab run has: the monitoring outage and the reactive limit's schedule, when
+    the settings ask for them."""
+    hooks: list[RunHooks] = []
+    if probe.s.monitoring_outage is not None:
+        hooks.append(OutageHook(probe.stack))
+    if probe.s.scaler == "limit":
+        hooks.append(OracleScheduleHook(probe))
+    return hooks
 
 
 def run_lab(settings: LabSettings) -> tuple[RunReport, dict[str, Path]]:
@@ -31,7 +37,8 @@ def run_lab(settings: LabSettings) -> tuple[RunReport, dict[str, Path]]:
     try:
         with stack:
             stack.start()
-            report = MeasuredRun(LabProbe(stack), lab_hooks(stack)).run()
+            probe = LabProbe(stack)
+            report = MeasuredRun(probe, lab_hooks(probe)).run()
             paths = report.write(settings.out)
     except BaseException as exc:
         if created_out and stack.children.started == 0:

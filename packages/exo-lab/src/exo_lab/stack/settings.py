@@ -16,8 +16,9 @@ from ..report.quality import member_rps_at_line
 from .outage import MonitoringOutage
 
 #: the benchmark's contestants: exo-scaler (its default policy), "seed" (exo-scaler with
-#: `--policy step`, the seed's literal ±1 a tick) and "naive" (exo_lab.bench.naive)
-SCALERS = ("exo-scaler", "seed", "naive")
+#: `--policy step`, the seed's literal ±1 a tick), "naive" (exo_lab.bench.naive) and "limit",
+#: the reactive limit (exo_lab.bench.limit: the oracle's size at the first tick after an alert)
+SCALERS = ("exo-scaler", "seed", "naive", "limit")
 TIMING_MODELS = ("realistic", "fast")
 
 
@@ -105,12 +106,15 @@ class LabSettings:
     timings: ProductionTimings = field(default_factory=ProductionTimings)
     use_cgroups: bool = True
     progress: Callable[[str], None] | None = None
-    #: one of SCALERS: "exo-scaler" (the product), "seed" or "naive" (the benchmark's baselines)
+    #: one of SCALERS: "exo-scaler" (the product), "seed", "naive" or "limit" (the benchmark's
+    #: baselines and bound)
     scaler: str = "exo-scaler"
     #: every notification sent this many times (Grafana replicas without HA clustering)
     notification_copies: int = 1
     #: take the monitoring data away mid-run (stack/outage.py), or None
     monitoring_outage: MonitoringOutage | None = None
+    #: the noisy profile's Poisson seed (the benchmark's repeats draw another one each)
+    load_seed: int = 1
 
     def __post_init__(self) -> None:
         if self.speed <= 0 or self.speed > 60:
@@ -166,6 +170,7 @@ class LabSettings:
             base_members=self.base_members,
             peak_members=self.peak_members,
             member_rps=self.member_rps_at_line,
+            seed=self.load_seed,
         )
 
     def load_profile(self) -> LoadProfile:
