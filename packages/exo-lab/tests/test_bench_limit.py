@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from exo_client import NO_RETRY, ExoClient
@@ -76,3 +77,25 @@ def test_one_tick_against_a_zone_scales_to_the_oracles_size_at_once(tmp_path: Pa
         assert scaler.armed and scaler.tick() is None  # at the oracle's size: nothing to do
         logged = read_decision_log(lines)
         assert [(d.from_size, d.to_size, d.policy) for d in logged] == [(1, 3, "reactive-limit")]
+
+
+def test_the_webhook_records_intents_behind_the_token_for_the_next_tick(tmp_path: Path) -> None:
+    from exo_lab.bench.limit import create_app
+    from exo_zone.serving import serve_in_thread
+
+    settings = LimitSettings(pool="p", token="secret", schedule=tmp_path / "none.json")
+    with running_zone({"web": 1}) as rz:
+        scaler = LimitScaler(settings, ExoClient(rz.settings, retry=NO_RETRY))
+        with serve_in_thread(create_app(scaler)) as url:
+            body = {
+                "status": "firing",
+                "alerts": [{"status": "firing", "labels": {"action": "scale_up"}}],
+            }
+            refused = httpx.post(f"{url}/webhook", json=body, timeout=5)
+            assert refused.status_code == 401 and not scaler.book.pending()
+            answer = httpx.post(f"{url}/webhook", json=body, timeout=5,
+                                headers={"Authorization": "Bearer secret"})  # fmt: skip
+            assert answer.status_code == 200 and answer.json() == {"recorded": ["up"]}
+            assert [i.direction for i in scaler.book.pending()] == [UP]
+            status = httpx.get(f"{url}/status", timeout=5).json()
+            assert status["scaler"] == "reactive-limit" and status["armed"] is False

@@ -95,3 +95,14 @@ def test_fidelity_runs_naive_and_exo_scaler_at_both_speeds(tmp_path: Path) -> No
     ]  # fmt: skip
     rows = suite.results["sections"]["fidelity"]["rows"]
     assert all(r["passed"] for r in rows if r["figure"] == "tau_u")  # the stub's equal figures
+
+
+def test_unknown_scenarios_are_refused_before_anything_runs(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from exo_lab.bench.suite import main
+
+    result = CliRunner().invoke(main, ["--scenarios", "step-9", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "unknown scenario(s) step-9" in result.output
+    assert not any(tmp_path.iterdir())

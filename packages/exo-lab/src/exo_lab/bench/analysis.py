@@ -1,6 +1,8 @@
 """The benchmark's arithmetic and tables: pure functions over figures and series.
 
 Kept apart from the runs so every number the suite prints can be checked on synthetic input.
+One concept over ~400 lines: the arithmetic of the non-judged sections (quality tables, faults,
+reaction, the course grader, drains, their targets); the judged sweep's is sweep.py.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ operation, a member kill, component restarts, Grafana signals that must never sc
 course scenario it polls the API every 10 production seconds from the load's start, as the
 course's grader does. After the load it reads the scaler's decision log (exo-scaler's
 `DecisionRecord`s) and the zone's operations, so decisions are counted exactly.
+
+One concept, a benchmark lab run: the hooks, the faults they inject and the `LabOutcome` they
+leave, kept together because each fault and observation reads the same stack and clock.
 """
 
 from __future__ import annotations

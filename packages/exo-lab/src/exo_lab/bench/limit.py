@@ -33,28 +33,20 @@ import click
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
 
 from exo_client import NO_RETRY, ClientSettings, ConflictError, ExoApiError, ExoClient
 from exo_scaler import (
-    MAX_BODY_BYTES,
-    Authenticator,
-    AuthMiddleware,
-    BodyTooLarge,
     DecisionRecord,
     Direction,
     EventLog,
     IntentBook,
-    PayloadError,
     Reason,
     ScaleDecision,
-    parse_alert_payload,
-    read_limited,
 )
 
 from ..report.quality import DemandSchedule
-from .naive import WEBHOOK_PATHS
+from .naive import baseline_app, read_alerts
 
 log = logging.getLogger("exo_lab.bench.limit")
 
@@ -188,42 +180,17 @@ class LimitScaler:
 def _receiver(route: Direction | None) -> Callable[[Request], Awaitable[Response]]:
     async def receive(request: Request) -> Response:
         scaler: LimitScaler = request.app.state.scaler
-        try:
-            raw = await read_limited(request, MAX_BODY_BYTES)
-            parsed = parse_alert_payload(raw, label="action", route_direction=route)
-        except BodyTooLarge as exc:
-            return JSONResponse({"error": str(exc)}, status_code=413)
-        except PayloadError as exc:
-            return JSONResponse({"error": exc.message}, status_code=exc.status)
+        parsed = await read_alerts(request, route)
+        if isinstance(parsed, Response):
+            return parsed
         recorded = scaler.book.record(parsed.directions, route.value if route else parsed.source)
         return JSONResponse({"recorded": [d.value for d in recorded]})
 
     return receive
 
 
-async def _status(request: Request) -> Response:
-    return JSONResponse(request.app.state.scaler.status())
-
-
-async def _healthz(_: Request) -> Response:
-    return PlainTextResponse("OK")
-
-
 def create_app(scaler: LimitScaler) -> Starlette:
-    app = Starlette(
-        routes=[
-            *(Route(p, _receiver(d), methods=["POST"]) for p, d in WEBHOOK_PATHS.items()),
-            Route("/status", _status, methods=["GET"]),
-            Route("/healthz", _healthz, methods=["GET"]),
-        ]
-    )
-    app.add_middleware(
-        AuthMiddleware,
-        authenticator=Authenticator(scaler.settings.token),
-        protected=set(WEBHOOK_PATHS),
-    )
-    app.state.scaler = scaler
-    return app
+    return baseline_app(scaler, scaler.settings.token, _receiver)
 
 
 @click.command()

@@ -32,6 +32,10 @@ Sections, run one after the other (a 2-core machine has no room for two labs at 
 The issue's targets are printed last, each with its figure and met / not met / not measured.
 Results land in <out>/<timestamp>/ (results.json, summary.md, one folder per lab run). The exit
 status says whether the code worked, never whether a figure was good.
+
+One module for one concept, the suite's plan: which lab runs each section asks for, in what
+order, with what settings, and the CLI that chooses them. What a run observes is bench/lab.py;
+every figure and table is computed in analysis.py, sweep.py and outcomes.py.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ contestant through the same stack, `repeats` times each, over one evaluation win
 the same for every contestant. Each judged figure is the median of the repeats with its spread
 (min–max), and every contestant's median is shown as a ratio to the reactive limit's and to
 the naive design's. Pure functions over figures: every number printed can be checked on
-constructed input (tests/test_bench_sweep.py).
+constructed input (tests/test_bench_sweep.py). One concept over ~400 lines: what is judged,
+how it is aggregated and printed, and the fidelity check that says which speed may be judged.
 """
 
 from __future__ import annotations

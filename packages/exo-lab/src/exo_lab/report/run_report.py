@@ -2,6 +2,9 @@
 
 Decisions are exo-scaler's own `DecisionRecord`s, read from its log; in a report their `time`
 is lab seconds since the load started (`since_load_start`), like every sample.
+
+One concept over ~400 lines: one run's report, its figures and their three renderings (JSON,
+markdown, the timeline), kept together so every rendering shows the same figures.
 """
 
 from __future__ import annotations
