@@ -18,7 +18,7 @@ from scenarios import SCENARIOS
 
 from exo_client import ClientSettings, ExoClient, RetryPolicy
 from exo_testkit import running_zone
-from exo_zone.faults import FaultPlan
+from exo_zone import FaultPlan
 
 FAULTS = {
     "flaky_reads": FaultPlan(

@@ -21,7 +21,7 @@ from sd_cassettes import CASSETTES, IDS_FILE, SCENARIOS, make_vcr
 
 from exo_client import NO_RETRY, ClientSettings, ExoClient
 from exo_testkit import RunningZone, running_zone
-from exo_zone.faults import FaultPlan
+from exo_zone import FaultPlan
 
 UNAVAILABLE_CALLS = 2
 
@@ -40,8 +40,7 @@ def _settle(rz: RunningZone, pool_id: str) -> None:
 def _prepare(name: str, rz: RunningZone, pool_id: str) -> ClientSettings:
     settings = rz.settings
     if name == "pool_booting":
-        with rz.zone.lock:
-            rz.zone.scale(pool_id, 3)
+        rz.zone.scale(pool_id, 3)
     elif name == "empty_pool":
         rz.client().wait_operation(rz.client().scale_pool(pool_id, 0).id, timeout=10, poll=0.05)
         deadline = time.monotonic() + 10

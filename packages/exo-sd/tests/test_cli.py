@@ -24,7 +24,7 @@ from sd_support import (
 )
 
 from exo_testkit import RunningZone, running_zone
-from exo_zone.faults import FaultPlan
+from exo_zone import FaultPlan
 
 pytestmark = pytest.mark.integration
 

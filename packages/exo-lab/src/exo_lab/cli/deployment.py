@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..stack.settings import TIMING_MODELS, LabError
 from ..deployment.background import (
     DEFAULT_STATE_DIR,
     StatePaths,
@@ -20,6 +19,7 @@ from ..deployment.background import (
 from ..deployment.cost import DEFAULT_PRICES, load_prices
 from ..deployment.outputs import Deployment, OutputsError, masked, read_outputs
 from ..deployment.verify import build_target, run_checks
+from ..stack.settings import TIMING_MODELS, LabError
 from . import fail, main
 
 # -- a lab that stands in for a deployment; verify; the target load test ------------------------

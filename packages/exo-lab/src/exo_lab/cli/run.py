@@ -11,12 +11,12 @@ from types import FrameType
 
 import click
 
+from ..deployment.outputs import Deployment, OutputsError, read_outputs
+from ..deployment.run import TargetError, TargetSettings, run_target
 from ..load.profiles import PROFILE_NAMES
 from ..stack.outage import OUTAGE_KINDS, MonitoringOutage
 from ..stack.run import run_lab
 from ..stack.settings import SCALERS, TIMING_MODELS, LabError, LabSettings, ProductionTimings
-from ..deployment.outputs import Deployment, OutputsError, read_outputs
-from ..deployment.run import TargetError, TargetSettings, run_target
 from . import fail, main
 
 

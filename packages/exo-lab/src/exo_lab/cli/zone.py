@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from exo_zone import HealthCheck, ZoneTimings
-from exo_zone.zone import AddressPool
+from exo_zone import AddressPool, HealthCheck, ZoneTimings
 
 from ..dataplane import DataPlane
 from ..dataplane.lock import LabBusyError

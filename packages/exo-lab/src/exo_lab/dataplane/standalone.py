@@ -10,8 +10,7 @@ import sys
 import click
 import uvicorn
 
-from exo_zone import HealthCheck, LocalZone, ZoneTimings
-from exo_zone.serving import base_url, bind, make_server
+from exo_zone import HealthCheck, LocalZone, ZoneTimings, base_url, bind, make_server
 
 from ..files import write_atomically
 from . import DataPlane

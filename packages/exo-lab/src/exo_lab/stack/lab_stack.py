@@ -17,9 +17,7 @@ from typing import Self
 import httpx
 import yaml
 
-from exo_zone import HealthCheck, LocalZone, ZoneTimings
-from exo_zone.api import ZoneApi
-from exo_zone.zone import Zone
+from exo_zone import HealthCheck, LocalZone, Zone, ZoneApi, ZoneTimings
 
 from ..dataplane import DataPlane
 from ..dataplane.members import MemberSettings, lab_prefix_for

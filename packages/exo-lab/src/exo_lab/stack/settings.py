@@ -6,8 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from exo_zone.catalog import instance_type_by_name
-from exo_zone.zone import AddressPool
+from exo_zone import AddressPool, instance_type_by_name
 
 from ..dataplane.lifecycle import MemberLifecycle
 from ..load.profiles import LoadProfile, make_profile
