@@ -204,9 +204,12 @@ def run(
             monitoring_outage=outage,
             progress=lambda line: click.echo(line),
         )
+    except LabError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
         report, paths = run_lab(settings)
     except LabError as exc:
-        # One clear message and status 2; run_lab has already stopped everything it started.
+        # run_lab has already stopped everything it started.
         fail("run", exc)
     except KeyboardInterrupt:
         click.echo("interrupted: every process of this run has been stopped", err=True)
@@ -246,7 +249,10 @@ def _run_target(
                 "health is not the scaler key's to read)"
             )
         report, paths = run_target(deployment, settings, admin_key)
-    except (OutputsError, TargetError, LabError) as exc:
+    except OutputsError as exc:
+        # What was given (outputs, keys, overrides) does not describe a deployment: usage.
+        raise click.UsageError(str(exc)) from None
+    except (TargetError, LabError) as exc:
         fail("run --target", exc)
     except KeyboardInterrupt:
         click.echo("interrupted: the load generator has been stopped", err=True)
