@@ -40,3 +40,23 @@ def test_only_the_public_exo_zone_api(path: Path) -> None:
         ):
             reaching.append(f"line {node.lineno}: takes the zone's lock")
     assert reaching == []
+
+
+DATA_PLANE = sorted(
+    [
+        *(PACKAGES / "exo-lab" / "src" / "exo_lab" / "dataplane").rglob("*.py"),
+        *(PACKAGES / "exo-zone" / "src").rglob("*.py"),
+    ]
+)
+
+
+@pytest.mark.parametrize("path", DATA_PLANE, ids=lambda p: str(p.relative_to(PACKAGES)))
+def test_the_data_plane_does_not_import_click(path: Path) -> None:
+    """It raises its own errors; the CLI layer turns them into the CLI convention."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                for a in n.names}  # fmt: skip
+    imported |= {
+        (n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+    }
+    assert "click" not in imported
