@@ -8,6 +8,11 @@ and snapshots live in records.py, the JSON bodies in bodies.py.
 Callers outside exo-zone read through the snapshot methods (`pool_snapshot`, `members`,
 `instance_snapshots`, `operation_snapshots`, `service_snapshots`): each takes the lock itself
 and returns frozen copies, so nobody outside the zone holds its lock.
+
+Over 400 lines because it is one state machine: the API operations, `tick()`, member growth and
+removal and the quota all read and write the same records under the same lock, and the rules
+that tie them (a pool converges when..., an operation ends when..., a pool settles to...) are
+only checkable side by side. Everything that is not a transition lives elsewhere.
 """
 
 from __future__ import annotations
