@@ -18,7 +18,7 @@ help:
 	@echo "make wheels            build every package's wheel into dist/ (what cloud-init installs)"
 	@echo "make deploy            wheels, then terraform apply on Exoscale (needs EXOSCALE_API_KEY/SECRET)"
 	@echo "make destroy           terraform destroy: nothing left running or billing"
-	@echo "make record-cassettes  re-record the vcrpy cassettes (exo-client, exo-sd) against a local exo-lab zone"
+	@echo "make record-cassettes  re-record the vcrpy cassettes (exo-client, exo-sd) against a local exo-zone (fast timings)"
 	@echo "make bench             benchmarks (make bench-quick for the short smoke run)"
 
 bootstrap: system-packages venv

@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from exo_lab.stack.settings import LabError
 from exo_lab.deployment.background import UpConfig
 from exo_lab.deployment.cost import cost_estimate, load_prices, run_cost
 from exo_lab.deployment.outputs import (
@@ -37,6 +36,7 @@ from exo_lab.deployment.verify import (
     check_nlb_health,
     check_prometheus_targets,
 )
+from exo_lab.stack.settings import LabError
 
 REPO = Path(__file__).resolve().parents[3]
 PROVISIONING = REPO / "grafana-provisioning"
@@ -103,11 +103,14 @@ def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         (("run", "--target", "-"), json.dumps(TERRAFORM_JSON), "EXOSCALE_API_KEY"),
     ],
 )
-def test_cli_errors_are_one_line_exit_2(args: tuple[str, ...], stdin: str, message: str) -> None:
+def test_outputs_that_describe_no_deployment_are_usage_errors(
+    args: tuple[str, ...], stdin: str, message: str
+) -> None:
     result = cli(*args, stdin=stdin)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("Usage: exo-lab ")
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+    assert message in result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr
 
 

@@ -49,7 +49,7 @@ def test_capacity_follows_a_load_step(tmp_path: Path) -> None:
         assert lab.zone is not None
         operations = [
             op
-            for op in lab.zone.operations.values()
+            for op in lab.zone.operation_snapshots()
             if op.command in ("scale-instance-pool", "evict-instance-pool-members")
         ]
 

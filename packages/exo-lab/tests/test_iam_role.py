@@ -51,7 +51,7 @@ def test_terraforms_role_allows_what_exo_sd_and_exo_scaler_do_and_nothing_else()
             client.get_quota("ipv4")
         with pytest.raises(AuthError):
             client.get_pool("web")  # by name: list-instance-pools, which returns user-data
-        assert local.zone.pools[other.id].size == 1
+        assert local.zone.pool_snapshot(other.id).size == 1
 
 
 def test_the_policy_file_is_refused_when_it_needs_more_than_the_two_ids(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from sd_support import (
 )
 
 from exo_testkit import RunningZone, running_zone
-from exo_zone.faults import FaultPlan
+from exo_zone import FaultPlan
 
 pytestmark = pytest.mark.integration
 
@@ -171,24 +172,30 @@ def test_once_exits_1_when_the_api_fails_and_keeps_the_file(
 
 
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("change", "code", "message"),
     [
-        ({"EXOSCALE_INSTANCEPOOL_ID": "no-such-pool"}, "no instance pool named 'no-such-pool'"),
+        (
+            {"EXOSCALE_INSTANCEPOOL_ID": "no-such-pool"},
+            1,
+            "no instance pool named 'no-such-pool' in zone ch-gva-2; check --pool and --zone",
+        ),
         (
             {"EXOSCALE_INSTANCEPOOL_ID": "00000000-0000-4000-8000-000000000000"},
+            1,
             "no instance pool with id",
         ),
-        ({"EXOSCALE_API_SECRET": "wrong"}, "rejected the credentials"),
-        ({"EXOSCALE_API_SECRET": ""}, "missing Exoscale credential"),
-        ({"EXOSCALE_API_KEY": ""}, "missing Exoscale credential"),
-        ({"EXOSCALE_INSTANCEPOOL_ID": ""}, "Missing option '--pool'"),
-        ({"TARGET_PORT": "70000"}, "--port"),
+        ({"EXOSCALE_API_SECRET": "wrong"}, 1, "rejected the credentials"),
+        ({"EXOSCALE_API_SECRET": ""}, 2, "missing Exoscale credential"),
+        ({"EXOSCALE_API_KEY": ""}, 2, "missing Exoscale credential"),
+        ({"EXOSCALE_INSTANCEPOOL_ID": ""}, 2, "Missing option '--pool'"),
+        ({"TARGET_PORT": "70000"}, 2, "--port"),
     ],
     ids=["unknown-name", "unknown-id", "wrong-secret", "no-secret", "no-key", "no-pool", "port"],
 )
 def test_clear_errors(
-    zone: RunningZone, tmp_path: Path, change: dict[str, str], message: str
+    zone: RunningZone, tmp_path: Path, change: dict[str, str], code: int, message: str
 ) -> None:
+    """Bad usage is click's usage error (2); a failed start is one line naming exo-sd (1)."""
     env = agent_env(zone, zone.pools["web"].id)
     for name, value in change.items():
         if value:
@@ -197,12 +204,35 @@ def test_clear_errors(
             env.pop(name, None)
     out = tmp_path / "t.json"
     result = run_once(env, "--out", str(out))
-    assert result.returncode != 0
-    assert message in result.stderr
+    assert result.returncode == code, result.stderr
     assert "Traceback" not in result.stderr
     assert zone.settings.api_secret not in result.stderr
-    if "Usage" not in result.stderr:
-        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    if code == 2:
+        assert result.stderr.startswith("Usage: exo-sd ")
+        assert lines[-1].startswith("Error: ") and message in lines[-1]
+    else:
+        (line,) = [line for line in lines if line.startswith("exo-sd: error: ")]
+        assert message in line
+        assert line == lines[-1]
+    assert not out.exists()
+
+
+def test_a_taken_metrics_port_is_one_line(zone: RunningZone, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = tmp_path / "t.json"
+        result = run_once(
+            agent_env(zone, zone.pools["web"].id), "--out", str(out), "--metrics-port", str(port)
+        )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"exo-sd: error: cannot serve metrics on 127.0.0.1:{port} (Address already in use): "
+        "choose another --metrics-port or stop what holds it"
+    ]
     assert not out.exists()
 
 

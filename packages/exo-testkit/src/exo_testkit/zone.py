@@ -8,9 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from exo_client import ClientSettings, ExoClient, RetryPolicy
-from exo_zone import LocalZone, MemberRuntime, Zone, ZoneTimings
-from exo_zone.api import ZoneApi
-from exo_zone.zone import Pool
+from exo_zone import LocalZone, MemberRuntime, Pool, Zone, ZoneApi, ZoneTimings
 
 FAST_TIMINGS = ZoneTimings(boot_delay=0.3, operation_delay=0.3, tick_interval=0.02)
 

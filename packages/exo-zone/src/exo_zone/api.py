@@ -19,10 +19,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from . import bodies
 from .faults import FaultPlan
 from .iam import AuthzRequest, Policy
+from .records import Instance, ZoneError
 from .signing import SignatureError, verify_request
-from .zone import Zone, ZoneError
+from .zone import Zone
 
 log = logging.getLogger(__name__)
 
@@ -223,22 +225,22 @@ class ZoneApi:
     # -- handlers ---------------------------------------------------------------------------
 
     def _list_pools(self, zone: Zone, *_: Any) -> dict[str, Any]:
-        return {"instance-pools": [zone.pool_body(p) for p in zone.pools.values()]}
+        return {"instance-pools": [bodies.pool_body(p) for p in zone.pools.values()]}
 
     def _get_pool(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
-        return zone.pool_body(zone.pool(params["id"]))
+        return bodies.pool_body(zone.pool(params["id"]))
 
     def _scale(self, zone: Zone, _: Request, params: dict[str, str], payload: Any) -> Any:
         size = payload.get("size") if isinstance(payload, dict) else None
         if not isinstance(size, int) or isinstance(size, bool):
             raise ZoneError(400, "size: an integer is required")
-        return zone.operation_body(zone.scale(params["id"], size))
+        return bodies.operation_body(zone.scale(params["id"], size))
 
     def _evict(self, zone: Zone, _: Request, params: dict[str, str], payload: Any) -> Any:
         ids = payload.get("instances") if isinstance(payload, dict) else None
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise ZoneError(400, "instances: a list of instance ids is required")
-        return zone.operation_body(zone.evict(params["id"], ids))
+        return bodies.operation_body(zone.evict(params["id"], ids))
 
     def _list_instances(self, zone: Zone, request: Request, *_: Any) -> Any:
         manager_id = request.query_params.get("manager-id")
@@ -251,42 +253,42 @@ class ZoneApi:
         ip = request.query_params.get("ip-address")
         if ip:
             instances = [i for i in instances if i.address == ip]
-        # The list answer is a summary: the spec's list item has no disk-size.
-        return {
-            "instances": [
-                {k: v for k, v in zone.instance_body(i).items() if k != "disk-size"}
-                for i in instances
-            ]
-        }
+        return {"instances": [bodies.instance_list_item(i) for i in instances]}
 
     def _get_instance(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
-        return zone.instance_body(zone.instance(params["id"]))
+        return _instance_body(zone, zone.instance(params["id"]))
 
     def _delete_instance(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
-        return zone.operation_body(zone.delete_instance(params["id"]))
+        return bodies.operation_body(zone.delete_instance(params["id"]))
 
     def _get_operation(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
-        return zone.operation_body(zone.operation(params["id"]))
+        return bodies.operation_body(zone.operation(params["id"]))
 
     def _list_lbs(self, zone: Zone, *_: Any) -> Any:
-        return {
-            "load-balancers": [zone.load_balancer_body(lb) for lb in zone.load_balancers.values()]
-        }
+        lbs = zone.load_balancers.values()
+        return {"load-balancers": [bodies.load_balancer_body(lb, zone.health(lb)) for lb in lbs]}
 
     def _get_lb(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
         lb = zone.load_balancers.get(params["id"])
         if lb is None:
             raise ZoneError(404, f"load balancer {params['id']} not found")
-        return zone.load_balancer_body(lb)
+        return bodies.load_balancer_body(lb, zone.health(lb))
 
     def _get_quota(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
-        return zone.quota_body(params["entity"])
+        """openapi.json `get-quota` → `quota` {resource, usage, limit (-1: unlimited)}. Only the
+        instance quota is modelled (cluster-autoscaler's Exoscale provider reads "instance");
+        any other entity is a 404, the harsher answer, since the lab cannot say its usage."""
+        entity = params["entity"]
+        if entity != "instance":
+            raise ZoneError(404, f"quota {entity} not found")
+        usage, limit = zone.instance_quota()
+        return {"resource": "instance", "usage": usage, "limit": -1 if limit is None else limit}
 
     def _list_types(self, zone: Zone, *_: Any) -> Any:
-        return {"instance-types": zone.instance_types_body()}
+        return {"instance-types": bodies.instance_types_body(zone.name)}
 
     def _get_type(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
-        for body in zone.instance_types_body():
+        for body in bodies.instance_types_body(zone.name):
             if body["id"] == params["id"]:
                 return body
         raise ZoneError(404, f"instance type {params['id']} not found")
@@ -313,10 +315,15 @@ class ZoneApi:
         return {
             "zone": zone.name,
             "cpu_cap": zone.runtime.cpu_cap,
-            "pools": [zone.pool_body(p) for p in zone.pools.values()],
-            "instances": [zone.instance_body(i) for i in zone.instances.values()],
+            "pools": [bodies.pool_body(p) for p in zone.pools.values()],
+            "instances": [_instance_body(zone, i) for i in zone.instances.values()],
             "faults": self.faults.to_json(),
         }
+
+
+def _instance_body(zone: Zone, inst: Instance) -> dict[str, Any]:
+    pool = zone.pools.get(inst.pool_id)
+    return bodies.instance_body(inst, disk_size=pool.disk_size if pool is not None else 10)
 
 
 def create_zone_app(zone: Zone, credentials: Mapping[str, str], *, tick: bool = True) -> Starlette:

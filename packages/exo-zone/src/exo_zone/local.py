@@ -18,7 +18,8 @@ from .api import ZoneApi, create_zone_app
 from .iam import Policy
 from .runtime import MemberRuntime
 from .serving import serve_in_thread
-from .zone import Zone, ZoneTimings
+from .timings import ZoneTimings
+from .zone import Zone
 
 
 def new_credentials() -> tuple[str, str]:

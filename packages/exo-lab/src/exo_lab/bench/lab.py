@@ -26,7 +26,7 @@ import psutil
 
 from exo_client import NO_RETRY, ClientSettings, ExoApiError, ExoClient
 from exo_scaler import DecisionRecord
-from exo_zone.faults import FaultPlan, OperationOutcome, OutcomeFault
+from exo_zone import FaultPlan, OperationOutcome, OutcomeFault
 
 from ..load.generator import RequestResult
 from ..load.profiles import LoadProfile
@@ -155,8 +155,7 @@ class BenchLab(LabRun):
 
     def _track_members(self, t: float) -> None:
         assert self.zone is not None
-        with self.zone.lock:
-            states = {i.id: (i.address, i.state) for i in self.zone.instances.values()}
+        states = {i.id: (i.address, i.state) for i in self.zone.instance_snapshots()}
         serving = self._serving()
         for instance_id, (address, state) in states.items():
             track = self.members.get(instance_id)
@@ -170,8 +169,7 @@ class BenchLab(LabRun):
     def _sample_drains(self, t: float) -> None:
         """Each running member's drain state, from its own admin API (the data plane)."""
         assert self.zone is not None and self.plane is not None
-        with self.zone.lock:
-            running = [i.id for i in self.zone.members(self.pool_id) if i.state == "running"]
+        running = [i.id for i in self.zone.members(self.pool_id) if i.state == "running"]
         runtime = self.plane.runtime
         states: dict[str, bool] = {}
         for instance_id in running:
@@ -312,8 +310,7 @@ class BenchLab(LabRun):
 
     def _kill_a_member(self) -> str:
         assert self.zone is not None
-        with self.zone.lock:
-            running = [i for i in self.zone.members(self.pool_id) if i.state == "running"]
+        running = [i for i in self.zone.members(self.pool_id) if i.state == "running"]
         if not running:
             return "no running member to kill"
         victim = running[0]  # the oldest: it carries load since the start
@@ -371,12 +368,11 @@ class BenchLab(LabRun):
     def failed_evicts(self) -> int:
         """Evict operations the zone ended in failure (the injected ones)."""
         assert self.zone is not None
-        with self.zone.lock:
-            return sum(
-                1
-                for op in self.zone.operations.values()
-                if op.command == EVICT and op.state == "failure"
-            )
+        return sum(
+            1
+            for op in self.zone.operation_snapshots()
+            if op.command == EVICT and op.state == "failure"
+        )
 
     def lab_time(self, wall: float) -> float:
         assert self.load_start_wall is not None
@@ -385,13 +381,11 @@ class BenchLab(LabRun):
     def operation_times(self) -> list[float]:
         """Lab time each scaling operation was created at (the zone's own clock)."""
         assert self.zone is not None and self.load_start_mono is not None
-        delay = self.zone.timings.operation_delay
-        with self.zone.lock:
-            return sorted(
-                op.ready_at - delay - self.load_start_mono
-                for op in self.zone.operations.values()
-                if op.command in SCALING_COMMANDS
-            )
+        return sorted(
+            op.started_at - self.load_start_mono
+            for op in self.zone.operation_snapshots()
+            if op.command in SCALING_COMMANDS
+        )
 
     def alert_ranges(self, action: str) -> dict[str, float | None]:
         """First lab time the alert with `action` was pending and firing after the load began,

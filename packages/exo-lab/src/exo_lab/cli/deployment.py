@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..stack.settings import TIMING_MODELS, LabError
 from ..deployment.background import (
     DEFAULT_STATE_DIR,
     StatePaths,
@@ -20,6 +19,7 @@ from ..deployment.background import (
 from ..deployment.cost import DEFAULT_PRICES, load_prices
 from ..deployment.outputs import Deployment, OutputsError, masked, read_outputs
 from ..deployment.verify import build_target, run_checks
+from ..stack.settings import TIMING_MODELS, LabError
 from . import fail, main
 
 # -- a lab that stands in for a deployment; verify; the target load test ------------------------
@@ -75,9 +75,12 @@ def up(
         timing_model=timing_model,
     )
     try:
-        # Checked here so a bad value is a usage line, not a dead background process.
+        # Checked here so a bad value is a usage error, not a dead background process.
         config.settings(state_dir)
         load_prices(prices)
+    except (LabError, OutputsError, OSError) as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
         outputs = start_up(state_dir, config, timeout)
     except (LabError, OutputsError, UpError, OSError) as exc:
         fail("up", exc)
@@ -155,7 +158,7 @@ def verify(
         admin = (api_key, api_secret) if api_key and api_secret else None
         target = build_target(Deployment.of(outputs, overrides), provisioning, admin)
     except OutputsError as exc:
-        fail("verify", exc)
+        raise click.UsageError(str(exc)) from None
     results = run_checks(target)
     for result in results:
         click.echo(result.line())

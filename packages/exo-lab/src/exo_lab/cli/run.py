@@ -11,12 +11,12 @@ from types import FrameType
 
 import click
 
+from ..deployment.outputs import Deployment, OutputsError, read_outputs
+from ..deployment.run import TargetError, TargetSettings, run_target
 from ..load.profiles import PROFILE_NAMES
 from ..stack.outage import OUTAGE_KINDS, MonitoringOutage
 from ..stack.run import run_lab
 from ..stack.settings import SCALERS, TIMING_MODELS, LabError, LabSettings, ProductionTimings
-from ..deployment.outputs import Deployment, OutputsError, read_outputs
-from ..deployment.run import TargetError, TargetSettings, run_target
 from . import fail, main
 
 
@@ -204,9 +204,12 @@ def run(
             monitoring_outage=outage,
             progress=lambda line: click.echo(line),
         )
+    except LabError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
         report, paths = run_lab(settings)
     except LabError as exc:
-        # One clear message and status 2; run_lab has already stopped everything it started.
+        # run_lab has already stopped everything it started.
         fail("run", exc)
     except KeyboardInterrupt:
         click.echo("interrupted: every process of this run has been stopped", err=True)
@@ -246,7 +249,10 @@ def _run_target(
                 "health is not the scaler key's to read)"
             )
         report, paths = run_target(deployment, settings, admin_key)
-    except (OutputsError, TargetError, LabError) as exc:
+    except OutputsError as exc:
+        # What was given (outputs, keys, overrides) does not describe a deployment: usage.
+        raise click.UsageError(str(exc)) from None
+    except (TargetError, LabError) as exc:
         fail("run --target", exc)
     except KeyboardInterrupt:
         click.echo("interrupted: the load generator has been stopped", err=True)

@@ -32,7 +32,7 @@ from exo_client import ExoClient
 from exo_client.errors import ExoApiError
 from exo_client.settings import ClientSettings
 from exo_scaler import DecisionLogError, DecisionRecord, action_label
-from exo_zone.catalog import instance_type_by_name
+from exo_zone import instance_type_by_name
 
 from ..files import write_atomically
 from ..load.generator import RequestResult

@@ -17,9 +17,7 @@ from typing import Self
 import httpx
 import yaml
 
-from exo_zone import HealthCheck, LocalZone, ZoneTimings
-from exo_zone.api import ZoneApi
-from exo_zone.zone import Zone
+from exo_zone import LocalZone, Zone, ZoneApi
 
 from ..dataplane import DataPlane
 from ..dataplane.members import MemberSettings, lab_prefix_for
@@ -155,13 +153,7 @@ class LabStack:
             )
         )
         local = self.local_zone = LocalZone(
-            timings=ZoneTimings(
-                boot_delay=s.lab(t.boot_delay),
-                operation_delay=s.lab(t.operation_delay),
-                tick_interval=0.05,
-                create_delay=s.lab(t.create_delay),
-                converge_timeout=s.lab(t.converge_timeout),
-            ),
+            timings=t.zone_timings(s.speed),
             runtime=self.plane.runtime,
             member_network=s.member_network,
         )
@@ -172,11 +164,7 @@ class LabStack:
             "web-nlb",
             pool.id,
             port=free_port(),
-            healthcheck=HealthCheck(
-                interval=s.lab(t.health_interval),
-                timeout=s.lab(t.health_timeout),
-                retries=t.health_retries,
-            ),
+            healthcheck=t.health_check(s.speed),
         )
         self.service_id = lb.services[0].id
         self.nlb_id = lb.id

@@ -56,8 +56,7 @@ class LabRun(LabStack):
     def observe(self, t: float) -> Observation:
         """What the lab sees at lab time `t` (seconds since the load started)."""
         assert self.zone is not None
-        with self.zone.lock:
-            pool_size = self.zone.pools[self.pool_id].size
+        pool_size = self.zone.pool_snapshot(self.pool_id).size
         sample = Observation(
             t=t,
             pool_size=pool_size,

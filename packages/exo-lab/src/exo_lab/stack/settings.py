@@ -6,8 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from exo_zone.catalog import instance_type_by_name
-from exo_zone.zone import AddressPool
+from exo_zone import AddressPool, HealthCheck, ZoneTimings, instance_type_by_name
 
 from ..dataplane.lifecycle import MemberLifecycle
 from ..load.profiles import LoadProfile, make_profile
@@ -79,6 +78,24 @@ class ProductionTimings:
         if model == "fast":
             return cls.fast()
         return replace(cls(), model=model)
+
+    def zone_timings(self, speed: float) -> ZoneTimings:
+        """The zone's timers at `speed` (lab seconds)."""
+        return ZoneTimings(
+            boot_delay=self.boot_delay / speed,
+            operation_delay=self.operation_delay / speed,
+            tick_interval=0.05,
+            create_delay=self.create_delay / speed,
+            converge_timeout=self.converge_timeout / speed,
+        )
+
+    def health_check(self, speed: float) -> HealthCheck:
+        """The NLB service's health check at `speed` (lab seconds)."""
+        return HealthCheck(
+            interval=self.health_interval / speed,
+            timeout=self.health_timeout / speed,
+            retries=self.health_retries,
+        )
 
 
 @dataclass(frozen=True)
