@@ -32,6 +32,15 @@ AWS_SCHEMA_FILE = REFERENCE_DIR / "aws_tf_schema.json"
 RANDOM_SCHEMA_FILE = REFERENCE_DIR / "random_tf_schema.json"
 USER_DATA_LIMIT = 32768
 
+# The IAM role policy of each service (one file each, shared with exo-lab), and the ids the
+# tests render them for.
+POLICY_FILES = {
+    "exo-sd": TERRAFORM_DIR / "policies" / "exo-sd-role.json.tftpl",
+    "exo-scaler": TERRAFORM_DIR / "policies" / "exo-scaler-role.json.tftpl",
+}
+POLICY_POOL_ID = "3f1e2d4c-0000-4000-8000-00000000abcd"
+POLICY_NLB_ID = "7a6b5c4d-0000-4000-8000-00000000ef01"
+
 # Packages whose wheels cloud-init installs (dist name as in the wheel file name).
 WHEEL_PACKAGES = {
     "exo_client": "exo-client",
@@ -47,8 +56,10 @@ WHEEL_BASE_URL = "https://sos-ch-gva-2.exo.io/exo-autoscale-wheels-0a1b2c3d"
 RUNTIME = {
     "pool_id": "0b9a1c44-5d2e-4f3a-9c1b-7e6d5a4b3c2d",
     "nlb_id": "5e4d3c2b-1a09-4f8e-8d7c-6b5a4f3e2d1c",
-    "api_key": "EXOfake0key0for0tests0only0",
-    "api_secret": "Zq8x1Rk4Lm9Vb2Nc7Hs3Jd6Tf0Wg5Yp1Ue8Ia4Oo2Q",
+    "sd_api_key": "EXOfake0sd0key0for0tests0only",
+    "sd_api_secret": "Sd8x1Rk4Lm9Vb2Nc7Hs3Jd6Tf0Wg5Yp1Ue8Ia4Oo2Q",
+    "scaler_api_key": "EXOfake0scaler0key0for0tests",
+    "scaler_api_secret": "Zq8x1Rk4Lm9Vb2Nc7Hs3Jd6Tf0Wg5Yp1Ue8Ia4Oo2Q",
     "scaler_token": "tok3nTOK3Ntok3nTOK3Ntok3nTOK3Ntok3nTOK3Ntok3nTOK",
     "grafana_admin_password": "Grafana-Admin-Pa55word!",
 }

@@ -32,7 +32,8 @@ class CliError(click.ClickException):
     "--pool",
     envvar="EXOSCALE_INSTANCEPOOL_ID",
     required=True,
-    help="Instance pool id or name.  [env: EXOSCALE_INSTANCEPOOL_ID]",
+    help="Instance pool id (never looked up: the key may only list its members)."
+    "  [env: EXOSCALE_INSTANCEPOOL_ID]",
 )
 @click.option(
     "--port",
@@ -173,5 +174,8 @@ def main(
 
 def _explain(exc: ExoApiError, config: AgentConfig) -> str:
     if exc.status in (401, 403):
-        return f"the API rejected the credentials ({exc}); check the key and secret"
+        return (
+            f"the API rejected the credentials ({exc}); check the key and secret, and that "
+            f"the key's role allows list-instances for pool {config.pool}"
+        )
     return str(exc)
