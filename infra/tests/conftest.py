@@ -55,6 +55,7 @@ def terraform() -> Terraform:
 
 # --- the IAM role policies, as Terraform renders them -------------------------------------
 
+
 @pytest.fixture(scope="session")
 def role_policies(
     terraform: Terraform, tmp_path_factory: pytest.TempPathFactory
