@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from exo_lab.stack.settings import LabError
 from exo_lab.deployment.background import UpConfig
 from exo_lab.deployment.cost import cost_estimate, load_prices, run_cost
 from exo_lab.deployment.outputs import (
@@ -37,6 +36,7 @@ from exo_lab.deployment.verify import (
     check_nlb_health,
     check_prometheus_targets,
 )
+from exo_lab.stack.settings import LabError
 
 REPO = Path(__file__).resolve().parents[3]
 PROVISIONING = REPO / "grafana-provisioning"
@@ -177,7 +177,7 @@ def target_at(server: Canned, **values: Any) -> Target:
         "app_url": base, "prometheus_url": base, "grafana_url": base,
         "grafana_admin_password": "pw", "instance_pool_id": "p-1", **values,
     })  # fmt: skip
-    return Target(deployment, Provisioned.load(PROVISIONING), admin=None, scaler_key=None)
+    return Target(deployment, Provisioned.load(PROVISIONING), admin=None)
 
 
 def test_nlb_health_wants_ok(server: Canned) -> None:
