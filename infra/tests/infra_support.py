@@ -26,6 +26,8 @@ PROVISIONING_DIR = REPO / "grafana-provisioning"
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 # The one validator of Grafana's provisioning rules, shared with exo-lab's converter.
 GRAFANA_CHECKS_FILE = REPO / "packages/exo-lab/src/exo_lab/stack/grafana_checks.py"
+# exo-lab's renderer of the role policy files (standard library only), compared with Terraform's.
+IAM_ROLE_FILE = REPO / "packages/exo-lab/src/exo_lab/stack/iam_role.py"
 # Provider schema facts kept inside the repository (see reference/README.md for their sources).
 SCHEMA_FILE = REFERENCE_DIR / "exoscale_tf_schema.json"
 AWS_SCHEMA_FILE = REFERENCE_DIR / "aws_tf_schema.json"
@@ -74,11 +76,16 @@ def load_grafana_checks() -> Any:
     dependencies (matplotlib, the scaler, ...), nothing is added to PYTHONPATH for the pip
     commands these tests run, and the file is the very one the lab's converter imports.
     """
-    name = "exo_lab_grafana_checks"
+    return load_module_file("exo_lab_grafana_checks", GRAFANA_CHECKS_FILE)
+
+
+def load_module_file(name: str, path: Path) -> Any:
+    """A module of exo-lab that needs only the standard library (and PyYAML), loaded from its
+    file (see load_grafana_checks)."""
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, GRAFANA_CHECKS_FILE)
-    assert spec is not None and spec.loader is not None, GRAFANA_CHECKS_FILE
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up while the file runs
     spec.loader.exec_module(module)

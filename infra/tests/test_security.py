@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 from infra_support import (
+    IAM_ROLE_FILE,
+    POLICY_FILES,
     POLICY_NLB_ID,
     POLICY_POOL_ID,
     TERRAFORM_DIR,
+    load_module_file,
     load_terraform,
     named_blocks,
     resources,
@@ -304,6 +307,22 @@ def test_each_role_grants_exactly_what_its_service_calls(
         else:
             # The fallback: the same rule without its parameter clause, operation-only.
             assert "parameters" not in expression, (operation, expression)
+
+
+def test_the_lab_renders_the_policy_files_as_terraform_does(
+    role_policies: dict[tuple[str, bool], dict[str, Any]],
+) -> None:
+    """exo-lab gives its exo-sd and exo-scaler these very roles: its renderer (the subset of
+    Terraform's template syntax the files use) gives what `templatefile` gives, both ways."""
+    iam_role = load_module_file("exo_lab_iam_role", IAM_ROLE_FILE)
+    assert {s: TERRAFORM_DIR / "policies" / f for s, f in iam_role.POLICY_FILES.items()} == (
+        POLICY_FILES
+    )
+    for (service, scoped), policy in role_policies.items():
+        rendered = iam_role.render_role_policy(
+            POLICY_FILES[service], pool_id=POLICY_POOL_ID, nlb_id=POLICY_NLB_ID, scope_by_id=scoped
+        )
+        assert rendered == policy, (service, scoped)
 
 
 def test_exo_sd_cannot_read_the_pool(role_policies: dict[tuple[str, bool], Any]) -> None:
