@@ -189,6 +189,11 @@ def test_wheels_bucket_objects_are_public_and_go_with_destroy(tree: dict[str, An
     objects = found[("aws_s3_object", "wheels")]
     assert objects["acl"] == "public-read"
     assert "module.cloud_init.wheels" in objects["for_each"]
+    # <sha256>/<file name> (the module's `key`, asserted in test_cloud_init): new content is a
+    # new object, in place before the old one goes and before the pool points at it.
+    assert objects["key"] == "${each.value.key}"
+    (lifecycle,) = objects["lifecycle"]
+    assert lifecycle["create_before_destroy"] is True
     for key in [("exoscale_compute_instance", "monitor"), ("exoscale_instance_pool", "web")]:
         assert "${aws_s3_object.wheels}" in found[key]["depends_on"], key
     # exo-scaler checks at start that its --nlb has a service for the pool.

@@ -202,7 +202,7 @@ def _run_once(
                       ALLOWED, True, lambda k: k.scale_to_same_size(pool, size or 0))  # fmt: skip
         if size is None:
             results.append(KeyResult(scale, None, False, "not sent: the pool's size is unknown "
-                                     "(get-instance-pool refused to both keys)"))  # fmt: skip
+                                     "(get-instance-pool answered no size)"))  # fmt: skip
         else:
             scaled = run(scale)
             if scaled.answer is not None and scaled.answer.ok:
