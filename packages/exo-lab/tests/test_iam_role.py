@@ -167,6 +167,27 @@ def test_check_keys_proves_both_keys_and_changes_nothing(lab: Lab) -> None:
     assert {m.id for m in lab.local.zone.members(lab.pool_id)} == members_before
 
 
+def test_verify_reads_only_and_refuses_more(lab: Lab) -> None:
+    """verify's variant: no scale, no evict, and every read a role must not have refused."""
+    sizes = {p.id: p.size for p in lab.local.zone.pools.values()}
+    operations_before = len(lab.local.zone.operations)
+    report = check_keys(deployment_for(lab, True), operator(lab), mutating=False, thorough=True)
+    assert report.ok, [r.line() for r in report.results]
+    refused = {(r.probe.service, r.probe.operation) for r in report.results
+               if r.probe.expect == "refused"}  # fmt: skip
+    assert refused == {
+        ("exo-sd", "get-instance-pool"), ("exo-sd", "get-load-balancer"),
+        ("exo-sd", "get-quota"), ("exo-sd", "list-instance-pools"),
+        ("exo-scaler", "list-instance-pools"), ("exo-scaler", "get-instance"),
+        ("exo-scaler", "list-load-balancers"),
+    }  # fmt: skip
+    assert not {"scale-instance-pool", "evict-instance-pool-members"} & {
+        r.probe.operation for r in report.results
+    }
+    assert {p.id: p.size for p in lab.local.zone.pools.values()} == sizes
+    assert len(lab.local.zone.operations) == operations_before
+
+
 def test_check_keys_names_the_fallback_when_path_parameters_are_not_bound(lab: Lab) -> None:
     lab.local.api.iam_binds_url_parameters = False
     report = check_keys(deployment_for(lab, True), operator(lab))

@@ -14,7 +14,8 @@ refused (403) while the *same* call works with the operator's key therefore name
 What the calls change: nothing. The scale asks for the size the pool has; the evict names no
 member, which the API refuses (400) once IAM has let it through, so anything but 401/403 proves
 the grant; get-operation reads the scale's operation (or an unknown id: 404 proves the grant).
-`mutating=False` (what verify uses) leaves both PUTs out.
+`mutating=False` (what verify uses) leaves both PUTs out; `thorough=True` (verify too) adds
+more reads each role must refuse.
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ def _pool_size(scaler: SignedApi, operator: SignedApi | None, pool_id: str) -> i
 
 
 def _run_once(
-    deployment: Deployment, operator: SignedApi | None, mutating: bool
+    deployment: Deployment, operator: SignedApi | None, mutating: bool, thorough: bool
 ) -> list[KeyResult]:
     pool, nlb = deployment.text("instance_pool_id"), deployment.text("nlb_id")
     keys = service_keys(deployment)
@@ -182,6 +183,13 @@ def _run_once(
                   lambda k: k.list_pool_instances(pool)))  # fmt: skip
         run(Probe("exo-sd", "get-instance-pool", "the pool: its answer holds the user-data",
                   REFUSED, True, lambda k: k.get_instance_pool(pool)))  # fmt: skip
+        if thorough:  # what exo-scaler may do, and what no service may
+            run(Probe("exo-sd", "get-load-balancer", f"NLB {nlb}", REFUSED, False,
+                      lambda k: k.get_load_balancer(nlb)))  # fmt: skip
+            run(Probe("exo-sd", "get-quota", "instance", REFUSED, False,
+                      lambda k: k.get_quota("instance")))  # fmt: skip
+            run(Probe("exo-sd", "list-instance-pools", "every pool: their user-data", REFUSED,
+                      False, lambda k: k.list_instance_pools()))  # fmt: skip
 
     scaler = keys["exo-scaler"]
     if scaler is None:
@@ -214,6 +222,14 @@ def _run_once(
               lambda k: k.get_operation(operation_id), authorised=frozenset({404})))  # fmt: skip
     run(Probe("exo-scaler", "list-instance-pools", "every pool: their user-data", REFUSED, False,
               lambda k: k.list_instance_pools()))  # fmt: skip
+    if thorough:
+        listed = scaler.list_pool_instances(pool)
+        members = listed.body.get("instances", []) if isinstance(listed.body, dict) else []
+        member = str(members[0]["id"]) if members else str(uuid.uuid4())
+        run(Probe("exo-scaler", "get-instance", f"member {member}: its user-data", REFUSED,
+                  False, lambda k: k.get_instance(member)))  # fmt: skip
+        run(Probe("exo-scaler", "list-load-balancers", "every NLB", REFUSED, False,
+                  lambda k: k.list_load_balancers()))  # fmt: skip
     return results
 
 
@@ -228,6 +244,7 @@ def check_keys(
     operator: SignedApi | None,
     *,
     mutating: bool = True,
+    thorough: bool = False,
     settle: float = 0.0,
     pause: float = 3.0,
     sleep: Callable[[float], None] = time.sleep,
@@ -238,7 +255,7 @@ def check_keys(
     scope = deployment.get("iam_scope_by_id")
     deadline = clock() + settle
     while True:
-        results = _run_once(deployment, operator, mutating)
+        results = _run_once(deployment, operator, mutating, thorough)
         refused = [r for r in results if not r.ok and r.probe.expect == ALLOWED
                    and r.answer is not None and r.answer.status in DENIED]  # fmt: skip
         if not refused or clock() + pause > deadline:

@@ -2,8 +2,8 @@
 
 Every check is read-only: GETs to the NLB, Prometheus, Grafana (or the lab's stand-ins),
 exo-scaler's /status and the zone API. Each service's key is probed with the read calls its role
-allows and one it must not have (keys.py, `mutating=False`: never a scale, never an evict;
-`exo-lab check-keys` sends those two no-op calls too).
+allows and the reads it must not have (keys.py, `mutating=False, thorough=True`: never a scale,
+never an evict; `exo-lab check-keys` sends those two no-op calls too).
 
 Against a lab (`exo-lab up`, whose outputs carry a `lab` entry) Grafana does not exist: its
 checks become the stand-ins the lab runs instead (Prometheus alert rules derived from the same
@@ -315,7 +315,7 @@ def _check_key(t: Target, service: str) -> Check:
     """What the service's key must do and one thing it must not (keys.py, read calls only)."""
     name = f"{service}'s key can do what it needs and nothing more"
     if t.key_report is None:
-        t.key_report = check_keys(t.deployment, t.admin, mutating=False)
+        t.key_report = check_keys(t.deployment, t.admin, mutating=False, thorough=True)
     report = t.key_report
     mine = [r for r in report.results if r.probe.service == service]
     failed = [r for r in mine if not r.ok]
