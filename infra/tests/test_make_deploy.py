@@ -51,6 +51,14 @@ def test_the_documented_tf_args_reach_terraform_intact(
     terraform.check(["init", "-input=false", "-backend=false"], tmp_path)
     terraform.check(["apply", "-auto-approve", "-input=false", *args], tmp_path)
     assert terraform.outputs(tmp_path)["cidrs"] == ["203.0.113.7/32"]
+    # A list with a comma, and a quote inside a word, survive too.
+    two = '-var admin_cidrs=["198.51.100.0/24","203.0.113.7/32"] -var name_prefix=it\'s'
+    assert terraform_args(recipe(f"TF_ARGS={two}"), "apply") == [
+        "-var",
+        'admin_cidrs=["198.51.100.0/24","203.0.113.7/32"]',
+        "-var",
+        "name_prefix=it's",
+    ]
     # destroy takes the same arguments.
     assert terraform_args(recipe(f"TF_ARGS={DOCUMENTED}", target="destroy"), "destroy") == args
 
