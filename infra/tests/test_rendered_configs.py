@@ -234,8 +234,60 @@ def test_metadata_server_is_root_only_after_boot(
             timeout=120,
         )
         assert not (done.stdout + done.stderr).strip(), done.stdout + done.stderr
+    # Packages start no service before the guard: policy-rc.d forbids it until right after.
+    assert guard < script.index("rm -f /usr/sbin/policy-rc.d") < script.index("/bin/pip ")
     if shutil.which("nft"):
         check = tmp_path / "guard.nft"
         check.write_text(rules)
         done = subprocess.run(["nft", "-c", "-f", str(check)], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
+
+
+def _cloud_init_module_order() -> dict[str, list[str]]:
+    """The module lists of the installed cloud-init (canonical/cloud-init config/cloud.cfg.tmpl,
+    rendered for this distribution), names normalised to underscores."""
+    config = yaml.safe_load(Path("/etc/cloud/cloud.cfg").read_text())
+    order = {}
+    for stage in ("cloud_init_modules", "cloud_config_modules", "cloud_final_modules"):
+        names = []
+        for entry in config[stage]:
+            name = entry if isinstance(entry, str) else entry[0]
+            names.append(name.replace("-", "_"))
+        order[stage] = names
+    return order
+
+
+@pytest.mark.parametrize("role", ["monitor", "pool"])
+def test_packages_cannot_start_services_before_the_guard(
+    role: str, rendered: Any, monitor_files: dict[str, Any], pool_files: dict[str, Any],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """dpkg would start Prometheus and node_exporter as soon as cloud-init installs them, which
+    is before our runcmd script loads the metadata guard; /usr/sbin/policy-rc.d (exit 101,
+    "action forbidden") is written first and removed by the script once the guard is loaded."""
+    if not Path("/etc/cloud/cloud.cfg").exists():
+        pytest.fail("cloud-init is not installed (make system-packages installs it)")
+    order = _cloud_init_module_order()
+    # write_files runs in the init stage, before any package; packages before our script.
+    assert "write_files" in order["cloud_init_modules"]
+    final = order["cloud_final_modules"]
+    assert final.index("package_update_upgrade_install") < final.index("scripts_user")
+    assert "runcmd" in order["cloud_config_modules"]  # runcmd only writes the script there
+
+    files = monitor_files if role == "monitor" else pool_files
+    policy = files["/usr/sbin/policy-rc.d"]
+    assert policy["permissions"] == "0755"
+    staged = tmp_path / "policy-rc.d"
+    staged.write_text(file_text(policy))
+    staged.chmod(0o755)
+    # What invoke-rc.d / deb-systemd-invoke ask before starting a service: 101 = forbidden.
+    assert subprocess.run([str(staged), "prometheus.service", "start"]).returncode == 101
+    document = yaml.safe_load(rendered.outputs[f"{role}_cloud_config"])
+    service_packages = {"monitor": "prometheus", "pool": "prometheus-node-exporter"}[role]
+    assert service_packages in document["packages"]
+    script = file_text(files["/usr/local/sbin/exo-autoscale-setup"])
+    removed = script.index("rm -f /usr/sbin/policy-rc.d")
+    assert script.index("enable --now exo-metadata-guard.service") < removed
+    started = {"monitor": "restart prometheus.service",
+               "pool": "restart prometheus-node-exporter.service"}[role]  # fmt: skip
+    assert removed < script.index(started)

@@ -180,7 +180,7 @@ def target_at(server: Canned, **values: Any) -> Target:
         "app_url": base, "prometheus_url": base, "grafana_url": base,
         "grafana_admin_password": "pw", "instance_pool_id": "p-1", **values,
     })  # fmt: skip
-    return Target(deployment, Provisioned.load(PROVISIONING), admin=None, scaler_key=None)
+    return Target(deployment, Provisioned.load(PROVISIONING), admin=None)
 
 
 def test_nlb_health_wants_ok(server: Canned) -> None:

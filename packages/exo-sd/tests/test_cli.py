@@ -149,14 +149,25 @@ def test_sigterm_during_a_hanging_request_exits_0_within_1s(
     assert elapsed < 1.0, f"exit took {elapsed:.2f}s"
 
 
-def test_once_by_pool_name_with_flags_winning_over_env(zone: RunningZone, tmp_path: Path) -> None:
+def test_once_with_flags_winning_over_env(zone: RunningZone, tmp_path: Path) -> None:
     pool_id = zone.pools["web"].id
     wait_for(lambda: len(member_targets(zone, pool_id, 1)) == 2, what="members running")
     out = tmp_path / "t.json"
     env = agent_env(zone, "00000000-0000-4000-8000-000000000000", TARGET_PORT="1111")
-    result = run_once(env, "--pool", "web", "--port", "9200", "--out", str(out))
+    result = run_once(env, "--pool", pool_id, "--port", "9200", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert target_set(out) == member_targets(zone, pool_id, 9200)
+
+
+def test_an_unknown_pool_id_lists_nothing_and_says_so(zone: RunningZone, tmp_path: Path) -> None:
+    """exo-sd never reads the pool (its role lists members only), so a wrong id is an empty
+    list, said on stderr, not an error it could tell from a pool scaled to 0."""
+    out = tmp_path / "t.json"
+    env = agent_env(zone, "00000000-0000-4000-8000-000000000000")
+    result = run_once(env, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert target_set(out) == set()
+    assert "lists no member" in result.stderr
 
 
 def test_once_exits_1_when_the_api_fails_and_keeps_the_file(
@@ -174,23 +185,14 @@ def test_once_exits_1_when_the_api_fails_and_keeps_the_file(
 @pytest.mark.parametrize(
     ("change", "code", "message"),
     [
-        (
-            {"EXOSCALE_INSTANCEPOOL_ID": "no-such-pool"},
-            1,
-            "no instance pool named 'no-such-pool' in zone ch-gva-2; check --pool and --zone",
-        ),
-        (
-            {"EXOSCALE_INSTANCEPOOL_ID": "00000000-0000-4000-8000-000000000000"},
-            1,
-            "no instance pool with id",
-        ),
+        ({"EXOSCALE_INSTANCEPOOL_ID": "web"}, 2, "--pool must be the instance pool's id"),
         ({"EXOSCALE_API_SECRET": "wrong"}, 1, "rejected the credentials"),
         ({"EXOSCALE_API_SECRET": ""}, 2, "missing Exoscale credential"),
         ({"EXOSCALE_API_KEY": ""}, 2, "missing Exoscale credential"),
         ({"EXOSCALE_INSTANCEPOOL_ID": ""}, 2, "Missing option '--pool'"),
         ({"TARGET_PORT": "70000"}, 2, "--port"),
     ],
-    ids=["unknown-name", "unknown-id", "wrong-secret", "no-secret", "no-key", "no-pool", "port"],
+    ids=["a-name", "wrong-secret", "no-secret", "no-key", "no-pool", "port"],
 )
 def test_clear_errors(
     zone: RunningZone, tmp_path: Path, change: dict[str, str], code: int, message: str
@@ -265,7 +267,8 @@ def test_metrics_endpoint(zone: RunningZone, tmp_path: Path) -> None:
     finally:
         agent.terminate()
         agent.wait(5)
-    assert 'exo_sd_api_calls_total{operation="get-instance-pool"} 1.0' in text
+    assert re.search(r'exo_sd_api_calls_total\{operation="list-instances"\} [1-9]', text)
+    assert "get-instance-pool" not in text  # the pool is never read
     assert "exo_sd_last_success_timestamp_seconds" in text
     assert "exo_sd_refresh_duration_seconds_bucket" in text
     assert 'exo_sd_errors_total{kind="unavailable"} 0.0' in text

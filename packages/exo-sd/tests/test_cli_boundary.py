@@ -16,7 +16,16 @@ def test_a_bug_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch, tmp_
 
     monkeypatch.setattr(exo_sd_cli, "Agent", broken)
     out = tmp_path / "targets.json"
-    args = ["--pool", "web", "--out", str(out), "--api-key", "EXOkey", "--api-secret", "s"]
+    args = [
+        "--pool",
+        "00000000-0000-4000-8000-000000000000",
+        "--out",
+        str(out),
+        "--api-key",
+        "EXOkey",
+        "--api-secret",
+        "s",
+    ]
     result = CliRunner().invoke(exo_sd_cli.main, [*args, "--endpoint", "http://127.0.0.1:9/v2"])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [

@@ -66,10 +66,11 @@ output "scaler_url" {
 }
 
 output "wheels" {
-  description = "The wheel of each checked-out package: file name, path in wheel_dir, sha256 and version (what the root module uploads and instances install)."
+  description = "The wheel of each checked-out package: file name, bucket object key (<sha256>/<name>), path in wheel_dir, sha256 and version (what the root module uploads and instances install)."
   value = {
     for dist, name in local.wheel_names : dist => {
       name    = name
+      key     = local.wheel_keys[dist]
       path    = "${var.wheel_dir}/${name}"
       sha256  = local.wheel_sha256[dist]
       version = local.versions[dist]

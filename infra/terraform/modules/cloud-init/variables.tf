@@ -121,8 +121,10 @@ variable "monitor_runtime" {
   type = object({
     pool_id                = string
     nlb_id                 = string
-    api_key                = string
-    api_secret             = string
+    sd_api_key             = string
+    sd_api_secret          = string
+    scaler_api_key         = string
+    scaler_api_secret      = string
     scaler_token           = string
     grafana_admin_password = string
   })
@@ -136,10 +138,12 @@ variable "monitor_runtime" {
     condition = (
       length(var.monitor_runtime.pool_id) <= 64 &&
       length(var.monitor_runtime.nlb_id) <= 64 &&
-      length(var.monitor_runtime.api_key) <= 64 &&
-      length(var.monitor_runtime.api_secret) <= 128
+      length(var.monitor_runtime.sd_api_key) <= 64 &&
+      length(var.monitor_runtime.sd_api_secret) <= 128 &&
+      length(var.monitor_runtime.scaler_api_key) <= 64 &&
+      length(var.monitor_runtime.scaler_api_secret) <= 128
     )
-    error_message = "pool_id, nlb_id, api_key and api_secret exceed the lengths the user-data size bound assumes."
+    error_message = "pool_id, nlb_id or an API key or secret exceeds the length the user-data size bound assumes."
   }
 
   validation {

@@ -62,7 +62,8 @@ class SdCommand(click.Command):
     "--pool",
     envvar="EXOSCALE_INSTANCEPOOL_ID",
     required=True,
-    help="Instance pool id or name.  [env: EXOSCALE_INSTANCEPOOL_ID]",
+    help="Instance pool id (never looked up: the key may only list its members)."
+    "  [env: EXOSCALE_INSTANCEPOOL_ID]",
 )
 @click.option(
     "--port",
@@ -200,15 +201,15 @@ def main(
     try:
         code = run_until_stopped(work, stop)
     except ExoApiError as exc:
-        raise CliError(_explain(exc)) from None
+        raise CliError(_explain(exc, config.pool)) from None
     sys.exit(code)
 
 
-def _explain(exc: ExoApiError) -> str:
+def _explain(exc: ExoApiError, pool: str) -> str:
     if exc.status in (401, 403):
         return (
             f"the API rejected the credentials ({exc}); check EXOSCALE_API_KEY, "
-            "EXOSCALE_API_SECRET and the key's role"
+            f"EXOSCALE_API_SECRET and that the key's role allows list-instances for pool {pool}"
         )
     if isinstance(exc, NotFoundError):
         return f"{exc}; check --pool and --zone"

@@ -45,6 +45,9 @@ class ZoneApi:
         self.credentials = dict(credentials)
         #: API key -> its role's policy; a key without an entry has full access
         self.roles: dict[str, Policy] = {}
+        #: whether role rules see the path's and query's parameters (`parameters.id`); False
+        #: models an Exoscale that binds only the body's (the documented ones): see iam.py
+        self.iam_binds_url_parameters = True
         self.prefix = prefix
         self._faults = FaultPlan()
         self.routes: list[tuple[str, re.Pattern[str], str, Handler]] = []
@@ -128,14 +131,13 @@ class ZoneApi:
         if operation.startswith("lab-"):
             # Lab controls are not Exoscale's; a key with a role (a component's) never drives them.
             return _error(403, f"{operation} is a lab control: not allowed for a key with a role")
-        parameters: dict[str, Any] = dict(request.query_params)
         try:
             payload = json.loads(raw) if raw else None
         except ValueError:
             payload = None
-        if isinstance(payload, dict):
-            parameters.update(payload)
-        parameters.update(params)  # the path's {id} as parameters.id
+        parameters: dict[str, Any] = dict(payload) if isinstance(payload, dict) else {}
+        # The query's and the path's ({id} as parameters.id), which win over the body's.
+        url_parameters: dict[str, Any] = {**request.query_params, **params}
         with self.zone.lock:
             resources = self._resources(params.get("id"))
         client = request.client
@@ -147,7 +149,9 @@ class ZoneApi:
                 zone=self.zone.name,
                 api_key=key,
                 source_ip=client.host if client else "",
-            )
+                url_parameters=url_parameters,
+            ),
+            bind_url_parameters=self.iam_binds_url_parameters,
         )
         if decision.allowed:
             return None

@@ -41,6 +41,9 @@ class LocalZone:
     host: str = "127.0.0.1"
     port: int = 0
     credentials: tuple[str, str] = field(default_factory=new_credentials)
+    #: False: role rules do not see path/query parameters (`parameters.id`), as on an Exoscale
+    #: that binds only the documented body parameters (see iam.py)
+    iam_binds_url_parameters: bool = True
 
     def __post_init__(self) -> None:
         self.zone = Zone(
@@ -52,6 +55,7 @@ class LocalZone:
         key, secret = self.credentials
         self.app: Starlette = create_zone_app(self.zone, {key: secret})
         self.api: ZoneApi = self.app.state.api
+        self.api.iam_binds_url_parameters = self.iam_binds_url_parameters
         self.endpoint = ""
         self._server: object | None = None
 

@@ -332,7 +332,7 @@ class BenchLab(LabRun):
         self.children.children.remove(old)
         stopped = time.monotonic()
         self.children.stop(old)
-        env = self.api_env if event.target in ("exo-sd", "exo-scaler") else None
+        env = self.service_env.get(event.target)  # exo-sd, exo-scaler: each its own key
         self.children.start(event.target, argv, env=env)
         event.detail = f"stopped in {time.monotonic() - stopped:.2f}s and started again"
         ready = self._readiness(event.target, argv)

@@ -76,11 +76,12 @@ def _default_out() -> Path:
     help="Grafana provisioning the alerting is derived from.",
 )
 @click.option(
-    "--iam-policy",
-    type=click.Path(path_type=Path),
+    "--iam-policies",
+    type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Role policy for exo-sd's and exo-scaler's key [default: the one Terraform uses, "
-    "infra/terraform/policies/autoscaler-role.json.tftpl beside --provisioning].",
+    help="Folder of the role policies of exo-sd's and exo-scaler's keys (exo-sd-role.json.tftpl, "
+    "exo-scaler-role.json.tftpl) [default: Terraform's, infra/terraform/policies beside "
+    "--provisioning].",
 )
 @click.option(
     "--out",
@@ -131,7 +132,7 @@ def run(
     member_network: str,
     timing_model: str,
     provisioning: Path,
-    iam_policy: Path | None,
+    iam_policies: Path | None,
     out: Path | None,
     monitoring_outage: str | None,
     monitoring_outage_kind: str,
@@ -200,7 +201,7 @@ def run(
             member_network=member_network,
             timings=ProductionTimings.named(timing_model),
             provisioning=provisioning,
-            iam_policy=iam_policy,
+            iam_policies=iam_policies,
             monitoring_outage=outage,
             progress=lambda line: click.echo(line),
         )
