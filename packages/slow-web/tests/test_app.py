@@ -149,7 +149,8 @@ def test_demand_series_exist_at_zero_before_any_request(
     assert 'slow_web_requests_total{route="/",status="200"} 1.0' in text
     assert 'slow_web_requests_total{route="/load",status="200"} 0.0' in text
     cpu = registry.get_sample_value("slow_web_work_cpu_seconds_total")
-    assert cpu is not None and 0.02 <= cpu < 0.08  # the served request's work, measured by the worker
+    # the served request's work, measured by the worker
+    assert cpu is not None and 0.02 <= cpu < 0.08
 
 
 def test_admin_refuses_missing_and_wrong_tokens_without_effect(
