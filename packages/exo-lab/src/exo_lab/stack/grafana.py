@@ -6,7 +6,7 @@ action label, webhook path, credentials, resolve policy, grouping and repeat int
 value queries that travel beside the condition (the demand signals) — so a change there changes
 the lab too. `speed` divides every duration, including the range windows inside every PromQL
 expression. The module is one concept (Grafana's alerting as Prometheus + Alertmanager see it),
-which is why it is a little over 400 lines.
+which is why it is one module of about 480 lines.
 """
 
 from __future__ import annotations
