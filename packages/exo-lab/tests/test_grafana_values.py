@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -302,3 +303,29 @@ def test_firing_alert_reaches_the_webhook_with_the_demand(
     assert values["serving"] == 1.0
     assert started <= values["evaluated_at"] <= time.time()
     assert "." in annotations["value_evaluated_at"]  # a decimal, never 1.76e+09
+
+
+def test_every_job_the_rules_query_is_scraped_in_the_lab_and_on_exoscale(tmp_path: Path) -> None:
+    """The rules read `job="pool"` (node_exporter) and `job="slow-web"` (slow-web's /metrics):
+    both Prometheus configs — the lab's (render.py) and the monitor's (the Terraform template)
+    — must scrape a job of each name, or a demand query answers its `or vector(0)` forever."""
+    used = {
+        job
+        for rule in load_rules(PROVISIONING)
+        for expr in (rule.expr, *(v.expr for v in rule.value_queries))
+        for job in re.findall(r'job="([^"]+)"', expr)
+    }
+    assert used == {"pool", "slow-web"}
+    settings = LabSettings(out=tmp_path)
+    lab = render.prometheus_config(
+        settings, render.StackFiles(tmp_path), render.StackPorts(1, 2, 3, 4), 10
+    )
+    template = PROVISIONING.parent / "infra/terraform/modules/cloud-init/templates"
+    monitor = yaml.safe_load((template / "prometheus.yml.tftpl").read_text())
+    for config in (lab, monitor):
+        jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+        assert used <= set(jobs)
+        # slow-web: exo-sd's member targets with the port swapped to slow-web's 8080.
+        (relabel,) = jobs["slow-web"]["relabel_configs"]
+        assert (relabel["target_label"], relabel["replacement"]) == ("__address__", "$1:8080")
+        assert jobs["slow-web"]["file_sd_configs"] == jobs["pool"]["file_sd_configs"]
