@@ -5,10 +5,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
 
 from exo_client import ClientSettings, ExoClient
-from exo_scaler import DecisionRecord, EventLog, read_decision_log
+from exo_scaler import DecisionRecord, EventLog, ExoPoolTarget, create_app, read_decision_log
+from exo_scaler.metrics import ScalerMetrics
 from exo_scaler.settings import ScalerSettings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -73,3 +77,17 @@ def offline_client() -> ExoClient:
     return ExoClient(
         ClientSettings(api_key="EXOtest", api_secret="secret", endpoint="http://127.0.0.1:9/v2")
     )
+
+
+def exo_app(
+    settings: ScalerSettings,
+    client: ExoClient,
+    *,
+    events: EventLog | None = None,
+    http: httpx.AsyncClient | None = None,
+) -> Starlette:
+    """The app as the CLI composes it: an ExoPoolTarget on `client`, a fresh registry."""
+    metrics = ScalerMetrics(CollectorRegistry())
+    events = events or EventLog()
+    target = ExoPoolTarget(settings, client, metrics, events=events)
+    return create_app(settings, target, metrics=metrics, events=events, http=http)

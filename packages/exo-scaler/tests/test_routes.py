@@ -6,14 +6,12 @@ import logging
 from collections.abc import Callable, Iterator
 
 import pytest
-from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
 from exo_client import ExoClient
-from exo_scaler.app import create_app
 from exo_scaler.settings import ScalerSettings
 
-from .conftest import TOKEN
+from .conftest import TOKEN, exo_app
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -31,7 +29,7 @@ def make_client(
 
     def build(**overrides: object) -> TestClient:
         # No lifespan: the loop does not run, so recorded intents stay pending for us to see.
-        app = create_app(make_settings(**overrides), offline_client, registry=CollectorRegistry())
+        app = exo_app(make_settings(**overrides), offline_client)
         client = TestClient(app, raise_server_exceptions=False)
         made.append(client)
         return client
