@@ -161,7 +161,13 @@ def test_older_lines_without_the_policy_fields_still_read() -> None:
 
 def test_the_wish_and_the_caps_are_in_the_line() -> None:
     line = json.loads(SCALED_DOWN.to_line())
-    assert line["wish"] == {"direction": "down", "size": 1, "why": "12.5 on 3 serving asks for 1"}
+    assert line["wish"] == {
+        "direction": "down",
+        "size": 1,
+        "why": "12.5 on 3 serving asks for 1",
+        "need": None,
+        "fallback": None,
+    }
     assert line["capped_by"] == [
         {"cap": "step-limit", "from": 1, "to": 2, "detail": "at most -1 a tick"}
     ]

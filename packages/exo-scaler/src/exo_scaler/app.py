@@ -31,7 +31,7 @@ from .intents import Direction
 from .metrics import ScalerMetrics, StateCollector
 from .overview import gauges, status_json
 from .scaler import Scaler
-from .settings import ScalerSettings
+from .settings import SIGNAL_NAMES, ScalerSettings
 from .target import PoolTarget
 from .webhooks import ParsedPayload, PayloadError, parse_alert_payload
 
@@ -179,7 +179,7 @@ async def _receive(request: Request, route: Direction | None) -> Response:
             label=settings.direction_label,
             route_direction=route,
             value_annotations=settings.value_annotations,
-            value_ref=settings.value_ref,
+            signal_refs={name: settings.signal_ref(name) for name in SIGNAL_NAMES},
         )
     except PayloadError as exc:
         result = "malformed" if exc.status == 400 else "invalid"
@@ -193,7 +193,7 @@ def _record(request: Request, parsed: ParsedPayload, route: Direction | None) ->
     metrics = _metrics(request)
     metric_source = parsed.source if route is None else "route"
     source = parsed.source if route is None else f"{route.value}-{parsed.source}"
-    recorded = _scaler(request).record_intents(parsed.directions, source, parsed.values)
+    recorded = _scaler(request).record_intents(parsed.directions, source, signals=parsed.signals)
     for direction in recorded:
         metrics.webhooks.labels(metric_source, direction.value, "recorded").inc()
     for skip in parsed.skipped:

@@ -37,6 +37,7 @@ from .settings import (
     DEFAULT_DRAIN_URL,
     POLICIES,
     SCALE_DOWN_POLICIES,
+    SIGNAL_NAMES,
     ScalerSettings,
     SettingsError,
 )
@@ -64,6 +65,21 @@ def _secret(path: Path | None, env_name: str, what: str) -> str | None:
     return os.environ.get(env_name) or None
 
 
+def _signal_refs(given: tuple[str, ...], value_ref: str | None) -> tuple[tuple[str, str], ...]:
+    """--signal NAME=REFID pairs; --value-ref X (the old flag) is --signal cpu=X."""
+    pairs = []
+    for text in given:
+        name, sep, ref = text.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{text!r} is not NAME=REFID", param_hint="--signal")
+        pairs.append((name.strip(), ref.strip()))
+    if value_ref is not None:
+        if any(name == "cpu" for name, _ in pairs):
+            raise click.UsageError("--value-ref is the old --signal cpu=REFID: give one of them")
+        pairs.append(("cpu", value_ref))
+    return tuple(pairs)
+
+
 @click.group()
 def main() -> None:
     """Webhook-driven scaler for an Exoscale instance pool."""
@@ -81,9 +97,10 @@ def main() -> None:
     "--policy",
     envvar="EXO_SCALER_POLICY",
     type=click.Choice(POLICIES),
-    default="proportional",
+    default="demand",
     show_default=True,
-    help="step: the seed's ±step a tick; proportional: sized from the alert's value.",
+    help="demand: sized from arrivals × CPU per request; proportional: from the alert's CPU "
+    "value; step: the seed's ±step a tick.",
 )
 @click.option(
     "--target-value", type=float, default=70.0, show_default=True, help="Value to track (CPU %)."
@@ -97,7 +114,22 @@ def main() -> None:
     help="A value at or above this means saturated members: scale up at least ×2.",
 )
 @click.option("--value-annotation", "value_annotations", multiple=True, default=("value", "cpu"))
-@click.option("--value-ref", default=None, help="Grafana expression ref id holding the value.")
+@click.option(
+    "--signal",
+    "signals",
+    multiple=True,
+    metavar="NAME=REFID",
+    help="Where a demand signal is read: Grafana values[REFID], else annotation value_REFID "
+    f"(repeatable; NAME: {', '.join(SIGNAL_NAMES)}; default REFID = NAME).",
+)
+@click.option("--value-ref", default=None, hidden=True, help="Old name of --signal cpu=REFID.")
+@click.option(
+    "--member-cores",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="vCPUs of a member (the instance type's), for the demand policy.",
+)
 @click.option(
     "--nlb",
     envvar="EXO_SCALER_NLB",
@@ -154,7 +186,9 @@ def serve(
     max_step: int,
     saturation: float,
     value_annotations: tuple[str, ...],
+    signals: tuple[str, ...],
     value_ref: str | None,
+    member_cores: float,
     nlb: str | None,
     warm_up: float,
     warm_up_limit: float,
@@ -200,7 +234,8 @@ def serve(
             max_step=max_step,
             saturation=saturation,
             value_annotations=tuple(value_annotations),
-            value_ref=value_ref,
+            signals=_signal_refs(signals, value_ref),
+            member_cores=member_cores,
             nlb=nlb,
             warm_up=warm_up,
             warm_up_limit=warm_up_limit,

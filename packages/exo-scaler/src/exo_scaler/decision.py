@@ -58,11 +58,15 @@ def evaluate(
     *,
     paused: bool = False,
     warming: int = 0,
+    members_warming: int = 0,
+    now: float = 0.0,
+    recent_need: int | None = None,
 ) -> Decision:
     """Up wins over down; the strategy of `settings.policy` wishes, the caps bound the wish.
 
-    `warming`: members of our last scale-up the value does not measure yet (warmup.py); the
-    step policy ignores them.
+    `warming`: members of our last scale-up an up decision counts as capacity (warmup.py);
+    `members_warming`: those not measured yet whatever the direction; the step policy ignores
+    both. `now` and `recent_need` are the demand policy's (strategy/base.py `Inputs`).
     """
     taken = tuple(intents)
     size, policy = status.size, settings.policy
@@ -70,7 +74,8 @@ def evaluate(
         reason = Reason.PAUSED if paused else Reason.NO_INTENT
         return Decision(None, size, size, reason, policy=policy)
     warming = max(0, min(warming, size)) if policy != "step" else 0
-    wish = STRATEGIES[policy](Inputs(taken, status, settings, warming))
+    inputs = Inputs(taken, status, settings, warming, members_warming, now, recent_need)
+    wish = STRATEGIES[policy](inputs)
     ctx = CapContext(wish, status, settings, paused=paused, warming=warming)
     capping = apply_caps(ctx)
     last = capping.last

@@ -113,6 +113,10 @@ class DecisionRecord:
             "warming": self.warming,
             "wish": None if self.wish is None else self.wish.to_json(),
             "capped_by": [c.to_json() for c in self.capped_by],
+            "signals": None
+            if self.wish is None or not self.wish.signals
+            else dict(self.wish.signals),
+            "signals_age": None if self.wish is None else self.wish.signals_age,
         }
 
     def to_line(self) -> str:
@@ -152,7 +156,7 @@ class DecisionRecord:
                 value=measured,
                 desired=desired,
                 warming=_typed(data, "warming", int, 0),
-                wish=_wish(data.get("wish"), measured, desired),
+                wish=_wish(data, measured, desired),
                 capped_by=tuple(_capped(c) for c in _list(data, "capped_by", dict)),
             )
         except DecisionLogError:
@@ -218,7 +222,8 @@ def _size(data: Mapping[str, Any], key: str) -> int | None:
     return value
 
 
-def _wish(value: Any, measured: float | None, desired: int | None) -> Wish | None:
+def _wish(data: Mapping[str, Any], measured: float | None, desired: int | None) -> Wish | None:
+    value = data.get("wish")
     if value is None:
         return None
     if not isinstance(value, Mapping):
@@ -229,7 +234,22 @@ def _wish(value: Any, measured: float | None, desired: int | None) -> Wish | Non
     size = _size(value, "size")
     if size is None:
         raise DecisionLogError("'wish.size' must be a size")
-    return Wish(direction, size, _typed(value, "why", str, ""), measured, desired)
+    signals = data.get("signals") or {}
+    if not isinstance(signals, Mapping) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in signals.values()
+    ):
+        raise DecisionLogError("'signals' must map names to numbers")
+    return Wish(
+        direction,
+        size,
+        _typed(value, "why", str, ""),
+        measured,
+        desired,
+        need=_size(value, "need"),
+        fallback=_typed(value, "fallback", str, None),
+        signals={str(k): float(v) for k, v in signals.items()},
+        signals_age=_optional_number(data, "signals_age"),
+    )
 
 
 def _capped(value: Mapping[str, Any]) -> Capped:

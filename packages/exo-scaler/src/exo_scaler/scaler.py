@@ -21,10 +21,11 @@ from .acting import Actuator
 from .conditions import Conditions
 from .decision import Decision, Direction, Reason, action_label, evaluate
 from .events import EventLog
-from .intents import Intent, IntentBook
+from .intents import IntentBook, fresh_intents
 from .metrics import ScalerMetrics
 from .record import DecisionRecord
 from .settings import ScalerSettings
+from .strategy import NeedWindow
 from .target import InFlight, Launched, PoolStatus, PoolTarget
 from .warmup import WarmUpTracker
 
@@ -60,6 +61,7 @@ class Scaler:
         self.quota_left: int | None = None  # at the last read; None: unlimited or unread
         self.decisions: deque[DecisionRecord] = deque(maxlen=DECISION_RING)
         self.warm_up = WarmUpTracker(settings)
+        self.needs = NeedWindow()  # the demand policy's, for scale-in
         self.conditions = Conditions(settings.unhealthy_after)
         self._quota_error: str | None = None
 
@@ -76,9 +78,11 @@ class Scaler:
         directions: Iterable[Direction],
         source: str,
         values: Mapping[Direction, float] | None = None,
+        *,
+        signals: Mapping[Direction, Mapping[str, float]] | None = None,
     ) -> tuple[Direction, ...]:
         """One request naming `directions`; returns each direction recorded, once."""
-        return self.intents.record(directions, source, values)
+        return self.intents.record(directions, source, values, signals)
 
     def record_intent(self, direction: Direction, source: str) -> None:
         self.record_intents((direction,), source)
@@ -105,7 +109,9 @@ class Scaler:
 
     async def tick(self) -> Decision:
         now = self.clock()
-        taken = self._fresh(self.intents.take(), now)
+        taken, stale = fresh_intents(self.intents.take(), now, self.settings.intent_ttl)
+        for intent in stale:  # a sustained alert re-sends long before --carry-ticks
+            self.metrics.intents_expired.labels(intent.direction.value).inc()
         self.ticks += 1
         self.last_tick = now
         launched: Launched | None = None
@@ -122,8 +128,12 @@ class Scaler:
         else:
             self._observe(status, now)
             warming = self.warm_up.warming(taken, status, now)
-            decision = evaluate(taken, status, self.settings, paused=self.paused,
-                                warming=warming)  # fmt: skip
+            recent = self.needs.largest(now, self.settings.scale_in_window)
+            decision = evaluate(taken, status, self.settings, paused=self.paused, now=now,
+                                warming=warming, members_warming=self.warm_up.members_warming,
+                                recent_need=recent)  # fmt: skip
+            if decision.wish is not None and decision.wish.need is not None:
+                self.needs.add(now, decision.wish.need)
             if decision.acts:
                 decision, launched = await self._act(decision, status)
             if decision.reason is Reason.SCALED:
@@ -131,22 +141,10 @@ class Scaler:
                 self.warm_up.scaled(decision.action, status.size, decision.to_size, now)
         if decision.reason is Reason.POOL_BUSY:
             # Kept for the first tick that can act (the pool stays busy about a minute per
-            # member on Exoscale, so dropping them would lose whole steps); _fresh bounds it.
+            # member on Exoscale, so dropping them would lose whole steps); --carry-ticks bounds it.
             self.intents.restore(taken)
         self._record(decision, launched)
         return decision
-
-    def _fresh(self, taken: tuple[Intent, ...], now: float) -> tuple[Intent, ...]:
-        """The intents still worth acting on: a kept one whose last request is older than
-        --carry-ticks intervals is stale (a sustained alert re-sends long before that)."""
-        ttl = self.settings.intent_ttl
-        fresh = tuple(i for i in taken if now - i.last_at <= ttl)
-        for intent in taken:
-            if intent not in fresh:
-                self.metrics.intents_expired.labels(intent.direction.value).inc()
-                log.info("dropped a stale %s intent (last asked at %.0f)", intent.direction,
-                         intent.last_at)  # fmt: skip
-        return fresh
 
     def _observe(self, status: PoolStatus, now: float) -> None:
         """What the status read says beyond the decision: conditions and the quota."""

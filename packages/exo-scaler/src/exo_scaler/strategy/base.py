@@ -3,8 +3,8 @@ the count a strategy wants and why, before any cap)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..intents import Direction, Intent
@@ -23,20 +23,33 @@ class Wish:
     # The size the measurement alone asks for (the wish may add the ±1 an alert is worth);
     # the warm-up cap holds an up wish to it while asked-for members warm.
     desired: int | None = None
+    # The demand policy's: the members the demand needs, the signals it used and their age,
+    # or why it fell back to the CPU policy.
+    need: int | None = None
+    fallback: str | None = None
+    signals: Mapping[str, float] = field(default_factory=dict, hash=False)
+    signals_age: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"direction": self.direction.value, "size": self.size, "why": self.why}
+        return {"direction": self.direction.value, "size": self.size, "why": self.why,
+                "need": self.need, "fallback": self.fallback}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Inputs:
     """Everything a strategy may look at: the tick's intents (at least one), the pool's one
-    status read, the settings, and the members of our last scale-up still warming."""
+    status read, the settings, the members of our last scale-up an up decision counts as
+    capacity (`warming`) and those not measured yet whatever the direction
+    (`members_warming`), the tick's wall clock, and the largest need the demand policy saw
+    over its scale-in window before this tick."""
 
     intents: Sequence[Intent]
     status: PoolStatus
     settings: ScalerSettings
     warming: int = 0
+    members_warming: int = 0
+    now: float = 0.0
+    recent_need: int | None = None
 
     @property
     def direction(self) -> Direction:
