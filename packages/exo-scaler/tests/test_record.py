@@ -167,6 +167,7 @@ def test_the_wish_and_the_caps_are_in_the_line() -> None:
         "why": "12.5 on 3 serving asks for 1",
         "need": None,
         "fallback": None,
+        "shedding": False,
     }
     assert line["capped_by"] == [
         {"cap": "step-limit", "from": 1, "to": 2, "detail": "at most -1 a tick"}

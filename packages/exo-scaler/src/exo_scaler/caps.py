@@ -5,9 +5,10 @@ each cap here returns the size it allows and why, and the evaluation (decision.p
 name in `capped_by` when that changes the wish. A cap never turns a wish around: an up wish is
 only lowered towards the current size, a down wish only raised towards it.
 
-The order is the precedence of the reasons: when several caps hold the pool at its size, the
-last one that changed the wish names the decision's reason (paused before an unhealthy pool,
-before a busy one; at-max before the quota; the quota before the warm-up).
+The order is the precedence of the reasons. The gates (paused, an unhealthy pool, a busy one)
+hold the pool whatever the wish, and the first that holds ends the list; otherwise, when the
+caps bring the wish back to the current size, the last one that changed it names the
+decision's reason (at-max before the quota, the quota before the warm-up).
 """
 
 from __future__ import annotations
@@ -42,11 +43,14 @@ class CapContext:
 
 @dataclass(frozen=True)
 class Limit:
-    """What a cap allows: the size, the reason a decision held by it gets, and why."""
+    """What a cap allows: the size, the reason a decision held by it gets, and why. A gate
+    (`holds`) keeps the pool as it is whatever the wish, so it is recorded even when the wish
+    already was the current size."""
 
     size: int
     reason: Reason
     detail: str
+    holds: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ class Capped:
 
 
 def _hold(ctx: CapContext, reason: Reason, detail: str) -> Limit:
-    return Limit(ctx.size, reason, detail)
+    return Limit(ctx.size, reason, detail, holds=True)
 
 
 def _ceiling(wanted: int, ctx: CapContext, most: int, reason: Reason, detail: str) -> Limit:
@@ -147,9 +151,13 @@ def warm_up(wanted: int, ctx: CapContext) -> Limit | None:
 
 
 def step_limit(wanted: int, ctx: CapContext) -> Limit | None:
-    """--max-step members a tick; the step policy's ±--step is its own limit."""
+    """--max-step members a tick. The step policy's ±--step is its own limit, and so is the
+    demand policy's growth limit on a scale-up sized from the signals (strategy/demand.py):
+    the need is reached in one round, not --max-step at a time."""
     settings = ctx.settings
     if settings.policy == "step":
+        return None
+    if ctx.up and ctx.wish.need is not None:
         return None
     most = settings.max_step
     if ctx.up:
@@ -188,7 +196,8 @@ class Capping:
 
 
 def apply_caps(ctx: CapContext, caps: tuple[Cap, ...] = CAPS) -> Capping:
-    """Every cap in order; dry-run counts as a change (it turns the wish into no call)."""
+    """Every cap in order; dry-run counts as a change (it turns the wish into no call), and so
+    does a gate that holds, which ends the list."""
     wanted = ctx.wish.size
     trail: list[Capped] = []
     last: Limit | None = None
@@ -196,7 +205,9 @@ def apply_caps(ctx: CapContext, caps: tuple[Cap, ...] = CAPS) -> Capping:
         limit = cap.allows(wanted, ctx)
         if limit is None:
             continue
-        if limit.size != wanted or limit.reason is Reason.DRY_RUN:
+        if limit.size != wanted or limit.holds or limit.reason is Reason.DRY_RUN:
             trail.append(Capped(cap.name, wanted, limit.size, limit.detail))
             wanted, last = limit.size, limit
+        if limit.holds:
+            break  # the pool stays as it is: nothing after a gate can change that
     return Capping(wanted, tuple(trail), last)

@@ -15,6 +15,7 @@ from .intents import Direction, Intent
 from .reason import Reason, action_label
 from .settings import ScalerSettings
 from .strategy import STRATEGIES, Inputs, Wish
+from .strategy.demand import Seen
 from .target import PoolStatus
 
 __all__ = ["Decision", "Direction", "Reason", "action_label", "evaluate"]
@@ -58,15 +59,15 @@ def evaluate(
     *,
     paused: bool = False,
     warming: int = 0,
-    members_warming: int = 0,
+    provisioning: int = 0,
     now: float = 0.0,
-    recent_need: int | None = None,
+    history: Sequence[Seen] = (),
 ) -> Decision:
     """Up wins over down; the strategy of `settings.policy` wishes, the caps bound the wish.
 
     `warming`: members of our last scale-up an up decision counts as capacity (warmup.py);
-    `members_warming`: those not measured yet whatever the direction; the step policy ignores
-    both. `now` and `recent_need` are the demand policy's (strategy/base.py `Inputs`).
+    `provisioning`: those not serving yet, whatever the direction; the step policy ignores
+    both. `now` and `history` are the demand policy's (strategy/base.py `Inputs`).
     """
     taken = tuple(intents)
     size, policy = status.size, settings.policy
@@ -74,7 +75,7 @@ def evaluate(
         reason = Reason.PAUSED if paused else Reason.NO_INTENT
         return Decision(None, size, size, reason, policy=policy)
     warming = max(0, min(warming, size)) if policy != "step" else 0
-    inputs = Inputs(taken, status, settings, warming, members_warming, now, recent_need)
+    inputs = Inputs(taken, status, settings, warming, provisioning, now, history)
     wish = STRATEGIES[policy](inputs)
     ctx = CapContext(wish, status, settings, paused=paused, warming=warming)
     capping = apply_caps(ctx)

@@ -43,8 +43,7 @@ class Intent:
         """How old the signals are at `now`; None without signals."""
         if not self.signals:
             return None
-        evaluated = self.signals.get("evaluated_at")
-        since = evaluated if evaluated is not None else self.signals_at
+        since = _evaluated(self)
         return None if since is None else max(0.0, now - since)
 
     def to_json(self) -> dict[str, Any]:
@@ -66,7 +65,7 @@ class Intent:
             self.value is None or other.value >= self.value
         ) else self  # fmt: skip
         newer = other if other.signals and (
-            not self.signals or _evaluated(other) >= _evaluated(self)
+            not self.signals or (_evaluated(other) or 0.0) >= (_evaluated(self) or 0.0)
         ) else self  # fmt: skip
         return replace(
             self,
@@ -138,10 +137,11 @@ def fresh_intents(
     return tuple(fresh), tuple(stale)
 
 
-def _evaluated(intent: Intent) -> float:
-    """When an intent's signals were measured: their `evaluated_at`, else their arrival."""
+def _evaluated(intent: Intent) -> float | None:
+    """When an intent's signals were measured: their `evaluated_at` (0 is unknown), else
+    when they arrived."""
     evaluated = intent.signals.get("evaluated_at")
-    return evaluated if evaluated is not None else (intent.signals_at or 0.0)
+    return evaluated if evaluated else intent.signals_at
 
 
 def _seconds(value: Mapping[str, Any], key: str) -> float:

@@ -249,6 +249,7 @@ def _wish(data: Mapping[str, Any], measured: float | None, desired: int | None) 
         fallback=_typed(value, "fallback", str, None),
         signals={str(k): float(v) for k, v in signals.items()},
         signals_age=_optional_number(data, "signals_age"),
+        shedding=_typed(value, "shedding", bool, False),
     )
 
 

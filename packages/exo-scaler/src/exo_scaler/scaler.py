@@ -128,12 +128,11 @@ class Scaler:
         else:
             self._observe(status, now)
             warming = self.warm_up.warming(taken, status, now)
-            recent = self.needs.largest(now, self.settings.scale_in_window)
+            history = self.needs.within(now, self.settings.scale_in_window)
             decision = evaluate(taken, status, self.settings, paused=self.paused, now=now,
-                                warming=warming, members_warming=self.warm_up.members_warming,
-                                recent_need=recent)  # fmt: skip
-            if decision.wish is not None and decision.wish.need is not None:
-                self.needs.add(now, decision.wish.need)
+                                warming=warming, provisioning=self.warm_up.provisioning,
+                                history=history)  # fmt: skip
+            self.needs.remember(decision.wish, now)
             if decision.acts:
                 decision, launched = await self._act(decision, status)
             if decision.reason is Reason.SCALED:

@@ -89,6 +89,13 @@ class WarmUpTracker:
         self.members_warming = warming
         return warming if up is not None else 0
 
+    @property
+    def provisioning(self) -> int:
+        """Members of our last scale-up not serving yet (at the last tick that looked); those
+        that serve but are not measured yet are not counted."""
+        warm = self.current
+        return self.members_warming if warm is not None and warm.ready_at is None else 0
+
     def scaled(self, action: Direction, from_size: int, to_size: int, now: float) -> None:
         """A scale-up starts (or extends) a warm-up; a scale-down ends it."""
         if action is not Direction.UP:

@@ -131,8 +131,9 @@ def alert_signals(
     a template query). `refs` maps NAME to REFID (settings.signal_ref); a name not in it is
     read under its own name. The CPU value (`cpu`) is also read, in the order given, from the
     legacy `annotations` (a rule's `value: "{{ $value }}"`), then from the largest of `values`
-    that is no other signal's refId and not 0/1 — a threshold or math condition evaluates to 0
-    or 1, the query and its reduction to the measurement.
+    that is no other signal's refId, not 0/1 and a percentage — a threshold or math condition
+    evaluates to 0 or 1, the query and its reduction to the measurement, and a rate or a Unix
+    time under a refId nobody mapped is no CPU %.
     """
     refs = refs or {}
     values = alert.get("values")
@@ -156,7 +157,7 @@ def alert_signals(
     if "cpu" not in found:
         others = {refs.get(n, n) for n in SIGNAL_NAMES if n != "cpu"}
         numbers = (parse_number(v) for k, v in values.items() if k not in others)
-        measured = [n for n in numbers if n is not None and n not in (0.0, 1.0)]
+        measured = [n for n in numbers if n is not None and n not in (0.0, 1.0) and n <= 100]
         if measured:
             found["cpu"] = max(measured)
     return found

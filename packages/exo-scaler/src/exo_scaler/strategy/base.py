@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..intents import Direction, Intent
 from ..settings import ScalerSettings
 from ..target import PoolStatus
+
+if TYPE_CHECKING:
+    from .demand import Seen
 
 
 @dataclass(frozen=True)
@@ -29,27 +32,29 @@ class Wish:
     fallback: str | None = None
     signals: Mapping[str, float] = field(default_factory=dict, hash=False)
     signals_age: float | None = None
+    shedding: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"direction": self.direction.value, "size": self.size, "why": self.why,
-                "need": self.need, "fallback": self.fallback}  # fmt: skip
+                "need": self.need, "fallback": self.fallback,
+                "shedding": self.shedding}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Inputs:
     """Everything a strategy may look at: the tick's intents (at least one), the pool's one
     status read, the settings, the members of our last scale-up an up decision counts as
-    capacity (`warming`) and those not measured yet whatever the direction
-    (`members_warming`), the tick's wall clock, and the largest need the demand policy saw
-    over its scale-in window before this tick."""
+    capacity (`warming`) and those not serving yet, whatever the direction
+    (`provisioning`), the tick's wall clock, and the needs the demand policy saw over its
+    scale-in window before this tick."""
 
     intents: Sequence[Intent]
     status: PoolStatus
     settings: ScalerSettings
     warming: int = 0
-    members_warming: int = 0
+    provisioning: int = 0
     now: float = 0.0
-    recent_need: int | None = None
+    history: Sequence[Seen] = ()
 
     @property
     def direction(self) -> Direction:
