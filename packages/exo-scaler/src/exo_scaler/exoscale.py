@@ -125,7 +125,8 @@ class ExoPoolTarget:
         states = tuple(
             _member(m, self._state_of(m, health, leaving)) for m in listed
         )  # fmt: skip
-        return replace(found, members=states, health_refused=refused)
+        return replace(found, members=states, health_refused=refused,
+                       health_read=health is not None)  # fmt: skip
 
     def _state_of(
         self, member: PoolMember, health: dict[str, bool] | None, leaving: set[str]

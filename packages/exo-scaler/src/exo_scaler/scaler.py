@@ -149,7 +149,7 @@ class Scaler:
         """What the status read says beyond the decision: conditions and the quota."""
         self.last_status = status
         self.conditions.pool_state(status.state, status.error_reason, now)
-        if status.members is not None or status.health_refused is not None:
+        if status.health_read or status.health_refused is not None:
             self.conditions.nlb_health(status.health_refused, now,
                                        warm_up_limit=self.settings.warm_up_limit)  # fmt: skip
         if status.quota_room is not None:

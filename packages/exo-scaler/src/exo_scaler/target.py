@@ -106,8 +106,9 @@ class PoolStatus:
     serving_from: ServingFrom = "vm-state"
     members_error: str | None = None
     # The NLB's answer was refused (403) or names no service for the pool: members' health
-    # is unknown and they count as warming until --warm-up-limit.
+    # is unknown and they count as warming until --warm-up-limit. `health_read`: it answered.
     health_refused: str | None = None
+    health_read: bool = False
     in_flight: InFlight | None = None
     # How many more instances the organisation's quota allows; None when unlimited, not
     # asked for, or unreadable (quota_error says why).
