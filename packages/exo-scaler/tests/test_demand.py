@@ -124,7 +124,7 @@ def test_no_scale_in_while_shedding_or_warming(settings: ScalerSettings) -> None
     [
         ({"cpu": 99.0}, "no arrivals, cpu_per_request, serving signal"),
         ({}, "no arrivals, cpu_per_request, serving signal"),
-        (signals(worth(3), 1, age=121.0), "signals 121s old, over the 120s limit"),
+        (signals(worth(3), 1, age=181.0), "signals 181s old, over the 180s limit"),
         (signals(0, 0, per_request=0), "arrivals, cpu_per_request, serving unknown (0)"),
         (signals(worth(3), 0), "serving unknown (0)"),
     ],

@@ -33,7 +33,7 @@ def test_one_member_to_the_need_in_one_round_then_scale_in_from_the_window(
     sink: EventSink,
     fixture_bytes: Callable[[str], bytes],
 ) -> None:
-    # A 0.2 s tick: the signals' age limit is 0.4 s and the scale-in window 1 s.
+    # A 0.2 s tick: the signals' age limit is 0.6 s and the scale-in window 1 s.
     settings = make_settings(policy="demand", max_size=10, interval=0.2)
     target = ScriptedTarget(size=1, serving_now=1)
     app = create_app(settings, target, events=sink.log())
@@ -97,7 +97,7 @@ def test_a_stale_or_valueless_alert_falls_back_to_the_cpu_policy_and_says_so(
     # The CPU policy: 99.31 % on 2 is saturated, twice what serves.
     assert (decision.to_size, decision.reason) == (4, Reason.SCALED)
     assert decision.wish is not None and decision.wish.fallback is not None
-    assert decision.wish.fallback.endswith("s old, over the 0.4s limit")
+    assert decision.wish.fallback.endswith("s old, over the 0.6s limit")
     client.post("/webhook", content=fixture_bytes("grafana_demand_values_dropped.json"),
                 headers=BEARER)  # fmt: skip
     target.serving_now = 4

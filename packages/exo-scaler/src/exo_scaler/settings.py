@@ -61,7 +61,7 @@ class ScalerSettings:
     target_utilisation: float = 0.8  # the demand policy sizes to this share of the cores
     # In ticks, so the sped-up lab keeps the ratios: 5 ticks is 300 s at the 60 s tick.
     scale_in_window_ticks: int = 5  # scale-in from the largest need over this many ticks
-    signal_max_age_ticks: float = 2.0  # an older demand value is stale (README, "demand")
+    signal_max_age_ticks: float = 3.0  # an older demand value is stale (strategy/demand.py)
     scale_down_policy: ScaleDownPolicy = "newest"
     prometheus_url: str | None = None
     busy_query: str = DEFAULT_BUSY_QUERY

@@ -26,10 +26,16 @@ provisioning round, and the warm-up cap holds further steps until a need says mo
   capacity, not demand: while shedding, the need is at most the need last seen without
   shedding when more members served (within the window), so a member dying under load — its
   clients retrying on the others — does not make the estimate jump.
-- Missing signals, signals older than the age limit (2 ticks: a sustained alert re-sends within
-  one, so an older value predates the last step), or a signal at 0 (the rules answer 0 where a
+- Missing signals, signals older than 3 ticks, or a signal at 0 (the rules answer 0 where a
   query has no data: no member serving, nothing served to price): the proportional CPU policy
-  decides, and the wish says why (`fallback`).
+  decides, and the wish says why (`fallback`). Why 3 ticks: a value reaches the scaler at most
+  the notifier's resend delay (Grafana's `resend_delay`, 30 s; the lab's Prometheus
+  `--rules.alert.resend-delay`, 60 s) plus a group interval (10 s) after its evaluation, and
+  then waits up to one tick for the loop: about 2.2 ticks at worst, so 2 would refuse values a
+  sustained alert honestly delivers (seen in the lab: up to 1.5 ticks). A value older than 3
+  ticks means the alert stopped re-sending: then the CPU policy is right to decide. A value
+  a tick or two old is still right about demand, unlike a CPU value: arrivals and the cost of
+  a request do not change when the pool does, and `serving` is read with them.
 """
 
 from __future__ import annotations
