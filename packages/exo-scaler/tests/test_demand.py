@@ -98,7 +98,7 @@ def test_members_provisioning_count_as_capacity(settings: ScalerSettings) -> Non
 
 def test_scale_in_from_the_largest_need_over_the_window(settings: ScalerSettings) -> None:
     quiet = signals(worth(1.5), 4, cpu=15.0)
-    history = (Seen(NOW - 200, 4, 4, False), Seen(NOW - 100, 3, 4, False))
+    history = (Seen(NOW - 200, 4, 4, False, 4), Seen(NOW - 100, 3, 4, False, 4))
     kept = decide(settings, DOWN, 4, quiet, history=history)
     assert (kept.to_size, kept.reason) == (4, Reason.AT_NEED)
     down = decide(settings, DOWN, 4, quiet, history=history[1:])
@@ -195,7 +195,7 @@ def test_a_member_dying_under_load_does_not_make_the_estimate_jump(
     distinct = worth(4.8)  # five members carry it at 77 %: need 5
     clean = estimate(inputs(settings, UP, 5, signals(distinct, 5)))
     assert not isinstance(clean, str) and (clean.need, clean.shedding) == (5, False)
-    seen = Seen(NOW - 60, clean.need, 5, clean.shedding)
+    seen = Seen(NOW - 60, clean.need, 5, clean.shedding, 5)
     # Two die: three serve, shedding; their clients retry on the survivors.
     arrivals = retrying_arrivals(distinct, 3 / PER_REQUEST, retries)
     after = estimate(inputs(settings, UP, 5, signals(arrivals, 3), history=(seen,)))
@@ -205,3 +205,13 @@ def test_a_member_dying_under_load_does_not_make_the_estimate_jump(
         assert after.held_by == seen  # it would have said 9 (70 req/s counted)
     wish = demand(inputs(settings, UP, 5, signals(arrivals, 3), history=(seen,)))
     assert wish.size == 6  # the alert fired: +1; CPU on the 3 serving says ceil(4.2) = 5
+
+
+def test_a_pool_we_scaled_in_is_not_a_member_lost(settings: ScalerSettings) -> None:
+    """Two members served 1.5 members' worth in a pool of 4 before we scaled in to 2; a new
+    step on the 2 is demand, not a loss: the need is not held at the old one."""
+    before = Seen(NOW - 60, 2, 4, False, 4)
+    step = retrying_arrivals(worth(4.4), 2 / PER_REQUEST, 3)
+    found = estimate(inputs(settings, UP, 2, signals(step, 2), history=(before,)))
+    assert not isinstance(found, str) and found.held_by is None
+    assert found.need == math.ceil(growth_limit(2) / 0.8)  # 6 members' worth counted: 8

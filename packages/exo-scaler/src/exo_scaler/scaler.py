@@ -132,7 +132,7 @@ class Scaler:
             decision = evaluate(taken, status, self.settings, paused=self.paused, now=now,
                                 warming=warming, provisioning=self.warm_up.provisioning,
                                 history=history)  # fmt: skip
-            self.needs.remember(decision.wish, now)
+            self.needs.remember(decision.wish, now, status.size)
             if decision.acts:
                 decision, launched = await self._act(decision, status)
             if decision.reason is Reason.SCALED:

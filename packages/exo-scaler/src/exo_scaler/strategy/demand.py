@@ -24,8 +24,9 @@ provisioning round, and the warm-up cap holds further steps until a need says mo
   signal saw serving, not of those asked for, so it does not grow while new members
   provision: inflated arrivals cannot compound round after round. (2) Losing a member changes
   capacity, not demand: while shedding, the need is at most the need last seen without
-  shedding when more members served (within the window), so a member dying under load — its
-  clients retrying on the others — does not make the estimate jump.
+  shedding when more members served in a pool no smaller (within the window), so a member
+  dying under load — its clients retrying on the others — does not make the estimate jump,
+  while a pool we scaled in still grows on a new step.
 - Missing signals, signals older than 3 ticks, or a signal at 0 (the rules answer 0 where a
   query has no data: no member serving, nothing served to price): the proportional CPU policy
   decides, and the wish says why (`fallback`). Why 3 ticks: a value reaches the scaler at most
@@ -59,13 +60,14 @@ def growth_limit(serving: int) -> int:
 
 @dataclass(frozen=True)
 class Seen:
-    """A need the demand policy computed, for the window: when, how many members served,
-    and whether they were shedding."""
+    """A need the demand policy computed, for the window: when, how many members served out
+    of how many in the pool, and whether they were shedding."""
 
     at: float
     need: int
     serving: int
     shedding: bool
+    size: int
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,12 @@ def estimate(inputs: Inputs) -> Estimate | str:
     need = max(1, math.ceil(counted * per_request / (cores * settings.target_utilisation) - 1e-9))
     found = Estimate(arrivals, counted, capacity, serving, need, age)
     if found.shedding:
-        clean = [s for s in inputs.history if not s.shedding and s.serving > serving]
+        # Fewer serving in a pool no smaller than it was: lost, not scaled in by us.
+        clean = [
+            s
+            for s in inputs.history
+            if not s.shedding and s.serving > serving and s.size <= inputs.status.size
+        ]
         held = max(clean, key=lambda s: s.need, default=None)
         if held is not None and held.need < need:
             return replace(found, need=held.need, held_by=held)
@@ -172,12 +179,13 @@ class NeedWindow:
     def __init__(self) -> None:
         self._seen: deque[Seen] = deque()
 
-    def remember(self, wish: Wish | None, now: float) -> None:
-        """Keep the need a demand wish computed (any other wish has none)."""
+    def remember(self, wish: Wish | None, now: float, size: int) -> None:
+        """Keep the need a demand wish computed on a pool of `size` (any other wish has
+        none)."""
         if wish is None or wish.need is None:
             return
         serving = round(wish.signals.get("serving", 0.0))
-        self._seen.append(Seen(now, wish.need, serving, wish.shedding))
+        self._seen.append(Seen(now, wish.need, serving, wish.shedding, size))
 
     def within(self, now: float, window: float) -> Sequence[Seen]:
         while self._seen and now - self._seen[0].at > window:
