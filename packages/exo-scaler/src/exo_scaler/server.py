@@ -36,6 +36,10 @@ def listen(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit it (Linux). uvicorn's event loop sets it on the
+        # sockets it binds itself, not on one handed to it: without it a small answer waits
+        # for the client's delayed ACK (~40 ms a webhook; the benchmark saw 10x fewer a s).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
         sock.listen(2048)
         sock.set_inheritable(True)
