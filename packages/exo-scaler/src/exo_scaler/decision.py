@@ -30,6 +30,7 @@ class Decision:
     intents: tuple[Intent, ...] = ()  # what the tick took, one per direction
     detail: str = ""
     policy: str = ""
+    desired: int | None = None  # the size the measurement asked for (the wish's, or a baseline's)
     wish: Wish | None = None  # the strategy's, before the caps
     capped_by: tuple[Capped, ...] = ()  # each cap that changed the wish, in order
     warming: int = 0  # members asked for and not serving yet, counted as capacity
@@ -42,10 +43,6 @@ class Decision:
     @property
     def value(self) -> float | None:
         return None if self.wish is None else self.wish.value
-
-    @property
-    def desired(self) -> int | None:
-        return None if self.wish is None else self.wish.desired
 
     def with_failure(self, reason: Reason, detail: str) -> Decision:
         """The same decision, reported as not carried out."""
@@ -89,6 +86,6 @@ def evaluate(
     else:
         reason, detail = Reason.AT_NEED, wish.why
     return Decision(
-        wish.direction, size, capping.size, reason, taken, detail, policy, wish,
+        wish.direction, size, capping.size, reason, taken, detail, policy, wish.desired, wish,
         capping.trail, warming,
     )  # fmt: skip
