@@ -93,7 +93,9 @@ def test_a_webhook_records_its_signals_with_the_intent(
 ) -> None:
     body = fixture_bytes("grafana_demand_letter_refids.json")
     assert client.post("/webhook", content=body, headers=BEARER).json()["recorded"] == ["up"]
-    [intent] = client.get("/status").json()["pending_intents"]
+    status = client.get("/status").json()
+    assert (status["signals"], status["member_cores"]) == (LETTERS, 1.0)
+    [intent] = status["pending_intents"]
     assert intent["signals"] == MEASURED
     assert intent["signals_at"] is not None and intent["value"] == 99.31
 

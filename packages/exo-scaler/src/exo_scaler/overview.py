@@ -7,6 +7,7 @@ from typing import Any
 from .intents import Direction
 from .metrics import Gauges
 from .scaler import Scaler
+from .settings import SIGNAL_NAMES
 
 
 def status_json(scaler: Scaler) -> dict[str, Any]:
@@ -35,6 +36,9 @@ def status_json(scaler: Scaler) -> dict[str, Any]:
         "in_flight": in_flight.to_json() if in_flight else None,
         "auth": "none" if settings.no_auth else "token",
         "policy": settings.policy,
+        # What the demand policy reads and sizes with (README, "demand").
+        "signals": {name: settings.signal_ref(name) for name in SIGNAL_NAMES},
+        "member_cores": settings.member_cores,
         "warming": scaler.warm_up.to_json("nlb" if settings.nlb else "vm-state"),
         "quota_left": scaler.quota_left,
         "conditions": scaler.conditions.to_json(),
