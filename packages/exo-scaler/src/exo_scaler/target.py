@@ -46,10 +46,6 @@ class Member:
     created_at: datetime | None = None
     name: str = ""
 
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "state": self.state.value,
-                "public_ip": self.public_ip}  # fmt: skip
-
 
 @dataclass
 class InFlight:
