@@ -127,3 +127,23 @@ def test_value_ref_is_the_cpu_signal(make_settings: Callable[..., ScalerSettings
     assert (settings.signal_ref("cpu"), settings.signal_ref("arrivals")) == ("B", "arrivals")
     with pytest.raises(SettingsError, match="REFID must not be empty"):
         make_settings(signals=(("cpu", ""),))
+
+
+def test_an_intent_keeps_the_signals_evaluated_last() -> None:
+    """Re-sent notifications of one tick fold into one intent: the signals of the latest
+    evaluation (all of one evaluation, never mixed), the CPU value the largest any carried."""
+    from exo_scaler.intents import IntentBook
+
+    clock = iter([100.0, 101.0, 102.0]).__next__
+    book = IntentBook(clock)
+    newer = {"cpu": 85.0, "arrivals": 30.0, "serving": 2.0, "evaluated_at": 95.0}
+    older = {"cpu": 99.0, "arrivals": 20.0, "serving": 1.0, "evaluated_at": 80.0}
+    book.record((UP,), "grafana", signals={UP: newer})
+    book.record((UP,), "grafana", signals={UP: older})  # delivered later, evaluated earlier
+    [intent] = book.take()
+    assert (dict(intent.signals), intent.signals_at, intent.value) == (newer, 100.0, 99.0)
+    assert intent.signals_age(110.0) == 15.0  # from evaluated_at, not from the arrival
+    undated = {"arrivals": 30.0}
+    book.record((UP,), "grafana", signals={UP: undated})
+    [alone] = book.take()
+    assert alone.signals_age(110.0) == 8.0  # no evaluated_at: from the arrival (102)

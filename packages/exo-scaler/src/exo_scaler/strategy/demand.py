@@ -122,10 +122,10 @@ def estimate(inputs: Inputs) -> Estimate | str:
 
 
 def cpu_need(inputs: Inputs, serving: int) -> int:
-    """What the CPU value alone asks for: the value averages the `serving` members (the
-    signal's count), without the proportional policy's saturation guess, which the demand
-    signals replace. 0 without a value."""
-    value = inputs.intent.value
+    """What the CPU value alone asks for: the value of the same evaluation as the other
+    signals averages the `serving` members (the signal's count); without the proportional
+    policy's saturation guess, which the demand signals replace. 0 without a value."""
+    value = inputs.intent.signals.get("cpu", inputs.intent.value)
     if value is None:
         return 0
     return math.ceil(serving * value / inputs.settings.target_value - 1e-9)
