@@ -239,7 +239,7 @@ class TargetRun:
                 self._keep(DecisionRecord.from_json(last))
 
     def _keep(self, record: DecisionRecord) -> None:
-        self.decisions[(record.tick, record.time)] = record
+        self.decisions[(record.tick, record.wall_time)] = record
 
     def fetch_decisions(self) -> None:
         if self.decisions_source != DECISIONS_FROM_ENDPOINT or self.load_start_wall is None:
@@ -353,7 +353,7 @@ class TargetRun:
         with contextlib.suppress(OSError, ValueError, IndexError):
             last = json.loads(progress_file.read_text().splitlines()[-1])
         p95, cpu = last.get("p95"), sample.avg_cpu
-        latest = max(self.decisions.values(), key=lambda d: d.time, default=None)
+        latest = max(self.decisions.values(), key=lambda d: d.wall_time, default=None)
         decided = f"{action_label(latest.action)} {latest.reason}" if latest else "—"
         return (
             f"t={t:5.0f}s  offered {last.get('offered_rps', 0):5.1f} rps  "
@@ -370,8 +370,8 @@ class TargetRun:
         self.fetch_decisions()
         # /status's last decision can predate the load (a poll sees it again): not this run's.
         since = self.load_start_wall - 1.0
-        records = sorted((d for d in self.decisions.values() if d.time >= since),
-                         key=lambda d: d.time)  # fmt: skip
+        records = sorted((d for d in self.decisions.values() if d.wall_time >= since),
+                         key=lambda d: d.wall_time)  # fmt: skip
         profile = self.profile(calibration)
         low = int(self.status["min"])
         samples = samples_from(
