@@ -311,10 +311,12 @@ resource "exoscale_iam_api_key" "exo_scaler" {
 module "cloud_init" {
   source = "./modules/cloud-init"
 
-  zone            = var.zone
-  pool_min_size   = var.pool_min_size
-  pool_max_size   = var.pool_max_size
-  scaler_interval = var.scaler_interval_seconds
+  zone = var.zone
+  # Its vCPUs become exo-scaler's --member-cores (the demand policy's unit of capacity).
+  pool_instance_type = var.pool_instance_type
+  pool_min_size      = var.pool_min_size
+  pool_max_size      = var.pool_max_size
+  scaler_interval    = var.scaler_interval_seconds
   # Also slow-web's --drain-timeout; the NLB health check below (every 5 s, 1 retry) takes a
   # draining member out within 10 s, hence the variable's lower bound.
   scaler_drain_seconds = var.scaler_drain_seconds

@@ -180,6 +180,11 @@ def apply_module(terraform: Terraform, tmp_path_factory: pytest.TempPathFactory)
             'module "cloud_init" {',
             '  source                   = "./cloud-init"',
             '  zone                     = "ch-gva-2"',
+            *(
+                ['  pool_instance_type       = "standard.micro"']
+                if "pool_instance_type" not in extra
+                else []
+            ),
             "  pool_min_size            = 1",
             "  pool_max_size            = 4",
             f"  wheel_dir                = {hcl_string(str(wheels))}",

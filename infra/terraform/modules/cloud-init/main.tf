@@ -33,6 +33,27 @@ locals {
     marked = { for k, _ in local.runtime_max_length : k => "@@${k}@@" }
   }
 
+  # vCPUs of Exoscale's standard instance types, as sold: https://www.exoscale.com/pricing/#compute
+  # ("Standard Instances"; the API's GET /instance-type answers the same number as `cpus`).
+  # exo-zone's catalog (packages/exo-zone/src/exo_zone/catalog.py) offers the first five with
+  # the same counts; exo-lab's tests check that they agree.
+  standard_vcpus = {
+    "standard.micro"       = 1
+    "standard.tiny"        = 1
+    "standard.small"       = 2
+    "standard.medium"      = 2
+    "standard.large"       = 4
+    "standard.extra-large" = 4
+    "standard.huge"        = 8
+    "standard.mega"        = 12
+    "standard.titan"       = 16
+    "standard.jumbo"       = 24
+    "standard.colossus"    = 40
+  }
+  # exo-scaler --member-cores: the CPUs one member can burn, so the demand policy turns CPU
+  # seconds per second into members (0: unknown type, refused by the outputs' precondition).
+  member_cores = lookup(local.standard_vcpus, var.pool_instance_type, 0)
+
   # slow-web's admin API (drain), reachable from the monitor's security group only.
   member_admin_port = 8081
   # An admin drain (exit=false) gives in-flight requests until the scaler evicts the member,
@@ -97,6 +118,7 @@ locals {
     scaler_interval      = var.scaler_interval
     pool_min_size        = var.pool_min_size
     pool_max_size        = var.pool_max_size
+    member_cores         = local.member_cores
     slow_web_work_ms     = var.slow_web_work_ms
     drain_seconds        = var.scaler_drain_seconds
     admin_port           = local.member_admin_port

@@ -30,6 +30,11 @@ output "monitor_user_data" {
     error_message = "${var.wheel_dir} lacks the wheels of the checked-out packages: ${join(", ", local.wheels_missing)}. Run `make wheels` (it rebuilds dist/ from this tree)."
   }
 
+  precondition {
+    condition     = local.member_cores > 0
+    error_message = "pool_instance_type ${var.pool_instance_type}: its vCPU count is unknown (exo-scaler's --member-cores). Known: ${join(", ", keys(local.standard_vcpus))}; add another type to standard_vcpus in modules/cloud-init/main.tf from https://www.exoscale.com/pricing/."
+  }
+
   # Checked at plan time, before the API key or the pool exist.
   precondition {
     condition     = local.bound_bytes.monitor < var.user_data_limit

@@ -3,6 +3,11 @@ variable "zone" {
   type        = string
 }
 
+variable "pool_instance_type" {
+  description = "Instance type of the pool members (Exoscale's standard family): its vCPUs are exo-scaler's --member-cores."
+  type        = string
+}
+
 variable "pool_min_size" {
   description = "exo-scaler --min."
   type        = number
