@@ -16,9 +16,9 @@ help:
 	@echo "make test              every test suite (tox: one env per package + lint, type, infra, e2e); what CI runs"
 	@echo "make check             the edit loop: lint, types and unit tests, no lab runs (3–4 minutes)"
 	@echo "make wheels            build every package's wheel into dist/ (what cloud-init installs)"
-	@echo "make deploy            wheels, then terraform apply on Exoscale (needs EXOSCALE_API_KEY/SECRET)"
+	@echo "make deploy            wheels, terraform apply on Exoscale, then each service's key proven (needs EXOSCALE_API_KEY/SECRET)"
 	@echo "make destroy           terraform destroy: nothing left running or billing"
-	@echo "make record-cassettes  re-record the vcrpy cassettes (exo-client, exo-sd) against a local exo-lab zone"
+	@echo "make record-cassettes  re-record the vcrpy cassettes (exo-client, exo-sd) against a local exo-zone (fast timings)"
 	@echo "make bench             benchmarks (make bench-quick for the short smoke run)"
 
 bootstrap: system-packages venv
@@ -80,33 +80,50 @@ check: venv
 demo: bootstrap
 	$(BIN)/exo-lab run --speed $(SPEED) $(DEMO_ARGS)
 
+# Reproducible: the build backend is pinned exactly in every pyproject.toml, and the zip
+# timestamps are poetry-core's own default instant whatever SOURCE_DATE_EPOCH the caller's
+# environment holds. The same tree gives the same sha256 (tests/test_wheels.py), so a
+# re-deploy without a code change replaces nothing.
+WHEEL_EPOCH := 1451606400
 wheels: $(BIN)/tox
 	rm -rf dist && mkdir -p dist
 	@for p in $(PACKAGES); do \
 	  [ "$$p" = exo-testkit ] && continue; \
-	  $(BIN)/python -m build --wheel --outdir dist packages/$$p >/dev/null || exit 1; \
+	  SOURCE_DATE_EPOCH=$(WHEEL_EPOCH) $(BIN)/python -m build --wheel --outdir dist packages/$$p >/dev/null || exit 1; \
 	done
 	@ls -1 dist
 
 # Terraform reads no EXOSCALE_* variable itself; the SOS (aws) provider needs the key as a
-# variable, so both providers get it from TF_VAR_*. Extra arguments: TF_ARGS="-var ...".
+# variable, so both providers get it from TF_VAR_*. Extra arguments: TF_ARGS='-var ...' (each
+# word reaches Terraform as it was typed, quotes and brackets included: make single-quotes every
+# word, so the recipe's shell removes nothing), or a tfvars file: TF_VARS_FILE=my.tfvars.
 TF := terraform -chdir=infra/terraform
 TF_ARGS ?=
+TF_VARS_FILE ?=
+sq = '$(subst ','"'"',$(1))'
+tf_args = $(if $(TF_VARS_FILE),$(call sq,-var-file=$(abspath $(TF_VARS_FILE)))) $(foreach word,$(TF_ARGS),$(call sq,$(word)))
 define tf_credentials
 	@test -n "$$EXOSCALE_API_KEY" -a -n "$$EXOSCALE_API_SECRET" || { echo "export EXOSCALE_API_KEY and EXOSCALE_API_SECRET first"; exit 1; }
+	$(if $(TF_VARS_FILE),@test -f $(call sq,$(TF_VARS_FILE)) || { echo "TF_VARS_FILE=$(TF_VARS_FILE): no such file"; exit 1; })
 endef
 
-deploy: wheels
+# Not done until each service's key is proven: right after apply, every call exo-sd and
+# exo-scaler make, with their own generated keys, and one each must be refused (exo-lab
+# check-keys, one line per call). A scoped rule refused while the operator's key may make the
+# same call names the fallback, -var iam_scope_by_id=false (docs/security.md).
+deploy: wheels venv
 	$(tf_credentials)
 	$(TF) init -input=false
 	TF_VAR_exoscale_api_key="$$EXOSCALE_API_KEY" TF_VAR_exoscale_api_secret="$$EXOSCALE_API_SECRET" \
-	  $(TF) apply -input=false $(TF_ARGS)
+	  $(TF) apply -input=false $(tf_args)
+	$(TF) output -json | $(BIN)/exo-lab check-keys --outputs -
+	@echo "deployed, and both keys proven"
 
 destroy:
 	$(tf_credentials)
 	$(TF) init -input=false
 	TF_VAR_exoscale_api_key="$$EXOSCALE_API_KEY" TF_VAR_exoscale_api_secret="$$EXOSCALE_API_SECRET" \
-	  $(TF) destroy -input=false $(TF_ARGS)
+	  $(TF) destroy -input=false $(tf_args)
 
 record-cassettes: venv
 	$(BIN)/python packages/exo-client/tests/record_cassettes.py

@@ -164,13 +164,21 @@ resource "aws_s3_bucket" "wheels" {
 resource "aws_s3_object" "wheels" {
   for_each = var.wheel_source == "bucket" ? module.cloud_init.wheels : {}
 
-  bucket       = aws_s3_bucket.wheels.bucket
-  key          = each.value.name
+  bucket = aws_s3_bucket.wheels.bucket
+  # The sha256 is part of the key: new content is a new object, so a member booting while
+  # `make deploy` uploads never finds a file whose hash its user-data does not pin.
+  key          = each.value.key
   source       = each.value.path
   acl          = "public-read"
   content_type = "application/zip"
-  # Re-uploaded whenever the file changes; a missing file stops the plan in the module first.
+  # A missing file stops the plan in the module first.
   etag = fileexists(each.value.path) ? filemd5(each.value.path) : null
+
+  lifecycle {
+    # The new object exists before the old one goes, and the old one goes only after the pool
+    # and the monitor point at the new one.
+    create_before_destroy = true
+  }
 }
 
 # --- the pool behind the NLB -------------------------------------------------------------------
@@ -237,30 +245,65 @@ resource "exoscale_nlb_service" "http" {
   }
 }
 
-# --- least-privilege credentials for exo-sd and exo-scaler ------------------------------------
+# --- least-privilege credentials: a role and a key per service ----------------------------
 
 locals {
-  # Exactly the operations exo-sd and exo-scaler call through exo-client, scoped to this pool.
-  # The policy is a file of its own (the reasons for each rule are in policies/README.md) so
-  # exo-lab gives its exo-sd and exo-scaler a key with this very role, not a copy.
-  autoscaler_policy = jsondecode(templatefile("${path.module}/policies/autoscaler-role.json.tftpl", {
-    pool_id = exoscale_instance_pool.web.id
-    nlb_id  = exoscale_nlb.web.id
-  }))
+  # Exactly the operations each service calls through exo-client, scoped to this pool and NLB
+  # (iam_scope_by_id). Each policy is a file of its own (the reasons for each rule are in
+  # policies/README.md) so exo-lab gives its exo-sd and exo-scaler keys with these very roles.
+  iam_policy = {
+    exo_sd = jsondecode(templatefile("${path.module}/policies/exo-sd-role.json.tftpl", {
+      pool_id     = exoscale_instance_pool.web.id
+      scope_by_id = var.iam_scope_by_id
+    }))
+    exo_scaler = jsondecode(templatefile("${path.module}/policies/exo-scaler-role.json.tftpl", {
+      pool_id     = exoscale_instance_pool.web.id
+      nlb_id      = exoscale_nlb.web.id
+      scope_by_id = var.iam_scope_by_id
+    }))
+  }
 }
 
-resource "exoscale_iam_role" "autoscaler" {
-  name        = "${var.name_prefix}-autoscaler"
-  description = "exo-sd and exo-scaler: read, scale and evict one instance pool"
+resource "exoscale_iam_role" "exo_sd" {
+  name        = "${var.name_prefix}-exo-sd"
+  description = "exo-sd: list the members of one instance pool"
   editable    = true
   labels      = local.labels
 
-  policy = local.autoscaler_policy
+  policy = local.iam_policy.exo_sd
 }
 
-resource "exoscale_iam_api_key" "autoscaler" {
-  name    = "${var.name_prefix}-autoscaler"
-  role_id = exoscale_iam_role.autoscaler.id
+resource "exoscale_iam_role" "exo_scaler" {
+  name        = "${var.name_prefix}-exo-scaler"
+  description = "exo-scaler: read, scale and evict one instance pool; read its NLB"
+  editable    = true
+  labels      = local.labels
+
+  policy = local.iam_policy.exo_scaler
+}
+
+# A key created right after its role can be refused: Exoscale's own CSI driver integration
+# tests wait 3 s there (exoscale/exoscale-csi-driver internal/integ/cluster/utils.go, "necessary
+# due to issue [sc-91482]"). Built into Terraform (no time provider to download); runs again
+# only when a role is replaced.
+resource "terraform_data" "iam_roles_settle" {
+  triggers_replace = [exoscale_iam_role.exo_sd.id, exoscale_iam_role.exo_scaler.id]
+
+  provisioner "local-exec" {
+    command = "sleep 10"
+  }
+}
+
+resource "exoscale_iam_api_key" "exo_sd" {
+  name       = "${var.name_prefix}-exo-sd"
+  role_id    = exoscale_iam_role.exo_sd.id
+  depends_on = [terraform_data.iam_roles_settle]
+}
+
+resource "exoscale_iam_api_key" "exo_scaler" {
+  name       = "${var.name_prefix}-exo-scaler"
+  role_id    = exoscale_iam_role.exo_scaler.id
+  depends_on = [terraform_data.iam_roles_settle]
 }
 
 # --- the monitor -------------------------------------------------------------------------------
@@ -268,10 +311,12 @@ resource "exoscale_iam_api_key" "autoscaler" {
 module "cloud_init" {
   source = "./modules/cloud-init"
 
-  zone            = var.zone
-  pool_min_size   = var.pool_min_size
-  pool_max_size   = var.pool_max_size
-  scaler_interval = var.scaler_interval_seconds
+  zone = var.zone
+  # Its vCPUs become exo-scaler's --member-cores (the demand policy's unit of capacity).
+  pool_instance_type = var.pool_instance_type
+  pool_min_size      = var.pool_min_size
+  pool_max_size      = var.pool_max_size
+  scaler_interval    = var.scaler_interval_seconds
   # Also slow-web's --drain-timeout; the NLB health check below (every 5 s, 1 retry) takes a
   # draining member out within 10 s, hence the variable's lower bound.
   scaler_drain_seconds = var.scaler_drain_seconds
@@ -286,8 +331,10 @@ module "cloud_init" {
   monitor_runtime = {
     pool_id                = exoscale_instance_pool.web.id
     nlb_id                 = exoscale_nlb.web.id
-    api_key                = exoscale_iam_api_key.autoscaler.key
-    api_secret             = exoscale_iam_api_key.autoscaler.secret
+    sd_api_key             = exoscale_iam_api_key.exo_sd.key
+    sd_api_secret          = exoscale_iam_api_key.exo_sd.secret
+    scaler_api_key         = exoscale_iam_api_key.exo_scaler.key
+    scaler_api_secret      = exoscale_iam_api_key.exo_scaler.secret
     scaler_token           = random_password.scaler_token.result
     grafana_admin_password = random_password.grafana_admin.result
   }
@@ -321,7 +368,8 @@ resource "exoscale_compute_instance" "monitor" {
     ignore_changes = [template_id]
     replace_triggered_by = [
       terraform_data.monitor_user_data,
-      exoscale_iam_api_key.autoscaler,
+      exoscale_iam_api_key.exo_sd,
+      exoscale_iam_api_key.exo_scaler,
       random_password.scaler_token,
       random_password.member_admin_token,
       random_password.grafana_admin,

@@ -55,7 +55,7 @@ output "instance_pool_id" {
 }
 
 output "nlb_id" {
-  description = "The NLB whose health checks exo-scaler reads (the autoscaler role may get this NLB only)."
+  description = "The NLB whose health checks exo-scaler reads (exo-scaler's role may get this NLB only)."
   value       = exoscale_nlb.web.id
 }
 
@@ -97,15 +97,35 @@ output "member_admin_token" {
   sensitive   = true
 }
 
-output "autoscaler_api_key" {
-  description = "Key of the least-privilege IAM API key given to exo-sd and exo-scaler."
-  value       = exoscale_iam_api_key.autoscaler.key
+# The two services' keys, for `exo-lab check-keys` (run by `make deploy` right after apply) and
+# `exo-lab verify`. Sensitive: the key ids too, so no log of an apply names them.
+output "exo_sd_api_key" {
+  description = "exo-sd's API key (role exo-sd: list this pool's members)."
+  value       = exoscale_iam_api_key.exo_sd.key
+  sensitive   = true
 }
 
-output "autoscaler_api_secret" {
-  description = "Secret of the least-privilege IAM API key given to exo-sd and exo-scaler."
-  value       = exoscale_iam_api_key.autoscaler.secret
+output "exo_sd_api_secret" {
+  description = "Secret of exo-sd's API key."
+  value       = exoscale_iam_api_key.exo_sd.secret
   sensitive   = true
+}
+
+output "exo_scaler_api_key" {
+  description = "exo-scaler's API key (role exo-scaler: read, scale and evict this pool, read its NLB)."
+  value       = exoscale_iam_api_key.exo_scaler.key
+  sensitive   = true
+}
+
+output "exo_scaler_api_secret" {
+  description = "Secret of exo-scaler's API key."
+  value       = exoscale_iam_api_key.exo_scaler.secret
+  sensitive   = true
+}
+
+output "iam_scope_by_id" {
+  description = "Whether the roles' rules are scoped to this pool/NLB (false: the weaker operation-only fallback)."
+  value       = var.iam_scope_by_id
 }
 
 output "user_data_bytes" {

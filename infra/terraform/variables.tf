@@ -203,3 +203,9 @@ variable "budget_eur" {
   type        = number
   default     = 20
 }
+
+variable "iam_scope_by_id" {
+  description = "Scope the IAM roles' rules to this pool and NLB (parameters.id, parameters.manager_id, parameters.entity). false: operation-only rules, the WEAKER fallback for an account where Exoscale does not bind those parameters; use it only when `make deploy`'s key check names it (docs/security.md)."
+  type        = bool
+  default     = true
+}

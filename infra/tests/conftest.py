@@ -27,6 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from infra_support import (
     MEMBER_ADMIN_TOKEN,
     MODULE_DIR,
+    POLICY_FILES,
+    POLICY_NLB_ID,
+    POLICY_POOL_ID,
     PROVISIONING_DIR,
     REPO,
     RUNTIME,
@@ -48,6 +51,36 @@ os.environ.setdefault("TF_INPUT", "0")
 @pytest.fixture(scope="session")
 def terraform() -> Terraform:
     return Terraform(default_backend())
+
+
+# --- the IAM role policies, as Terraform renders them -------------------------------------
+
+
+@pytest.fixture(scope="session")
+def role_policies(
+    terraform: Terraform, tmp_path_factory: pytest.TempPathFactory
+) -> dict[tuple[str, bool], dict[str, Any]]:
+    """{(service, scope_by_id): policy} rendered by Terraform itself (templatefile + jsondecode,
+    the expression of main.tf's local) for a pool and NLB id of our choosing."""
+    workdir = tmp_path_factory.mktemp("policies")
+    blocks = []
+    for service, path in POLICY_FILES.items():
+        for scoped in (True, False):
+            blocks.append(
+                f'output "{service}_{str(scoped).lower()}" {{\n'
+                f'  value = jsondecode(templatefile("{path}", {{ pool_id = "{POLICY_POOL_ID}", '
+                f'nlb_id = "{POLICY_NLB_ID}", scope_by_id = {str(scoped).lower()} }}))\n'
+                "}\n"
+            )
+    (workdir / "main.tf").write_text("\n".join(blocks))
+    terraform.check(["init", "-input=false", "-backend=false"], workdir)
+    terraform.check(["apply", "-auto-approve", "-input=false"], workdir)
+    outputs = terraform.outputs(workdir)
+    return {
+        (service, scoped): outputs[f"{service}_{str(scoped).lower()}"]
+        for service in POLICY_FILES
+        for scoped in (True, False)
+    }
 
 
 # --- wheels ------------------------------------------------------------------------------------
@@ -147,6 +180,11 @@ def apply_module(terraform: Terraform, tmp_path_factory: pytest.TempPathFactory)
             'module "cloud_init" {',
             '  source                   = "./cloud-init"',
             '  zone                     = "ch-gva-2"',
+            *(
+                ['  pool_instance_type       = "standard.micro"']
+                if "pool_instance_type" not in extra
+                else []
+            ),
             "  pool_min_size            = 1",
             "  pool_max_size            = 4",
             f"  wheel_dir                = {hcl_string(str(wheels))}",

@@ -26,11 +26,22 @@ PROVISIONING_DIR = REPO / "grafana-provisioning"
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 # The one validator of Grafana's provisioning rules, shared with exo-lab's converter.
 GRAFANA_CHECKS_FILE = REPO / "packages/exo-lab/src/exo_lab/stack/grafana_checks.py"
+# exo-lab's renderer of the role policy files (standard library only), compared with Terraform's.
+IAM_ROLE_FILE = REPO / "packages/exo-lab/src/exo_lab/stack/iam_role.py"
 # Provider schema facts kept inside the repository (see reference/README.md for their sources).
 SCHEMA_FILE = REFERENCE_DIR / "exoscale_tf_schema.json"
 AWS_SCHEMA_FILE = REFERENCE_DIR / "aws_tf_schema.json"
 RANDOM_SCHEMA_FILE = REFERENCE_DIR / "random_tf_schema.json"
 USER_DATA_LIMIT = 32768
+
+# The IAM role policy of each service (one file each, shared with exo-lab), and the ids the
+# tests render them for.
+POLICY_FILES = {
+    "exo-sd": TERRAFORM_DIR / "policies" / "exo-sd-role.json.tftpl",
+    "exo-scaler": TERRAFORM_DIR / "policies" / "exo-scaler-role.json.tftpl",
+}
+POLICY_POOL_ID = "3f1e2d4c-0000-4000-8000-00000000abcd"
+POLICY_NLB_ID = "7a6b5c4d-0000-4000-8000-00000000ef01"
 
 # Packages whose wheels cloud-init installs (dist name as in the wheel file name).
 WHEEL_PACKAGES = {
@@ -47,8 +58,10 @@ WHEEL_BASE_URL = "https://sos-ch-gva-2.exo.io/exo-autoscale-wheels-0a1b2c3d"
 RUNTIME = {
     "pool_id": "0b9a1c44-5d2e-4f3a-9c1b-7e6d5a4b3c2d",
     "nlb_id": "5e4d3c2b-1a09-4f8e-8d7c-6b5a4f3e2d1c",
-    "api_key": "EXOfake0key0for0tests0only0",
-    "api_secret": "Zq8x1Rk4Lm9Vb2Nc7Hs3Jd6Tf0Wg5Yp1Ue8Ia4Oo2Q",
+    "sd_api_key": "EXOfake0sd0key0for0tests0only",
+    "sd_api_secret": "Sd8x1Rk4Lm9Vb2Nc7Hs3Jd6Tf0Wg5Yp1Ue8Ia4Oo2Q",
+    "scaler_api_key": "EXOfake0scaler0key0for0tests",
+    "scaler_api_secret": "Zq8x1Rk4Lm9Vb2Nc7Hs3Jd6Tf0Wg5Yp1Ue8Ia4Oo2Q",
     "scaler_token": "tok3nTOK3Ntok3nTOK3Ntok3nTOK3Ntok3nTOK3Ntok3nTOK",
     "grafana_admin_password": "Grafana-Admin-Pa55word!",
 }
@@ -63,11 +76,16 @@ def load_grafana_checks() -> Any:
     dependencies (matplotlib, the scaler, ...), nothing is added to PYTHONPATH for the pip
     commands these tests run, and the file is the very one the lab's converter imports.
     """
-    name = "exo_lab_grafana_checks"
+    return load_module_file("exo_lab_grafana_checks", GRAFANA_CHECKS_FILE)
+
+
+def load_module_file(name: str, path: Path) -> Any:
+    """A module of exo-lab that needs only the standard library (and PyYAML), loaded from its
+    file (see load_grafana_checks)."""
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, GRAFANA_CHECKS_FILE)
-    assert spec is not None and spec.loader is not None, GRAFANA_CHECKS_FILE
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up while the file runs
     spec.loader.exec_module(module)

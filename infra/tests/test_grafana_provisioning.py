@@ -12,6 +12,8 @@ import yaml
 from infra_support import PROVISIONING_DIR, RUNTIME
 
 DATASOURCE_UID = "exo-prometheus"
+#: the demand signals' refIds (issue 21's contract with exo-scaler's --signal NAME=REFID)
+DEMAND_REF_IDS = ("arrivals", "cpu_per_request", "serving", "evaluated_at")
 CPU_EXPR = '100 * (1 - avg(rate(node_cpu_seconds_total{mode="idle",job="pool"}[1m])))'
 
 
@@ -77,7 +79,9 @@ def test_rules_have_the_documented_shape(
 ) -> None:
     (rule,) = [r for r in rules if r["labels"].get("action") == action]
     assert rule["uid"] and rule["title"]
-    query, condition = rule["data"]
+    by_ref = {q["refId"]: q for q in rule["data"]}
+    assert list(by_ref) == ["cpu", "threshold", *DEMAND_REF_IDS]
+    query, condition = by_ref["cpu"], by_ref["threshold"]
     assert query["datasourceUid"] == DATASOURCE_UID
     assert query["model"]["expr"] == CPU_EXPR
     assert "relativeTimeRange" in query
@@ -90,6 +94,26 @@ def test_rules_have_the_documented_shape(
     assert rule["for"] == "1m"
     assert rule["noDataState"] == "OK"
     assert rule["execErrState"] == "OK"
+
+
+def test_demand_queries_are_instant_guarded_and_alike_in_both_rules(
+    rules: list[dict[str, Any]],
+) -> None:
+    """Values only: instant (a range result never reaches `values`), never empty (one query
+    without data turns the whole rule into NoData in Grafana's eval.go), the same in both rules
+    (the scaler reads them from whichever rule fires)."""
+    demand = [[q for q in r["data"] if q["refId"] in DEMAND_REF_IDS] for r in rules]
+    assert demand[0] == demand[1]
+    for query in demand[0]:
+        model = query["model"]
+        assert query["datasourceUid"] == DATASOURCE_UID
+        assert model["refId"] == query["refId"]
+        assert (model["instant"], model["range"]) == (True, False)
+        # the guard; that it works is test_prometheus_rules' (a real Prometheus, no data)
+        assert "or vector(0)" in model["expr"] or model["expr"] == "vector(time())"
+    for rule in rules:  # the condition still reads `cpu` alone
+        (condition,) = [q for q in rule["data"] if q["refId"] == rule["condition"]]
+        assert condition["model"]["expression"] == "cpu"
 
 
 def test_contact_point_uses_env_interpolation(rules: list[dict[str, Any]]) -> None:

@@ -1,6 +1,7 @@
 """The exact pip commands cloud-init runs, against a loopback server shaped like the SOS bucket.
 
-The server answers `/<bucket>/<wheel file>` like https://sos-<zone>.exo.io/<bucket>/<key>, and
+The server answers `/<bucket>/<sha256>/<wheel file>` like https://sos-<zone>.exo.io/<bucket>/<key>
+(the object key carries the wheel's sha256, as main.tf uploads it), and
 plays the dependency index too (it has nothing: every request to it is recorded). The throwaway
 venv sees this test environment's third-party packages through a .pth file (tox.ini installs
 them), so step 2 resolves without any download — and must not ask the index for our names.
@@ -8,6 +9,7 @@ them), so step 2 resolves without any download — and must not ask the index fo
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import site
 import subprocess
@@ -39,7 +41,9 @@ def bucket(tmp_path: Path, wheel_dir: Path) -> Any:
     root = tmp_path / "served"
     (root / BUCKET).mkdir(parents=True)
     for wheel in wheel_dir.glob("*.whl"):
-        shutil.copy(wheel, root / BUCKET / wheel.name)
+        key = root / BUCKET / hashlib.sha256(wheel.read_bytes()).hexdigest() / wheel.name
+        key.parent.mkdir()
+        shutil.copy(wheel, key)
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(root)))
     server.requests = []  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -111,8 +115,8 @@ def test_a_wheel_with_another_hash_is_refused(
     server, served = bucket
     commands, wheels_txt = _commands(apply_module, wheel_dir, server.server_port, "monitor")
     # Someone replaced exo-sd in the bucket: same name, other bytes.
-    (target,) = served.glob("exo_sd-*.whl")
-    (other,) = served.glob("slow_web-*.whl")
+    (target,) = served.glob("*/exo_sd-*.whl")
+    (other,) = served.glob("*/slow_web-*.whl")
     shutil.copy(other, target)
     requirements = tmp_path / "wheels.txt"
     requirements.write_text(wheels_txt)

@@ -23,7 +23,9 @@ def _alerts() -> list[dict[str, Any]]:
     (group,) = yaml.safe_load((PROVISIONING_DIR / "alerting/rules.yaml").read_text())["groups"]
     derived = []
     for rule in group["rules"]:
-        query, condition = rule["data"]
+        by_ref = {q["refId"]: q for q in rule["data"]}
+        condition = by_ref[rule["condition"]]
+        query = by_ref[condition["model"]["expression"]]
         (evaluator,) = [c["evaluator"] for c in condition["model"]["conditions"]]
         comparison = f"{OPERATORS[evaluator['type']]} {evaluator['params'][0]}"
         derived.append(
@@ -35,6 +37,19 @@ def _alerts() -> list[dict[str, Any]]:
             }
         )
     return derived
+
+
+def _demand_queries() -> dict[str, str]:
+    """refId → PromQL of the rules' queries that only carry values (not the condition's)."""
+    (group,) = yaml.safe_load((PROVISIONING_DIR / "alerting/rules.yaml").read_text())["groups"]
+    found: dict[str, str] = {}
+    for rule in group["rules"]:
+        by_ref = {q["refId"]: q for q in rule["data"]}
+        used = {rule["condition"], by_ref[rule["condition"]]["model"]["expression"]}
+        for ref, query in by_ref.items():
+            if ref not in used:
+                found[ref] = query["model"]["expr"]
+    return found
 
 
 def test_derived_rules_pass_promtool(tmp_path: Path) -> None:
@@ -96,6 +111,22 @@ def test_expressions_evaluate_on_a_running_prometheus(tmp_path: Path, free_port:
                 answer = _get(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
                 assert answer["status"] == "success", answer
                 assert answer["data"]["resultType"] == "vector"
+        # Without any slow-web series (this Prometheus scrapes only itself), every demand query
+        # still answers one sample without labels: Grafana would otherwise call the whole
+        # rule NoData. 0 is the "unknown" the scaler falls back on; evaluated_at is the query's
+        # own evaluation time.
+        demand = _demand_queries()
+        assert set(demand) == {"arrivals", "cpu_per_request", "serving", "evaluated_at"}
+        for ref, expr in demand.items():
+            at = time.time()
+            answer = _get(
+                f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr, "time": at})
+            )
+            assert answer["data"]["resultType"] == "vector", ref
+            ((sample),) = answer["data"]["result"]
+            assert sample["metric"] == {}, ref
+            value = float(sample["value"][1])
+            assert value == (round(at, 3) if ref == "evaluated_at" else 0.0), (ref, value)
         bad = urllib.parse.urlencode({"query": "100 * (1 - avg(rate(x[1m]))"})
         with pytest.raises(urllib.error.HTTPError):
             _get(f"{base}/api/v1/query?{bad}")

@@ -105,13 +105,22 @@ def test_units_are_unprivileged_and_restart(
     assert "WantedBy=multi-user.target" in text
 
 
-def test_scaler_unit_matches_the_cli_contract(monitor_files: dict[str, Any]) -> None:
-    text = file_text(monitor_files["/etc/systemd/system/exo-scaler.service"])
+def _scaler_options(text: str) -> tuple[dict[str, str], list[str]]:
+    """exo-scaler's ExecStart as {option: value} and the repeated --signal values, in order."""
     exec_start = re.search(r"^ExecStart=(.*)$", text, re.M)
     assert exec_start
     args = exec_start.group(1).split()
     assert args[1] == "serve"
-    options = dict(zip(args[2::2], args[3::2], strict=True))
+    pairs = list(zip(args[2::2], args[3::2], strict=True))
+    signals = [value for option, value in pairs if option == "--signal"]
+    options = dict(pair for pair in pairs if pair[0] != "--signal")
+    assert len(options) + len(signals) == len(pairs), "an option other than --signal repeats"
+    return options, signals
+
+
+def test_scaler_unit_matches_the_cli_contract(monitor_files: dict[str, Any]) -> None:
+    text = file_text(monitor_files["/etc/systemd/system/exo-scaler.service"])
+    options, signals = _scaler_options(text)
     assert options["--pool"] == "${EXOSCALE_INSTANCEPOOL_ID}"
     # Who serves while a scale-up warms: the NLB's health checks (the role grants this NLB).
     assert options["--nlb"] == "${EXOSCALE_NLB_ID}"
@@ -128,10 +137,40 @@ def test_scaler_unit_matches_the_cli_contract(monitor_files: dict[str, Any]) -> 
     credential = "LoadCredential=member-admin-token:/etc/exo-autoscale/member-admin-token"
     assert credential in text.splitlines()
     assert MEMBER_ADMIN_TOKEN not in text
-    # The proportional policy reads the query's value from Grafana's `values` by its refId.
+    # The demand policy, sized in members of the pool's instance type (standard.micro: 1 vCPU).
+    assert options["--policy"] == "demand"
+    assert options["--member-cores"] == "1"
+    assert "--value-ref" not in options
+    # Each signal read from Grafana's `values` by a refId both scaling rules have.
     rules = yaml.safe_load((PROVISIONING_DIR / "alerting" / "rules.yaml").read_text())
-    ref_ids = {q["refId"] for r in rules["groups"][0]["rules"] for q in r["data"]}
-    assert options["--value-ref"] in ref_ids and options["--value-ref"] == "cpu"
+    ref_ids = [{q["refId"] for q in r["data"]} for r in rules["groups"][0]["rules"]]
+    named = dict(signal.split("=", 1) for signal in signals)
+    assert list(named) == ["cpu", "arrivals", "cpu_per_request", "serving", "evaluated_at"]
+    assert all(ref in refs for ref in named.values() for refs in ref_ids), named
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "cores"), [("standard.large", "4"), ("standard.tiny", "1")]
+)
+def test_member_cores_follow_the_pool_instance_type(
+    apply_module: Any, wheel_dir: Path, instance_type: str, cores: str
+) -> None:
+    extra = f'pool_instance_type = "{instance_type}"\nuser_data_limit = 1048576'
+    run = apply_module(wheel_dir, extra=extra)
+    assert run.result.returncode == 0, run.result.output
+    monitor = write_files(decode_user_data(run.outputs["monitor_user_data"]))
+    options, _ = _scaler_options(file_text(monitor["/etc/systemd/system/exo-scaler.service"]))
+    assert options["--member-cores"] == cores
+
+
+def test_an_instance_type_without_a_known_vcpu_count_is_refused(
+    apply_module: Any, wheel_dir: Path
+) -> None:
+    run = apply_module(wheel_dir, command="plan", extra='pool_instance_type = "cpu.huge"')
+    assert run.result.returncode != 0
+    output = " ".join(run.result.output.split())
+    assert "pool_instance_type cpu.huge: its vCPU count is unknown" in output
+    assert "standard.micro" in output
 
 
 def _exec_options(text: str) -> dict[str, str]:
@@ -234,8 +273,60 @@ def test_metadata_server_is_root_only_after_boot(
             timeout=120,
         )
         assert not (done.stdout + done.stderr).strip(), done.stdout + done.stderr
+    # Packages start no service before the guard: policy-rc.d forbids it until right after.
+    assert guard < script.index("rm -f /usr/sbin/policy-rc.d") < script.index("/bin/pip ")
     if shutil.which("nft"):
         check = tmp_path / "guard.nft"
         check.write_text(rules)
         done = subprocess.run(["nft", "-c", "-f", str(check)], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
+
+
+def _cloud_init_module_order() -> dict[str, list[str]]:
+    """The module lists of the installed cloud-init (canonical/cloud-init config/cloud.cfg.tmpl,
+    rendered for this distribution), names normalised to underscores."""
+    config = yaml.safe_load(Path("/etc/cloud/cloud.cfg").read_text())
+    order = {}
+    for stage in ("cloud_init_modules", "cloud_config_modules", "cloud_final_modules"):
+        names = []
+        for entry in config[stage]:
+            name = entry if isinstance(entry, str) else entry[0]
+            names.append(name.replace("-", "_"))
+        order[stage] = names
+    return order
+
+
+@pytest.mark.parametrize("role", ["monitor", "pool"])
+def test_packages_cannot_start_services_before_the_guard(
+    role: str, rendered: Any, monitor_files: dict[str, Any], pool_files: dict[str, Any],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """dpkg would start Prometheus and node_exporter as soon as cloud-init installs them, which
+    is before our runcmd script loads the metadata guard; /usr/sbin/policy-rc.d (exit 101,
+    "action forbidden") is written first and removed by the script once the guard is loaded."""
+    if not Path("/etc/cloud/cloud.cfg").exists():
+        pytest.fail("cloud-init is not installed (make system-packages installs it)")
+    order = _cloud_init_module_order()
+    # write_files runs in the init stage, before any package; packages before our script.
+    assert "write_files" in order["cloud_init_modules"]
+    final = order["cloud_final_modules"]
+    assert final.index("package_update_upgrade_install") < final.index("scripts_user")
+    assert "runcmd" in order["cloud_config_modules"]  # runcmd only writes the script there
+
+    files = monitor_files if role == "monitor" else pool_files
+    policy = files["/usr/sbin/policy-rc.d"]
+    assert policy["permissions"] == "0755"
+    staged = tmp_path / "policy-rc.d"
+    staged.write_text(file_text(policy))
+    staged.chmod(0o755)
+    # What invoke-rc.d / deb-systemd-invoke ask before starting a service: 101 = forbidden.
+    assert subprocess.run([str(staged), "prometheus.service", "start"]).returncode == 101
+    document = yaml.safe_load(rendered.outputs[f"{role}_cloud_config"])
+    service_packages = {"monitor": "prometheus", "pool": "prometheus-node-exporter"}[role]
+    assert service_packages in document["packages"]
+    script = file_text(files["/usr/local/sbin/exo-autoscale-setup"])
+    removed = script.index("rm -f /usr/sbin/policy-rc.d")
+    assert script.index("enable --now exo-metadata-guard.service") < removed
+    started = {"monitor": "restart prometheus.service",
+               "pool": "restart prometheus-node-exporter.service"}[role]  # fmt: skip
+    assert removed < script.index(started)

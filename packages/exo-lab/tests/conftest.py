@@ -17,7 +17,7 @@ from exo_lab.dataplane import DataPlane
 from exo_lab.dataplane.members import MemberSettings, lab_prefix_for
 from exo_lab.dataplane.nlb import NetworkLoadBalancers
 from exo_testkit import RunningZone, eventually, free_member_network, running_zone
-from exo_zone.zone import HealthCheck, ZoneTimings
+from exo_zone import HealthCheck, ZoneTimings
 
 T = TypeVar("T")
 

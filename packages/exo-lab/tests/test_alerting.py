@@ -69,11 +69,21 @@ def test_prometheus_rules_at_speed(tmp_path: Path) -> None:
     assert group["interval"] == format_duration(rules[0].evaluation_interval / 10)
     for rule, source in zip(group["rules"], rules, strict=True):
         assert rule["for"] == format_duration(source.pending / 10)
-        assert rule["expr"].endswith(f"{source.operator} {source.threshold:g}")
+        query = scale_expression(source.expr, 10)
+        assert rule["expr"].startswith(f"(({query}) {source.operator} {source.threshold:g})")
         assert rule["labels"] == {"action": source.action}
         # What Grafana's `values` carry, as Alertmanager can: exo-scaler's policy reads it.
         assert rule["annotations"]["value"] == "{{ $value }}"
+        assert rule["annotations"]["value_cpu"] == '{{ printf "%f" $value }}'
         assert rule["annotations"]["summary"] == source.annotations["summary"]
+        # Every value query of the Grafana rule, derived from it and at speed: [1m] → [6s].
+        assert [v.ref_id for v in source.value_queries] == [
+            "arrivals", "cpu_per_request", "serving", "evaluated_at",
+        ]  # fmt: skip
+        for value in source.value_queries:
+            template = rule["annotations"][f"value_{value.ref_id}"]
+            assert f"query `({scale_expression(value.expr, 10)})`" in template
+            assert "[1m]" not in template
     path = tmp_path / "rules.yml"
     path.write_text(yaml.safe_dump(body))
     promtool = shutil.which("promtool")

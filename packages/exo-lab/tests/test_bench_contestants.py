@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from exo_lab.stack import render
+from exo_lab.stack.grafana import load_rules
 from exo_lab.stack.settings import SCALERS, LabError, LabSettings, ProductionTimings
+from exo_zone.catalog import INSTANCE_TYPES
+
+PROVISIONING = Path(__file__).resolve().parents[3] / "grafana-provisioning"
 
 
 def _command(tmp_path: Path, scaler: str, speed: float = 20.0) -> list[str]:
@@ -31,9 +36,30 @@ def test_seed_is_exo_scaler_with_the_step_policy(tmp_path: Path) -> None:
     assert _flag(_command(tmp_path, "seed"), "--policy") == "step"
 
 
-def test_exo_scaler_runs_its_own_default_policy(tmp_path: Path) -> None:
-    # No --policy at all: the contestant is whatever exo-scaler ships as its default.
-    assert "--policy" not in _command(tmp_path, "exo-scaler")
+def test_exo_scaler_runs_the_demand_policy_in_member_cores(tmp_path: Path) -> None:
+    """As Terraform's unit: --policy demand, one member's CPUs (the lab's cap: a quarter core
+    per vCPU of standard.tiny), every signal at the rules' refId of the same name."""
+    argv = _command(tmp_path, "exo-scaler")
+    assert _flag(argv, "--policy") == "demand"
+    cores = LabSettings(out=tmp_path).member_cores
+    assert cores == 0.25
+    assert float(_flag(argv, "--member-cores") or "nan") == cores
+    signals = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--signal"]
+    assert signals == [f"{name}={name}" for name in render.SIGNALS]
+    rules = load_rules(PROVISIONING)
+    for rule in rules:  # each REFID is a refId of both rules: the condition's input or a value
+        assert set(render.SIGNALS) == {rule.ref_id} | {v.ref_id for v in rule.value_queries}
+    assert "--member-cores" not in _command(tmp_path, "seed")
+
+
+def test_terraform_counts_the_vcpus_the_lab_zone_sells(tmp_path: Path) -> None:
+    """Terraform's --member-cores map and the lab zone's catalog agree where both know a type."""
+    main = (PROVISIONING.parent / "infra/terraform/modules/cloud-init/main.tf").read_text()
+    block = re.search(r"standard_vcpus = \{(.*?)\}", main, re.S)
+    assert block
+    terraform = {k: int(v) for k, v in re.findall(r'"(standard\.[\w-]+)"\s*=\s*(\d+)', block[1])}
+    for itype in INSTANCE_TYPES:
+        assert terraform[f"standard.{itype.size}"] == itype.cpus
 
 
 def test_warm_up_timers_are_divided_by_the_speed(tmp_path: Path) -> None:

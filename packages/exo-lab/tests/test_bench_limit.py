@@ -73,7 +73,7 @@ def test_one_tick_against_a_zone_scales_to_the_oracles_size_at_once(tmp_path: Pa
         record = scaler.tick()
         assert record is not None and record.reason is Reason.SCALED
         assert (record.from_size, record.to_size) == (1, 3)
-        assert rz.zone.pools[pool_id].size == 3
+        assert rz.zone.pool_snapshot(pool_id).size == 3
         assert scaler.armed and scaler.tick() is None  # at the oracle's size: nothing to do
         logged = read_decision_log(lines)
         assert [(d.from_size, d.to_size, d.policy) for d in logged] == [(1, 3, "reactive-limit")]
@@ -81,7 +81,7 @@ def test_one_tick_against_a_zone_scales_to_the_oracles_size_at_once(tmp_path: Pa
 
 def test_the_webhook_records_intents_behind_the_token_for_the_next_tick(tmp_path: Path) -> None:
     from exo_lab.bench.limit import create_app
-    from exo_zone.serving import serve_in_thread
+    from exo_zone import serve_in_thread
 
     settings = LimitSettings(pool="p", token="secret", schedule=tmp_path / "none.json")
     with running_zone({"web": 1}) as rz:

@@ -14,8 +14,7 @@ from exo_client import NO_RETRY, ExoClient
 from exo_lab.bench.naive import NaiveSettings, create_app, main
 from exo_scaler import EventLog, read_decision_log
 from exo_testkit import RunningZone, running_zone
-from exo_zone.serving import serve_in_thread
-from exo_zone.zone import ZoneTimings
+from exo_zone import ZoneTimings, serve_in_thread
 
 TOKEN = "naive-test-token"
 # Operations stay pending for 5 s: long enough for a second webhook to find the pool busy.
@@ -57,7 +56,7 @@ class Naive:
 
     def scale_operations(self) -> int:
         return sum(
-            1 for op in self.rz.zone.operations.values() if op.command == "scale-instance-pool"
+            1 for op in self.rz.zone.operation_snapshots() if op.command == "scale-instance-pool"
         )
 
 
@@ -77,7 +76,7 @@ def test_every_firing_webhook_scales_at_once_even_while_the_pool_is_busy(naive: 
     first = naive.post(alertmanager_payload("scale_up"))
     assert first.status_code == 200
     assert first.json()["decisions"][0]["reason"] == "scaled"
-    assert naive.rz.zone.pools[naive.pool_id].size == 3
+    assert naive.rz.zone.pool_snapshot(naive.pool_id).size == 3
     assert naive.scale_operations() == 1
 
     # The pool is still scaling up: no single flight, so the naive scaler calls again and the
@@ -86,7 +85,7 @@ def test_every_firing_webhook_scales_at_once_even_while_the_pool_is_busy(naive: 
     assert second.json()["decisions"][0]["reason"] == "pool-busy"
     third = naive.post(alertmanager_payload("scale_down"))
     assert third.json()["decisions"][0]["reason"] == "pool-busy"
-    assert naive.rz.zone.pools[naive.pool_id].size == 3
+    assert naive.rz.zone.pool_snapshot(naive.pool_id).size == 3
     assert naive.scale_operations() == 1
 
     # Its log is exo-scaler's format: the benchmark reads both with the same reader.
@@ -104,9 +103,9 @@ def test_every_firing_webhook_scales_at_once_even_while_the_pool_is_busy(naive: 
 def test_scale_down_uses_scale_not_evict(naive: Naive) -> None:
     response = naive.post(alertmanager_payload("scale_down"))
     assert response.json()["decisions"][0]["reason"] == "scaled"
-    commands = [op.command for op in naive.rz.zone.operations.values()]
+    commands = [op.command for op in naive.rz.zone.operation_snapshots()]
     assert commands == ["scale-instance-pool"]
-    assert naive.rz.zone.pools[naive.pool_id].size == 1
+    assert naive.rz.zone.pool_snapshot(naive.pool_id).size == 1
 
 
 def test_bounds_are_kept_without_an_api_call(naive: Naive) -> None:
@@ -132,7 +131,7 @@ def test_route_paths_take_the_direction_from_the_path(naive: Naive) -> None:
         naive.url + "/up", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
     )
     assert response.json()["decisions"][0]["reason"] == "scaled"
-    assert naive.rz.zone.pools[naive.pool_id].size == 3
+    assert naive.rz.zone.pool_snapshot(naive.pool_id).size == 3
 
 
 def test_one_webhook_with_duplicate_alerts_is_one_decision(naive: Naive) -> None:

@@ -133,12 +133,12 @@ def test_load_begins_where_the_course_workers_start() -> None:
 
 def test_actions_are_blamed_on_grafana_signals_only_through_their_intents() -> None:
     from exo_lab.bench.outcomes import scaled_by_sources
-    from exo_scaler import DecisionRecord, Direction, Intent, Reason, ScaleDecision
+    from exo_scaler import Decision, DecisionRecord, Direction, Intent, Reason
 
     def record(source: str, reason: Reason) -> DecisionRecord:
         intent = Intent(Direction.UP, 1.0, 2.0, source)
-        decision = ScaleDecision(Direction.UP, 1, 2, reason, (intent,))
-        return DecisionRecord.of(decision, time=3.0, pool="p", tick=1)
+        decision = Decision(Direction.UP, 1, 2, reason, (intent,))
+        return DecisionRecord.of(decision, wall_time=3.0, pool="p", tick=1)
 
     records = [
         record("alertmanager", Reason.SCALED),

@@ -1,6 +1,7 @@
-"""A lab that stands in for a deployment: `exo-lab up` as its own process, `verify` on its
-outputs (all pass, then exo-sd frozen and named), the target load test checked against the
-zone's own records, and `exo-lab down` leaving nothing. About a minute at speed 20.
+"""A lab that stands in for a deployment: `exo-lab up` as its own process, `verify` and
+`check-keys` (what `make deploy` runs after apply) on its outputs (all pass, then exo-sd frozen
+and named), the target load test checked against the zone's own records, and `exo-lab down`
+leaving nothing. About a minute at speed 20.
 """
 
 from __future__ import annotations
@@ -62,7 +63,11 @@ def test_up_verify_break_load_test_down(tmp_path: Path) -> None:
             "prometheus_url",
             "scaler_internal_url",
             "scaler_token",
-            "autoscaler_api_secret",
+            "exo_sd_api_key",
+            "exo_sd_api_secret",
+            "exo_scaler_api_key",
+            "exo_scaler_api_secret",
+            "iam_scope_by_id",
             "cost_estimate_eur_per_hour",
         }
         assert expected <= set(outputs)
@@ -80,8 +85,20 @@ def test_up_verify_break_load_test_down(tmp_path: Path) -> None:
         lines = verified.stdout.splitlines()
         assert sum(line.startswith("PASS") for line in lines) >= 7
         assert sum("[lab stand-in:" in line for line in lines) == 3
-        # The lab zone enforces Terraform's role: the scaler's key check runs for real.
-        assert any(line.startswith("PASS") and "the scaler's key" in line for line in lines)
+        # The lab zone enforces Terraform's roles, one per service: the key checks run for real.
+        for service in ("exo-sd", "exo-scaler"):
+            assert any(line.startswith(f"PASS  {service}'s key") for line in lines), service
+        # Two keys, two roles: exo-sd's is not exo-scaler's.
+        assert outputs["exo_sd_api_key"]["value"] != outputs["exo_scaler_api_key"]["value"]
+        for name in ("exo_sd_api_key", "exo_scaler_api_key"):
+            assert outputs[name]["sensitive"] is True
+
+        # make deploy's post-apply step, on the lab's outputs.
+        proven = exo_lab("check-keys", "--outputs", outputs_file, "--settle", "0", env=env,
+                         timeout=60)  # fmt: skip
+        print(proven.stdout)
+        assert proven.returncode == 0, proven.stdout + proven.stderr
+        assert proven.stdout.splitlines()[-1].startswith("keys proven: 10/10")
 
         # Break one thing: freeze exo-sd. Prometheus's scrape of it times out; verify names it.
         exo_sd = int(lab["children"]["exo-sd"])
@@ -119,8 +136,8 @@ def test_up_verify_break_load_test_down(tmp_path: Path) -> None:
         # ran on this pool, and the sizes the report saw are the zone's.
         pool_id = str(outputs["instance_pool_id"]["value"])
         api = SignedApi(str(outputs["api_endpoint"]["value"]),
-                        str(outputs["autoscaler_api_key"]["value"]),
-                        str(outputs["autoscaler_api_secret"]["value"]))  # fmt: skip
+                        str(outputs["exo_scaler_api_key"]["value"]),
+                        str(outputs["exo_scaler_api_secret"]["value"]))  # fmt: skip
         scaled = [d for d in report["decisions"] if d["reason"] == "scaled"]
         assert scaled, "a 3.5 members' worth step should scale the pool up"
         for decision in scaled:

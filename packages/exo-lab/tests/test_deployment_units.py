@@ -103,11 +103,14 @@ def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         (("run", "--target", "-"), json.dumps(TERRAFORM_JSON), "EXOSCALE_API_KEY"),
     ],
 )
-def test_cli_errors_are_one_line_exit_2(args: tuple[str, ...], stdin: str, message: str) -> None:
+def test_outputs_that_describe_no_deployment_are_usage_errors(
+    args: tuple[str, ...], stdin: str, message: str
+) -> None:
     result = cli(*args, stdin=stdin)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("Usage: exo-lab ")
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+    assert message in result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr
 
 
@@ -177,7 +180,7 @@ def target_at(server: Canned, **values: Any) -> Target:
         "app_url": base, "prometheus_url": base, "grafana_url": base,
         "grafana_admin_password": "pw", "instance_pool_id": "p-1", **values,
     })  # fmt: skip
-    return Target(deployment, Provisioned.load(PROVISIONING), admin=None, scaler_key=None)
+    return Target(deployment, Provisioned.load(PROVISIONING), admin=None)
 
 
 def test_nlb_health_wants_ok(server: Canned) -> None:

@@ -53,7 +53,7 @@ def test_capacity_follows_a_load_step(tmp_path: Path) -> None:
         assert lab.zone is not None
         operations = [
             op
-            for op in lab.zone.operations.values()
+            for op in lab.zone.operation_snapshots()
             if op.command in ("scale-instance-pool", "evict-instance-pool-members")
         ]
 
@@ -73,7 +73,7 @@ def test_capacity_follows_a_load_step(tmp_path: Path) -> None:
     # Each decision names the operation it started: the scaler's record and the zone agree.
     assert {d.operation_id for d in scaled} == {op.id for op in operations}
     tick = settings.lab(settings.timings.tick)
-    assert all(b.time - a.time >= tick * 0.5 for a, b in itertools.pairwise(scaled))
+    assert all(b.wall_time - a.wall_time >= tick * 0.5 for a, b in itertools.pairwise(scaled))
     # No reversal at steady load: all ups come before all downs.
     directions = [d.action for d in scaled]
     assert directions == sorted(directions, key=lambda a: a != "up")

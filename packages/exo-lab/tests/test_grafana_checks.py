@@ -146,7 +146,28 @@ REFUSALS = {
     "condition names no query": (
         RULES,
         set_in(rule, "condition", "B"),
-        "condition B does not exist, must be one of [cpu threshold]",
+        "condition B does not exist, must be one of [cpu threshold arrivals cpu_per_request "
+        "serving evaluated_at]",
+    ),
+    "refId repeated": (
+        RULES,
+        lambda b: rule(b)["data"][2].update(refId="cpu"),
+        "refID 'cpu' is already used by query/expression at index 0",
+    ),
+    "refId empty": (
+        RULES,
+        lambda b: rule(b)["data"][3].update(refId=""),
+        "refID is not specified for data query/expression at index 3",
+    ),
+    "threshold on a query that does not exist": (
+        RULES,
+        lambda b: rule(b)["data"][1]["model"].update(expression="load"),
+        "unable to find dependent node 'load'",
+    ),
+    "threshold on itself": (
+        RULES,
+        lambda b: rule(b)["data"][1]["model"].update(expression="threshold"),
+        "can not add self referencing node for var 'threshold'",
     ),
     "contact point without name": (POINTS, set_in(point, "name", ""), "no name is set"),
     "receiver without uid": (POINTS, set_in(receiver, "uid", " "), "exo-scaler: no uid is set"),
@@ -232,6 +253,16 @@ def test_the_provisioning_passes_every_check() -> None:
             lambda b: rule(b)["data"][0].update(datasourceUid="other"),
             "queries data source(s) ['other']",
         ),
+        (
+            RULES,
+            lambda b: rule(b)["data"][2]["model"].update(instant=False, range=True),
+            "query arrivals is not instant",
+        ),
+        (
+            RULES,
+            lambda b: rule(b, 1)["data"][4]["model"].update(expr='count(up{job="slow-web"} == 1)'),
+            "query serving can return no data (add `or vector(0)`)",
+        ),
     ],
 )
 def test_project_rules_are_findings_the_converter_lets_through(
@@ -245,6 +276,14 @@ def test_project_rules_are_findings_the_converter_lets_through(
     found = checks.findings(checks.load(broken, checks.deployment_environment()))
     assert [f.kind for f in found] == ["project"]
     assert message in found[0].message
+
+
+def test_value_queries_are_the_demand_signals() -> None:
+    """What travels beside the condition's input: the demand signals, in both rules."""
+    prov = checks.load(PROVISIONING, checks.deployment_environment())
+    for each in prov.rules["groups"][0]["rules"]:
+        refs = [q["refId"] for q in checks.value_queries(each)]
+        assert refs == ["arrivals", "cpu_per_request", "serving", "evaluated_at"]
 
 
 def test_dashboard_on_another_datasource_is_a_finding(tmp_path: Path) -> None:

@@ -130,7 +130,16 @@ def test_keeplast_keeps_a_firing_rule_firing_without_data(tmp_path: Path) -> Non
             "exp_labels": {"action": "scale_up"},
             # The rule's own annotations, and the last value the KeepLast expression kept
             # (the scaler's proportional policy reads it).
-            "exp_annotations": {**by_action(rules_with())["scale_up"].annotations, "value": "100"},
+            "exp_annotations": {
+                **by_action(rules_with())["scale_up"].annotations,
+                "value": "100",
+                "value_cpu": "100.000000",
+                # No slow-web series in this test: the guarded demand queries answer 0.
+                **dict.fromkeys(
+                    ("value_arrivals", "value_cpu_per_request", "value_serving"), "0.000000"
+                ),
+                "value_evaluated_at": "360.000000",
+            },
         }
     ]
     at = "6m"

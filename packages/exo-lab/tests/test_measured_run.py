@@ -19,7 +19,7 @@ from exo_lab.load.plan import LoadPlan
 from exo_lab.measure import MeasuredRun, RunClock, RunFailed, RunHooks, SettlePlan
 from exo_lab.report.run_report import MemberLife, Observation
 from exo_scaler import DecisionRecord
-from exo_zone.serving import serve_in_thread
+from exo_zone import serve_in_thread
 
 
 async def _answer(_: Request) -> JSONResponse:

@@ -13,7 +13,7 @@ from exo_lab.dataplane.cgroups import CpuUsage
 from exo_lab.dataplane.loop_thread import LoopThread
 from exo_lab.dataplane.nlb import ServiceBalancer, ServiceSpec
 from exo_lab.dataplane.node_exporter import CpuAccount, start_exporter
-from exo_zone.zone import HealthCheck
+from exo_zone import HealthCheck
 
 
 class FakeClock:

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from exo_lab.load.generator import OpenLoopLoad, SecondStats, summarize
 from exo_lab.load.profiles import LoadProfile, Segment, make_profile
-from exo_zone.serving import serve_in_thread
+from exo_zone import serve_in_thread
 
 
 @pytest.mark.parametrize("name", ["step", "ramp", "spike"])

@@ -13,7 +13,7 @@ from exo_scaler import DecisionRecord, Direction, Reason, read_decision_log
 
 def decision(t: float, action: str, before: int, after: int, reason: str) -> DecisionRecord:
     return DecisionRecord(
-        time=t,
+        wall_time=t,
         action=None if action == "none" else Direction(action),
         from_size=before,
         to_size=after,
@@ -104,7 +104,7 @@ def test_decisions_travel_from_the_scaler_log_to_the_report_as_one_type(tmp_path
     """The scaler's log lines, read back, put on the load's clock and written into report.json."""
     load_start = 1_700_000_000.0
     logged = [
-        decision(load_start + d.time, action, d.from_size or 0, d.to_size or 0, d.reason.value)
+        decision(load_start + d.wall_time, action, d.from_size or 0, d.to_size or 0, d.reason.value)
         for d, action in zip(
             synthetic_run().decisions, ["up", "up", "none", "down", "down"], strict=True
         )

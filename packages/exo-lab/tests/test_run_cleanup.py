@@ -108,15 +108,16 @@ def run_cli(args: list[str], runtime_dir: Path) -> subprocess.CompletedProcess[s
     )
 
 
-def test_a_bad_member_network_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+def test_a_bad_member_network_is_a_usage_error_and_leaves_nothing(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = run_cli(["--member-network", "10.9.0.0/24", "--out", str(out)], tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines() == [
-        "exo-lab run: --member-network 10.9.0.0/24: member network 10.9.0.0/24 must be inside "
+    assert result.stderr.startswith("Usage: ")
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: --member-network 10.9.0.0/24: member network 10.9.0.0/24 must be inside "
         "127.0.0.0/8 (e.g. 127.0.2.0/24)"
-    ]
+    )
     assert not out.exists()
     assert not list(tmp_path.rglob("*.lock"))
 
@@ -130,10 +131,11 @@ def test_a_held_lab_lock_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
         result = run_cli(
             ["--member-network", network, "--out", str(out), "--speed", "20"], tmp_path
         )
-        assert result.returncode == 2, result.stderr
+        assert result.returncode == 1, result.stderr
         assert "Traceback" not in result.stderr
         (line,) = result.stderr.strip().splitlines()
-        assert line.startswith("exo-lab run: another exo-lab (pid ")
+        assert line.startswith("exo-lab run: error: another exo-lab (pid ")
+        assert line.endswith("stop it or choose another member network")
         assert f"pid {os.getpid()}" in line
         assert not out.exists()
         assert not descendants_using(out)

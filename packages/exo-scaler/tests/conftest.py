@@ -1,15 +1,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
 
 from exo_client import ClientSettings, ExoClient
-from exo_scaler import DecisionRecord, EventLog, read_decision_log
+from exo_scaler import DecisionRecord, EventLog, ExoPoolTarget, create_app, read_decision_log
+from exo_scaler.metrics import ScalerMetrics
 from exo_scaler.settings import ScalerSettings
+from exo_scaler.target import InFlight, Launched, Member, MemberState, OnEnd, PoolStatus
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TOKEN = "t0ken-for-tests-only"
@@ -73,3 +79,81 @@ def offline_client() -> ExoClient:
     return ExoClient(
         ClientSettings(api_key="EXOtest", api_secret="secret", endpoint="http://127.0.0.1:9/v2")
     )
+
+
+def exo_app(
+    settings: ScalerSettings,
+    client: ExoClient,
+    *,
+    events: EventLog | None = None,
+    http: httpx.AsyncClient | None = None,
+) -> Starlette:
+    """The app as the CLI composes it: an ExoPoolTarget on `client`, a fresh registry."""
+    metrics = ScalerMetrics(CollectorRegistry())
+    events = events or EventLog()
+    target = ExoPoolTarget(settings, client, metrics, events=events)
+    return create_app(settings, target, metrics=metrics, events=events, http=http)
+
+
+@dataclass
+class ScriptedTarget:
+    size: int = 1
+    state: str = "running"
+    serving_now: int = 1
+    error_reason: str = ""
+    refuse: Exception | None = None
+    scaled: list[tuple[int, int]] = field(default_factory=list)
+    serving_reads: int = 0  # status reads that asked for the members
+    quota: int | None = None  # instances the organisation may still create; None: unlimited
+    quota_refusal: Exception | None = None
+
+    @property
+    def pool_id(self) -> str:
+        return "pool"
+
+    @property
+    def in_flight(self) -> InFlight | None:
+        return None
+
+    async def status(self, *, members: bool = False, quota: bool = False) -> PoolStatus:
+        listed = None
+        if members:
+            self.serving_reads += 1
+            listed = tuple(
+                Member(f"m{i}", MemberState.SERVING if i < self.serving_now else
+                       MemberState.WARMING)
+                for i in range(self.size)
+            )  # fmt: skip
+        room, why = None, None
+        if quota and self.state == "running":
+            if self.quota_refusal is not None:
+                why = str(self.quota_refusal)
+            else:
+                room = self.quota
+        return PoolStatus(self.size, self.state, error_reason=self.error_reason,
+                          members=listed, quota_room=room, quota_error=why)  # fmt: skip
+
+    async def grow(self, to: int) -> Launched:
+        if self.refuse is not None:
+            raise self.refuse
+        self.scaled.append((self.size, to))
+        self.size = to
+        return Launched("op")
+
+    async def evict(self, members: Sequence[Member], *, on_end: OnEnd | None = None) -> Launched:
+        if self.refuse is not None:
+            raise self.refuse
+        self.scaled.append((self.size, self.size - len(members)))
+        self.size -= len(members)
+        return Launched("op", tuple(m.id for m in members))
+
+    async def close(self) -> None:
+        pass
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now

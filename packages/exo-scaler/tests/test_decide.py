@@ -4,9 +4,10 @@ from collections.abc import Callable
 
 import pytest
 
-from exo_scaler.decision import Direction, PoolView, Reason, decide
+from exo_scaler.decision import Decision, Direction, Reason, evaluate
 from exo_scaler.intents import Intent
 from exo_scaler.settings import ScalerSettings, SettingsError
+from exo_scaler.target import InFlight, PoolStatus
 
 UP, DOWN = Direction.UP, Direction.DOWN
 RUNNING = "running"
@@ -14,6 +15,26 @@ RUNNING = "running"
 
 def wanted(*directions: Direction) -> tuple[Intent, ...]:
     return tuple(Intent(d, 0.0, 0.0, "test") for d in directions)
+
+
+def PoolView(size: int, state: str, error_reason: str = "", **more: object) -> PoolStatus:
+    """The pool as one status read describes it."""
+    return PoolStatus(size, state, error_reason=error_reason, **more)  # type: ignore[arg-type]
+
+
+def decide(
+    intents: tuple[Intent, ...],
+    pool: PoolStatus,
+    settings: ScalerSettings,
+    *,
+    paused: bool = False,
+    in_flight: bool = False,
+    warming: int = 0,
+) -> Decision:
+    if in_flight:
+        flight = InFlight(Direction.UP, "waiting", 0.0, pool.size, pool.size + 1)
+        pool = PoolStatus(pool.size, pool.state, in_flight=flight)
+    return evaluate(intents, pool, settings, paused=paused, warming=warming)
 
 
 @pytest.mark.parametrize(
@@ -174,3 +195,23 @@ def test_an_unhealthy_pool_is_not_busy(
     decision = decide(wanted(UP), pool, make_settings())
     assert (decision.reason, decision.to_size) == (Reason.POOL_UNHEALTHY, 2)
     assert state in decision.detail and "quota-exceeded" in decision.detail
+
+
+def test_the_decision_carries_the_wish_and_each_cap_that_changed_it(
+    make_settings: Callable[..., ScalerSettings],
+) -> None:
+    settings = make_settings(max_size=5, policy="proportional", target_value=70, max_step=2)
+    pool = PoolView(2, RUNNING, quota_room=2)
+    decision = decide(valued(UP, 280.0), pool, settings)  # ceil(2 × 280 / 70) = 8
+    assert decision.wish is not None and (decision.wish.size, decision.desired) == (8, 8)
+    assert [(c.cap, c.from_size, c.to_size) for c in decision.capped_by] == [
+        ("bounds", 8, 5),
+        ("quota", 5, 4),
+    ]
+    assert (decision.to_size, decision.reason, decision.detail) == (4, Reason.SCALED, "")
+    held = decide(valued(UP, 280.0), PoolView(5, RUNNING), settings)
+    assert (held.reason, held.detail, [c.cap for c in held.capped_by]) == (
+        Reason.AT_MAX,
+        "max is 5",
+        ["bounds"],
+    )

@@ -9,14 +9,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
 from exo_client import ExoClient
-from exo_scaler.app import create_app
 from exo_scaler.settings import ScalerSettings
 
-from .conftest import TOKEN
+from .conftest import TOKEN, exo_app
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -58,7 +56,7 @@ bodies = (
 def client() -> Iterator[TestClient]:
     settings_ = ScalerSettings(pool="web", max_size=4, interval=3600, auth_token=TOKEN)
     offline = ExoClient.__new__(ExoClient)  # never called: the loop does not run here
-    app = create_app(settings_, offline, registry=CollectorRegistry())
+    app = exo_app(settings_, offline)
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 

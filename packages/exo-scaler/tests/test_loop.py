@@ -12,20 +12,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from exo_client import ExoClient, NotFoundError, RetryPolicy
-from exo_scaler.app import create_app
+from exo_client import ExoClient, RetryPolicy
 from exo_scaler.decision import Direction, Reason
+from exo_scaler.overview import status_json
 from exo_scaler.scaler import Scaler
 from exo_scaler.settings import ScalerSettings
+from exo_scaler.target import MemberState
 from exo_testkit import RunningZone, running_zone
 from exo_zone import RecordRuntime
 from exo_zone.faults import FaultPlan, OperationOutcome, OutcomeFault
 
-from .conftest import TOKEN, EventSink
+from .conftest import TOKEN, EventSink, exo_app
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 MUTATIONS = ("scale-instance-pool", "evict-instance-pool-members")
@@ -41,9 +41,7 @@ def build(
     sink: EventSink,
     client: ExoClient | None = None,
 ) -> Starlette:
-    return create_app(
-        settings, client or rz.client(), registry=CollectorRegistry(), events=sink.log()
-    )
+    return exo_app(settings, client or rz.client(), events=sink.log())
 
 
 def scaler_of(app: Starlette) -> Scaler:
@@ -149,7 +147,7 @@ def test_busy_pool_and_our_own_flight_are_skipped(
         scaler.record_intent(Direction.UP, "test")
         busy = await scaler.tick()
         assert busy.reason is Reason.POOL_BUSY
-        assert scaler.status()["in_flight"] is None or busy.detail
+        assert status_json(scaler)["in_flight"] is None or busy.detail
         await landed(scaler)
 
     asyncio.run(scenario())
@@ -214,7 +212,7 @@ def test_api_unreachable_is_an_api_error_not_a_crash(
     make_settings: Callable[..., ScalerSettings], sink: EventSink, offline_client: ExoClient
 ) -> None:
     offline_client.retry = RetryPolicy(attempts=1)
-    app = create_app(make_settings(interval=0.1), offline_client, events=sink.log())
+    app = exo_app(make_settings(interval=0.1), offline_client, events=sink.log())
     with TestClient(app) as client:
         client.get("/up", headers=BEARER)
         deadline = time.monotonic() + 20
@@ -466,7 +464,7 @@ def test_decisions_endpoint_is_authenticated_and_filters_by_time(
     body = client.get("/decisions", headers=BEARER).json()
     assert [d["reason"] for d in body["decisions"]] == ["dry-run", "no-intent"]
     assert body["decisions"] == [r.to_json() for r in sink.records()]
-    last = body["decisions"][-1]["time"]
+    last = body["decisions"][-1]["wall_time"]
     since = client.get(f"/decisions?since={last}", headers=BEARER).json()["decisions"]
     assert [d["tick"] for d in since] == [2]
     for bad in ("yesterday", "nan", "inf", ""):
@@ -500,14 +498,18 @@ def test_serving_is_what_the_nlb_health_checks_pass(
         runtime.unready.add(pool.member_ids[0])
         by_nlb = build(rz, make_settings(pool=pool.id, nlb=lb.id), sink).state.target
         by_vm = build(rz, make_settings(pool=pool.id), sink).state.target
-        assert asyncio.run(by_nlb.serving()) == 2
-        assert asyncio.run(by_vm.serving()) == 3
-        # An NLB without a service for this pool is an API error the loop survives.
+        seen = asyncio.run(by_nlb.status(members=True))
+        assert (seen.serving, seen.serving_from) == (2, "nlb")
+        assert seen.counted(MemberState.WARMING) == 1
+        assert asyncio.run(by_vm.status(members=True)).serving == 3
+        assert asyncio.run(by_vm.status()).members is None  # not asked for: not read
+        # An NLB without a service for this pool: health unknown, said so, the loop survives.
         other = rz.zone.create_pool("other", 1)
         stray = rz.zone.create_load_balancer("stray", other.id, port=8081)
         wrong = build(rz, make_settings(pool=pool.id, nlb=stray.id), sink).state.target
-        with pytest.raises(NotFoundError, match="no service for instance pool"):
-            asyncio.run(wrong.serving())
+        unknown = asyncio.run(wrong.status(members=True))
+        assert unknown.serving is None
+        assert "no service for instance pool" in (unknown.health_refused or "")
 
 
 def test_the_zones_instance_quota_caps_a_scale_up_before_the_api_refuses_it(

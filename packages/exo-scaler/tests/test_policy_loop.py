@@ -1,4 +1,4 @@
-"""The loop's own state around decide(): warm-up, kept intents, an unhealthy pool, quota.
+"""The loop's own state around evaluate(): warm-up, kept intents, an unhealthy pool, quota.
 
 A scripted PoolTarget and an injected clock: every step is explicit, nothing waits on time.
 """
@@ -7,76 +7,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
+import httpx
 from prometheus_client import CollectorRegistry
 
 from exo_client import AuthError, ConflictError, QuotaExceededError
-from exo_scaler.decision import Direction, PoolView, Reason, ScaleDecision
+from exo_scaler.acting import Actuator
+from exo_scaler.decision import Decision, Direction, Reason
 from exo_scaler.metrics import ScalerMetrics
+from exo_scaler.overview import gauges, status_json
 from exo_scaler.scaler import Scaler
 from exo_scaler.settings import ScalerSettings
-from exo_scaler.target import InFlight, Launched
 
-from .conftest import EventSink
+from .conftest import Clock, EventSink, ScriptedTarget
 
 UP, DOWN = Direction.UP, Direction.DOWN
-
-
-@dataclass
-class ScriptedTarget:
-    size: int = 1
-    state: str = "running"
-    serving_now: int = 1
-    error_reason: str = ""
-    refuse: Exception | None = None
-    scaled: list[tuple[int | None, int | None]] = field(default_factory=list)
-    serving_reads: int = 0
-    quota: int | None = None  # instances the organisation may still create; None: unlimited
-    quota_refusal: Exception | None = None
-
-    @property
-    def pool_id(self) -> str:
-        return "pool"
-
-    @property
-    def view(self) -> PoolView | None:
-        return PoolView(self.size, self.state, error_reason=self.error_reason)
-
-    @property
-    def in_flight(self) -> InFlight | None:
-        return None
-
-    async def status(self) -> PoolView:
-        return PoolView(self.size, self.state, error_reason=self.error_reason)
-
-    async def scale(self, decision: ScaleDecision) -> Launched:
-        if self.refuse is not None:
-            raise self.refuse
-        self.scaled.append((decision.from_size, decision.to_size))
-        assert decision.to_size is not None
-        self.size = decision.to_size
-        return Launched("op")
-
-    async def serving(self) -> int:
-        self.serving_reads += 1
-        return self.serving_now
-
-    async def quota_room(self) -> int | None:
-        if self.quota_refusal is not None:
-            raise self.quota_refusal
-        return self.quota
-
-    async def close(self) -> None:
-        pass
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def scaler_with(
@@ -84,10 +29,12 @@ def scaler_with(
 ) -> tuple[Scaler, Clock]:
     clock = Clock()
     metrics = ScalerMetrics(CollectorRegistry())
-    return Scaler(settings, target, metrics, events=sink.log(), clock=clock), clock
+    events = sink.log()
+    actuator = Actuator(settings, target, events=events, http=httpx.AsyncClient(), clock=clock)
+    return Scaler(settings, target, metrics, actuator, events=events, clock=clock), clock
 
 
-def tick(scaler: Scaler) -> ScaleDecision:
+def tick(scaler: Scaler) -> Decision:
     return asyncio.run(scaler.tick())
 
 
@@ -115,7 +62,7 @@ def test_warm_up_holds_the_next_step_until_members_serve(
     target.serving_now = 3
     scaler.record_intents((UP,), "test", {UP: 90.0})
     clock.now += 40
-    assert (tick(scaler).reason, scaler.warm_up and scaler.warm_up.ready_at) == (
+    assert (tick(scaler).reason, scaler.warm_up.current and scaler.warm_up.current.ready_at) == (
         Reason.WARMING_UP,
         clock.now,
     )
@@ -223,17 +170,17 @@ def test_an_unhealthy_pool_is_surfaced_after_the_bound(
     scaler, clock = scaler_with(make_settings(unhealthy_after=300.0), target, sink)
     scaler.record_intents((UP,), "test")
     assert tick(scaler).reason is Reason.POOL_UNHEALTHY
-    assert scaler.status()["conditions"] == []
+    assert status_json(scaler)["conditions"] == []
     clock.now += 300
     tick(scaler)
-    [condition] = scaler.status()["conditions"]
+    [condition] = status_json(scaler)["conditions"]
     assert condition["type"] == "PoolUnhealthy" and condition["state"] == "degraded"
     assert "quota-exceeded" in condition["detail"]
-    assert scaler.metrics.pool_unhealthy._value.get() == 1
+    assert gauges(scaler).pool_unhealthy
     target.state = "running"
     tick(scaler)
-    assert scaler.status()["conditions"] == []
-    assert scaler.metrics.pool_unhealthy._value.get() == 0
+    assert status_json(scaler)["conditions"] == []
+    assert not gauges(scaler).pool_unhealthy
 
 
 def test_quota_is_not_busy(make_settings: Callable[..., ScalerSettings], sink: EventSink) -> None:
@@ -258,7 +205,7 @@ def test_the_instance_quota_lowers_the_ceiling_and_an_unreadable_one_does_not_st
     clock.now += 600
     scaler.record_intents((UP,), "test", {UP: 99.0})
     used_up = tick(scaler)
-    assert (used_up.reason, target.size, scaler.status()["quota_left"]) == (Reason.QUOTA, 3, 0)
+    assert (used_up.reason, target.size, status_json(scaler)["quota_left"]) == (Reason.QUOTA, 3, 0)
     # A role without get-quota, or an API that cannot answer: the scale is left to the API.
     target.quota_refusal = AuthError("get-quota not allowed", status=403, operation="get-quota")
     clock.now += 80

@@ -8,18 +8,20 @@ from pathlib import Path
 import pytest
 
 from exo_scaler import (
+    Capped,
+    Decision,
     DecisionLogError,
     DecisionRecord,
     Direction,
     EventLog,
     Intent,
     Reason,
-    ScaleDecision,
+    Wish,
     read_decision_log,
 )
 
 SCALED_DOWN = DecisionRecord(
-    time=1764017463.25,
+    wall_time=1764017463.25,
     action=Direction.DOWN,
     from_size=3,
     to_size=2,
@@ -29,6 +31,11 @@ SCALED_DOWN = DecisionRecord(
     tick=12,
     operation_id="op-1",
     members=("member-b",),
+    policy="proportional",
+    value=12.5,
+    desired=1,
+    wish=Wish(Direction.DOWN, 1, "12.5 on 3 serving asks for 1", 12.5, 1),
+    capped_by=(Capped("step-limit", 1, 2, "at most -1 a tick"),),
 )
 IDLE = DecisionRecord(1764017523.0, None, None, None, Reason.API_ERROR, detail="503")
 
@@ -54,11 +61,15 @@ def test_the_line_keeps_the_log_format() -> None:
 
 def test_of_a_decision_and_scaled() -> None:
     intents = (Intent(Direction.UP, 1.0, 2.0, "route"),)
-    decision = ScaleDecision(Direction.UP, 1, 2, Reason.SCALED, intents)
-    record = DecisionRecord.of(decision, time=3.0, pool="p", tick=1, operation_id="op")
+    wish = Wish(Direction.UP, 3, "+2")
+    capped = (Capped("bounds", 3, 2, "max is 2"),)
+    decision = Decision(Direction.UP, 1, 2, Reason.SCALED, intents, wish=wish, capped_by=capped)
+    record = DecisionRecord.of(decision, wall_time=3.0, pool="p", tick=1, operation_id="op")
     assert (record.action, record.intents, record.operation_id) == (Direction.UP, intents, "op")
+    assert (record.wish, record.capped_by) == (wish, capped)
     assert record.scaled
-    assert not DecisionRecord.of(decision.with_failure(Reason.POOL_BUSY, "409"), time=4.0).scaled
+    failed = decision.with_failure(Reason.POOL_BUSY, "409")
+    assert not DecisionRecord.of(failed, wall_time=4.0).scaled
 
 
 def test_unknown_keys_are_ignored_and_missing_optional_keys_default() -> None:
@@ -67,7 +78,7 @@ def test_unknown_keys_are_ignored_and_missing_optional_keys_default() -> None:
         '"wanted":"up","operation":"op-7"}'
     )
     record = DecisionRecord.from_json(line)
-    assert (record.time, record.action, record.intents, record.members) == (5.0, None, (), ())
+    assert (record.wall_time, record.action, record.intents, record.members) == (5.0, None, (), ())
 
 
 @pytest.mark.parametrize(
@@ -76,7 +87,17 @@ def test_unknown_keys_are_ignored_and_missing_optional_keys_default() -> None:
         ("{not json", "not a JSON line"),
         ("[1, 2]", "JSON object"),
         ('{"event":"operation","time":1}', "not a decision event"),
-        ('{"action":"up","from":1,"to":2,"reason":"scaled"}', "'time' must be a number"),
+        ('{"action":"up","from":1,"to":2,"reason":"scaled"}', "'wall_time' must be a number"),
+        ('{"wall_time":"x","action":"up","from":1,"to":2,"reason":"scaled"}', "'wall_time'"),
+        (
+            '{"wall_time":1,"action":"up","from":1,"to":2,"reason":"scaled","wish":3}',
+            "'wish' must be an object",
+        ),
+        (
+            '{"wall_time":1,"action":"up","from":1,"to":2,"reason":"scaled",'
+            '"capped_by":[{"cap":"bounds","from":3}]}',
+            "'capped_by' entries need a cap name, from and to",
+        ),
         ('{"time":true,"action":"up","from":1,"to":2,"reason":"scaled"}', "'time'"),
         ('{"time":1,"action":"sideways","from":1,"to":2,"reason":"scaled"}', "'action'"),
         ('{"time":1,"action":["up"],"from":1,"to":2,"reason":"scaled"}', "'action'"),
@@ -113,8 +134,8 @@ def test_the_reader_reads_what_the_event_log_writes(tmp_path: Path) -> None:
 
 
 def test_the_reader_names_the_line_of_a_wrong_decision() -> None:
-    lines = [SCALED_DOWN.to_line(), '{"event":"decision","time":"soon"}']
-    with pytest.raises(DecisionLogError, match="line 2: 'time' must be a number"):
+    lines = [SCALED_DOWN.to_line(), '{"event":"decision","wall_time":"soon"}']
+    with pytest.raises(DecisionLogError, match="line 2: 'wall_time' must be a number"):
         read_decision_log(lines)
 
 
@@ -130,6 +151,24 @@ def test_older_lines_without_the_policy_fields_still_read() -> None:
     assert record.intents[0].value is None
     again = DecisionRecord.from_json(record.to_line())
     assert again == record
+    assert (record.wall_time, record.wish, record.capped_by) == (1.5, None, ())
     newer = json.loads(record.to_line())
-    assert {"policy", "value", "desired", "warming"} <= newer.keys()
-    assert set(json.loads(old)) <= set(newer)  # nothing renamed, only added
+    assert {"policy", "value", "desired", "warming", "wish", "capped_by"} <= newer.keys()
+    # Only `time` was renamed (to `wall_time`, the clock it is on); everything else is added.
+    assert set(json.loads(old)) - {"time"} <= set(newer)
+    assert newer["wall_time"] == json.loads(old)["time"]
+
+
+def test_the_wish_and_the_caps_are_in_the_line() -> None:
+    line = json.loads(SCALED_DOWN.to_line())
+    assert line["wish"] == {
+        "direction": "down",
+        "size": 1,
+        "why": "12.5 on 3 serving asks for 1",
+        "need": None,
+        "fallback": None,
+        "shedding": False,
+    }
+    assert line["capped_by"] == [
+        {"cap": "step-limit", "from": 1, "to": 2, "detail": "at most -1 a tick"}
+    ]

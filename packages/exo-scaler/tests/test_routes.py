@@ -6,14 +6,12 @@ import logging
 from collections.abc import Callable, Iterator
 
 import pytest
-from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
 from exo_client import ExoClient
-from exo_scaler.app import create_app
 from exo_scaler.settings import ScalerSettings
 
-from .conftest import TOKEN
+from .conftest import TOKEN, exo_app
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -31,7 +29,7 @@ def make_client(
 
     def build(**overrides: object) -> TestClient:
         # No lifespan: the loop does not run, so recorded intents stay pending for us to see.
-        app = create_app(make_settings(**overrides), offline_client, registry=CollectorRegistry())
+        app = exo_app(make_settings(**overrides), offline_client)
         client = TestClient(app, raise_server_exceptions=False)
         made.append(client)
         return client
@@ -180,10 +178,15 @@ def test_body_over_64_kib_is_413_with_and_without_content_length(
 def test_pause_resume_status_metrics_healthz(make_client: Callable[..., TestClient]) -> None:
     client = make_client()
     assert client.post("/pause", headers=BEARER).json() == {"paused": True}
+    # The gauges are read from the scaler's state when scraped.
+    paused = client.get("/metrics").text
+    assert "exo_scaler_paused 1.0" in paused
+    assert 'exo_scaler_pool_bound{bound="max"} 4.0' in paused
     status = client.get("/status").json()
     assert status["paused"] is True
     assert (status["min"], status["max"], status["dry_run"]) == (1, 4, False)
     assert client.post("/resume", headers=BEARER).json() == {"paused": False}
+    assert "exo_scaler_paused 0.0" in client.get("/metrics").text
     assert client.get("/healthz").text == "OK"
     client.get("/up", headers=BEARER)
     client.post("/webhook", content=b"[]", headers=BEARER)

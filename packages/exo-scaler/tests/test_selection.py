@@ -10,26 +10,24 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from exo_client import PoolMember
-from exo_scaler.app import create_app
 from exo_scaler.decision import Direction, Reason
 from exo_scaler.scaler import Scaler
 from exo_scaler.selection import choose_members, parse_busy_vector
 from exo_scaler.settings import ScalerSettings
+from exo_scaler.target import Member, MemberState
 from exo_testkit import running_zone
 
-from .conftest import EventSink
+from .conftest import EventSink, exo_app
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
-def member(name: str, minutes: int, state: str = "running") -> PoolMember:
-    return PoolMember(name, name, state, "127.0.0.1", T0 + timedelta(minutes=minutes))
+def member(name: str, minutes: int, state: MemberState = MemberState.SERVING) -> Member:
+    return Member(name, state, "127.0.0.1", T0 + timedelta(minutes=minutes), name)
 
 
-MEMBERS = [member("a", 0), member("b", 10), member("c", 5), member("d", 20, "destroying")]
+MEMBERS = [member("a", 0), member("b", 10), member("c", 5), member("d", 20, MemberState.DRAINING)]
 
 
 def test_newest_and_oldest_skip_leaving_members() -> None:
@@ -112,7 +110,7 @@ def test_least_busy_evicts_the_idlest_member_per_prometheus(
         ids = list(rz.pools["web"].member_ids)
         figures.update({ids[0]: 0.8, ids[1]: 0.05, ids[2]: 0.6})
         settings = make_settings(scale_down_policy="least-busy", prometheus_url=url)
-        app = create_app(settings, rz.client(), registry=CollectorRegistry(), events=sink.log())
+        app = exo_app(settings, rz.client(), events=sink.log())
         scaler: Scaler = app.state.scaler
 
         async def scenario() -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -88,7 +89,7 @@ def test_one_unknown_direction_refuses_the_whole_body(
 
 # -- signal hygiene: what never scales (DESIGN.md §4) -------------------------------------------
 
-from exo_scaler.webhooks import Skip, alert_value, parse_number  # noqa: E402
+from exo_scaler.webhooks import Skip, alert_signals, parse_number  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -156,8 +157,13 @@ def test_grouped_and_truncated_carry_their_values(
 ) -> None:
     parsed = parse_alert_payload(fixture_bytes(name), label="action")
     assert parsed.directions == directions
-    assert dict(parsed.values) == values
+    assert {d: s["cpu"] for d, s in parsed.signals.items()} == values
     assert parsed.truncated == truncated
+
+
+def alert_value(alert: dict[str, Any], ref: str | None = None) -> float | None:
+    """The CPU value, as the `cpu` signal (read under `ref` when given)."""
+    return alert_signals(alert, refs=None if ref is None else {"cpu": ref}).get("cpu")
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,10 @@
-"""Re-record exo-sd's cassettes against a local exo-lab zone.
+"""Re-record exo-sd's cassettes against a local zone (`make record-cassettes`).
 
     python packages/exo-sd/tests/record_cassettes.py
 
-Needs exo-lab and exo-testkit (the development venv has them). The zone serves on loopback
-with throw-away credentials, the Authorization header is filtered out of every cassette, and
-test_replay.py checks that no signature made it in.
+Needs exo-testkit (the development venv has it). The zone (exo-zone, record members, the fast
+timings) serves on loopback with throw-away credentials, the Authorization header is filtered
+out of every cassette, and test_replay.py checks that no signature made it in.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from sd_cassettes import CASSETTES, IDS_FILE, SCENARIOS, make_vcr
 
 from exo_client import NO_RETRY, ClientSettings, ExoClient
-from exo_testkit import RunningZone, running_zone
-from exo_zone.faults import FaultPlan
+from exo_testkit import FAST_TIMINGS, RunningZone, running_zone
+from exo_zone import FaultPlan
 
 UNAVAILABLE_CALLS = 2
 
@@ -40,8 +40,7 @@ def _settle(rz: RunningZone, pool_id: str) -> None:
 def _prepare(name: str, rz: RunningZone, pool_id: str) -> ClientSettings:
     settings = rz.settings
     if name == "pool_booting":
-        with rz.zone.lock:
-            rz.zone.scale(pool_id, 3)
+        rz.zone.scale(pool_id, 3)
     elif name == "empty_pool":
         rz.client().wait_operation(rz.client().scale_pool(pool_id, 0).id, timeout=10, poll=0.05)
         deadline = time.monotonic() + 10
@@ -66,7 +65,7 @@ def _prepare(name: str, rz: RunningZone, pool_id: str) -> ClientSettings:
 
 
 def record(name: str) -> dict[str, str]:
-    with running_zone({"web": 2}) as rz, tempfile.TemporaryDirectory() as tmp:
+    with running_zone({"web": 2}, timings=FAST_TIMINGS) as rz, tempfile.TemporaryDirectory() as tmp:
         pool = rz.pools["web"]
         ids = {"pool_id": pool.id}
         _settle(rz, pool.id)

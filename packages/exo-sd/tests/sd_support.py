@@ -77,5 +77,4 @@ def target_set(path: Path) -> set[str] | None:
 
 def member_targets(rz: RunningZone, pool_id: str, port: int) -> set[str]:
     """What the file should list: the pool's running members, read from the zone itself."""
-    with rz.zone.lock:
-        return {f"{m.address}:{port}" for m in rz.zone.members(pool_id) if m.state == "running"}
+    return {f"{m.address}:{port}" for m in rz.zone.members(pool_id) if m.state == "running"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from sd_support import (
 )
 
 from exo_testkit import RunningZone, running_zone
-from exo_zone.faults import FaultPlan
+from exo_zone import FaultPlan
 
 pytestmark = pytest.mark.integration
 
@@ -148,14 +149,25 @@ def test_sigterm_during_a_hanging_request_exits_0_within_1s(
     assert elapsed < 1.0, f"exit took {elapsed:.2f}s"
 
 
-def test_once_by_pool_name_with_flags_winning_over_env(zone: RunningZone, tmp_path: Path) -> None:
+def test_once_with_flags_winning_over_env(zone: RunningZone, tmp_path: Path) -> None:
     pool_id = zone.pools["web"].id
     wait_for(lambda: len(member_targets(zone, pool_id, 1)) == 2, what="members running")
     out = tmp_path / "t.json"
     env = agent_env(zone, "00000000-0000-4000-8000-000000000000", TARGET_PORT="1111")
-    result = run_once(env, "--pool", "web", "--port", "9200", "--out", str(out))
+    result = run_once(env, "--pool", pool_id, "--port", "9200", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert target_set(out) == member_targets(zone, pool_id, 9200)
+
+
+def test_an_unknown_pool_id_lists_nothing_and_says_so(zone: RunningZone, tmp_path: Path) -> None:
+    """exo-sd never reads the pool (its role lists members only), so a wrong id is an empty
+    list, said on stderr, not an error it could tell from a pool scaled to 0."""
+    out = tmp_path / "t.json"
+    env = agent_env(zone, "00000000-0000-4000-8000-000000000000")
+    result = run_once(env, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert target_set(out) == set()
+    assert "lists no member" in result.stderr
 
 
 def test_once_exits_1_when_the_api_fails_and_keeps_the_file(
@@ -171,24 +183,21 @@ def test_once_exits_1_when_the_api_fails_and_keeps_the_file(
 
 
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("change", "code", "message"),
     [
-        ({"EXOSCALE_INSTANCEPOOL_ID": "no-such-pool"}, "no instance pool named 'no-such-pool'"),
-        (
-            {"EXOSCALE_INSTANCEPOOL_ID": "00000000-0000-4000-8000-000000000000"},
-            "no instance pool with id",
-        ),
-        ({"EXOSCALE_API_SECRET": "wrong"}, "rejected the credentials"),
-        ({"EXOSCALE_API_SECRET": ""}, "missing Exoscale credential"),
-        ({"EXOSCALE_API_KEY": ""}, "missing Exoscale credential"),
-        ({"EXOSCALE_INSTANCEPOOL_ID": ""}, "Missing option '--pool'"),
-        ({"TARGET_PORT": "70000"}, "--port"),
+        ({"EXOSCALE_INSTANCEPOOL_ID": "web"}, 2, "--pool must be the instance pool's id"),
+        ({"EXOSCALE_API_SECRET": "wrong"}, 1, "rejected the credentials"),
+        ({"EXOSCALE_API_SECRET": ""}, 2, "missing Exoscale credential"),
+        ({"EXOSCALE_API_KEY": ""}, 2, "missing Exoscale credential"),
+        ({"EXOSCALE_INSTANCEPOOL_ID": ""}, 2, "Missing option '--pool'"),
+        ({"TARGET_PORT": "70000"}, 2, "--port"),
     ],
-    ids=["unknown-name", "unknown-id", "wrong-secret", "no-secret", "no-key", "no-pool", "port"],
+    ids=["a-name", "wrong-secret", "no-secret", "no-key", "no-pool", "port"],
 )
 def test_clear_errors(
-    zone: RunningZone, tmp_path: Path, change: dict[str, str], message: str
+    zone: RunningZone, tmp_path: Path, change: dict[str, str], code: int, message: str
 ) -> None:
+    """Bad usage is click's usage error (2); a failed start is one line naming exo-sd (1)."""
     env = agent_env(zone, zone.pools["web"].id)
     for name, value in change.items():
         if value:
@@ -197,12 +206,35 @@ def test_clear_errors(
             env.pop(name, None)
     out = tmp_path / "t.json"
     result = run_once(env, "--out", str(out))
-    assert result.returncode != 0
-    assert message in result.stderr
+    assert result.returncode == code, result.stderr
     assert "Traceback" not in result.stderr
     assert zone.settings.api_secret not in result.stderr
-    if "Usage" not in result.stderr:
-        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    if code == 2:
+        assert result.stderr.startswith("Usage: exo-sd ")
+        assert lines[-1].startswith("Error: ") and message in lines[-1]
+    else:
+        (line,) = [line for line in lines if line.startswith("exo-sd: error: ")]
+        assert message in line
+        assert line == lines[-1]
+    assert not out.exists()
+
+
+def test_a_taken_metrics_port_is_one_line(zone: RunningZone, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = tmp_path / "t.json"
+        result = run_once(
+            agent_env(zone, zone.pools["web"].id), "--out", str(out), "--metrics-port", str(port)
+        )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"exo-sd: error: cannot serve metrics on 127.0.0.1:{port} (Address already in use): "
+        "choose another --metrics-port or stop what holds it"
+    ]
     assert not out.exists()
 
 
@@ -235,7 +267,8 @@ def test_metrics_endpoint(zone: RunningZone, tmp_path: Path) -> None:
     finally:
         agent.terminate()
         agent.wait(5)
-    assert 'exo_sd_api_calls_total{operation="get-instance-pool"} 1.0' in text
+    assert re.search(r'exo_sd_api_calls_total\{operation="list-instances"\} [1-9]', text)
+    assert "get-instance-pool" not in text  # the pool is never read
     assert "exo_sd_last_success_timestamp_seconds" in text
     assert "exo_sd_refresh_duration_seconds_bucket" in text
     assert 'exo_sd_errors_total{kind="unavailable"} 0.0' in text

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sd_cassettes import CASSETTES, SCENARIOS, TARGET_PORT, Outcome, make_vcr
 
-from exo_client import NO_RETRY, AuthError, ClientSettings, ExoClient, NotFoundError
+from exo_client import NO_RETRY, AuthError, ClientSettings, ExoClient
 from exo_testkit import credentials_in
 
 # Any endpoint: cassettes match on method, path and query, never on host or port.
@@ -43,20 +43,6 @@ def sample(registry: CollectorRegistry, name: str, labels: dict[str, str] | None
     return 0.0 if value is None else value
 
 
-def test_resolve_by_id_is_one_get(recorded_ids: dict[str, dict[str, str]], tmp_path: Path) -> None:
-    outcome, client = replay("resolve_by_id", recorded_ids, tmp_path / "t.json")
-    assert outcome.results == [recorded_ids["resolve_by_id"]["pool_id"]]
-    assert dict(client.calls) == {"get-instance-pool": 1}
-
-
-def test_resolve_by_name_is_one_list_of_pools(
-    recorded_ids: dict[str, dict[str, str]], tmp_path: Path
-) -> None:
-    outcome, client = replay("resolve_by_name", recorded_ids, tmp_path / "t.json")
-    assert outcome.results == [recorded_ids["resolve_by_name"]["pool_id"]]
-    assert dict(client.calls) == {"list-instance-pools": 1}
-
-
 def test_steady_pool_written_once_with_one_call_per_refresh(
     recorded_ids: dict[str, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -74,12 +60,13 @@ def test_steady_pool_written_once_with_one_call_per_refresh(
     names = [g["labels"]["instance_name"] for g in groups]
     assert names == sorted(names)
     # Second refresh: same members, identical bytes, no rewrite.
-    assert outcome.snapshots[1] == outcome.snapshots[2]
+    assert outcome.snapshots[0] == outcome.snapshots[1]
     assert sample(outcome.registry, "exo_sd_file_writes_total") == 1
     assert sample(outcome.registry, "exo_sd_refreshes_total") == 2
     assert sample(outcome.registry, "exo_sd_targets") == 2
     assert sample(outcome.registry, "exo_sd_last_success_timestamp_seconds") > 0
-    assert dict(client.calls) == {"get-instance-pool": 1, "list-instances": 2}
+    # The pool is never read: its id is given, and list-instances is all exo-sd's role allows.
+    assert dict(client.calls) == {"list-instances": 2}
     assert sample(outcome.registry, "exo_sd_api_calls_total", {"operation": "list-instances"}) == 2
 
 
@@ -110,9 +97,9 @@ def test_unavailable_api_keeps_the_last_good_file(
     last_good = b'[\n  {"targets": ["127.0.0.9:9100"], "labels": {}}\n]\n'
     out.write_bytes(last_good)
     outcome, client = replay("api_unavailable", recorded_ids, out)
-    assert outcome.results[1:] == [False, False, True]
+    assert outcome.results == [False, False, True]
+    assert outcome.snapshots[0] == last_good
     assert outcome.snapshots[1] == last_good
-    assert outcome.snapshots[2] == last_good
     assert len(json.loads(out.read_text())) == 2
     assert sample(outcome.registry, "exo_sd_errors_total", {"kind": "unavailable"}) == 2
     assert client.calls["list-instances"] == 3
@@ -132,13 +119,16 @@ def test_backoff_grows_and_is_capped(
     assert max(delays) == agent.config.backoff_cap == delays[-1]
 
 
-@pytest.mark.parametrize("name", ["unknown_pool_id", "unknown_pool_name"])
-def test_unknown_pool_is_not_found(
-    name: str, recorded_ids: dict[str, dict[str, str]], tmp_path: Path
+def test_unknown_pool_id_lists_nothing_and_says_so(
+    recorded_ids: dict[str, dict[str, str]], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    error, _ = replay(name, recorded_ids, tmp_path / "t.json")
-    assert isinstance(error, NotFoundError)
-    assert "no instance pool" in str(error)
+    out = tmp_path / "t.json"
+    with caplog.at_level("WARNING", logger="exo_sd"):
+        outcome, client = replay("unknown_pool_id", recorded_ids, out)
+    assert outcome.results == [True]
+    assert json.loads(out.read_text()) == []
+    assert "lists no member" in caplog.text and "check the id" in caplog.text
+    assert dict(client.calls) == {"list-instances": 1}
 
 
 def test_wrong_secret_is_an_auth_error(

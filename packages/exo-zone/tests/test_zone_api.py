@@ -11,7 +11,7 @@ from exoscale.api.v2 import Client as SdkClient
 
 from exo_testkit import RunningZone, eventually, running_zone
 from exo_testkit.openapi import validate_response
-from exo_zone.faults import FaultPlan
+from exo_zone import FaultPlan
 
 
 @pytest.fixture

@@ -171,6 +171,46 @@ def test_parameters_use_snake_case_and_has(lz: LocalZone) -> None:
     denied(lambda: sdk.list_instances())
 
 
+def test_a_zone_that_does_not_bind_url_parameters(lz: LocalZone) -> None:
+    """Only body parameters are documented as bound. With the switch off, a rule on the path's
+    `{id}` or the query's `manager-id` cannot be evaluated: it concludes nothing and the call
+    falls through to deny, while an operation-only rule and a body parameter still decide."""
+    web = pool_id(lz, "web")
+    scoped = sdk_with(
+        lz,
+        rules(
+            ("allow", f"operation == 'get-instance-pool' && parameters.id == '{web}'"),
+            ("allow", f"operation == 'list-instances' && parameters.manager_id == '{web}'"),
+            ("allow", "operation == 'scale-instance-pool' && parameters.size == 3"),
+            ("allow", "operation == 'get-operation'"),
+        ),
+    )
+    assert scoped.get_instance_pool(id=web)["id"] == web
+    lz.api.iam_binds_url_parameters = False
+    try:
+        denied(lambda: scoped.get_instance_pool(id=web))
+        denied(lambda: scoped.list_instances(manager_id=web, manager_type="instance-pool"))
+        # The body is still bound: the size rule decides.
+        operation = scoped.scale_instance_pool(id=web, size=3)
+        assert scoped.get_operation(id=operation["id"])["id"] == operation["id"]
+        denied(lambda: scoped.scale_instance_pool(id=web, size=4))
+    finally:
+        lz.api.iam_binds_url_parameters = True
+    # The evaluation on its own says the same.
+    policy = Policy.from_dict(rules(("allow", f"parameters.id == '{web}'")))
+    request = AuthzRequest("get-instance-pool", {}, {}, url_parameters={"id": web})
+    assert policy.evaluate(request).allowed
+    assert not policy.evaluate(request, bind_url_parameters=False).allowed
+
+
+def test_local_zone_takes_the_switch() -> None:
+    local = LocalZone(timings=ZoneTimings.fast(), iam_binds_url_parameters=False)
+    try:
+        assert local.api.iam_binds_url_parameters is False
+    finally:
+        local.stop()
+
+
 def test_keys_without_a_role_keep_full_access_and_roles_change_live(lz: LocalZone) -> None:
     own = SdkClient(lz.key, lz.secret, url=lz.endpoint)
     assert own.scale_instance_pool(id=pool_id(lz, "db"), size=2)["state"] == "pending"

@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 
 from exo_zone import RecordRuntime, Zone, ZoneTimings
+from exo_zone.bodies import operation_body, pool_body
 
 TIMINGS = ZoneTimings(boot_delay=30.0, operation_delay=5.0, create_delay=0.0, converge_timeout=600)
 
@@ -85,10 +86,10 @@ def test_pool_stays_scaling_up_until_members_serve() -> None:
     advance(zone, clock, 30)
     runtime.ready.update(zone.instances)
     advance(zone, clock, 0)
-    assert zone.pool_body(pool)["state"] == "running"
+    assert pool_body(pool)["state"] == "running"
 
     op = zone.scale(pool.id, 3)
-    assert zone.pool_body(pool)["state"] == "scaling-up"
+    assert pool_body(pool)["state"] == "scaling-up"
     advance(zone, clock, 5)  # operation_delay passed, members still booting
     assert (op.state, pool.state) == ("pending", "scaling-up")
     advance(zone, clock, 25)  # booted, but the app is not ready: not `running` in this mode
@@ -110,9 +111,9 @@ def test_running_at_boot_reports_the_vm_before_the_app() -> None:
     # The VM runs (and the pool converged), but the app does not answer yet: the NLB says so.
     assert [i.state for i in zone.members(pool.id)] == ["running"]
     assert zone.converged(pool)
-    assert set(zone.health_of(lb.services[0]).values()) == {False}
+    assert set(zone.health(lb)[lb.services[0].id].values()) == {False}
     runtime.ready.update(zone.instances)
-    assert set(zone.health_of(lb.services[0]).values()) == {True}
+    assert set(zone.health(lb)[lb.services[0].id].values()) == {True}
 
 
 def test_operation_lasts_a_boot_not_a_fixed_delay() -> None:
@@ -132,10 +133,10 @@ def test_instances_lag_size_on_scale_up() -> None:
     pool = zone.create_pool("web", 2)
     advance(zone, clock, 30)
     op = zone.scale(pool.id, 4)
-    body = zone.pool_body(pool)
+    body = pool_body(pool)
     assert (body["size"], len(body["instances"]), body["state"]) == (4, 2, "scaling-up")
     advance(zone, clock, 10)
-    assert len(zone.pool_body(pool)["instances"]) == 4
+    assert len(pool_body(pool)["instances"]) == 4
     assert op.state == "pending"
     advance(zone, clock, 30)
     assert (op.state, pool.state) == ("success", "running")
@@ -151,7 +152,7 @@ def test_scale_down_before_creation_cancels_the_newest() -> None:
     pool.state = "running"  # as if the lab let a second scale through (test the bookkeeping)
     zone.scale(pool.id, 3)
     advance(zone, clock, 10)
-    assert len(zone.pool_body(pool)["instances"]) == 3
+    assert len(pool_body(pool)["instances"]) == 3
 
 
 def test_leaving_members_stay_listed_until_gone() -> None:
@@ -162,13 +163,13 @@ def test_leaving_members_stay_listed_until_gone() -> None:
     runtime.stop_gate.clear()
     op = zone.scale(pool.id, 1)
     advance(zone, clock, 5)
-    body = zone.pool_body(pool)
+    body = pool_body(pool)
     assert (body["size"], len(body["instances"]), body["state"]) == (1, 3, "scaling-down")
     assert op.state == "pending"
     runtime.stop_gate.set()
     settle_stops(zone)
     advance(zone, clock, 0)
-    body = zone.pool_body(pool)
+    body = pool_body(pool)
     assert (len(body["instances"]), body["state"], op.state) == (1, "running", "success")
 
 
@@ -185,8 +186,8 @@ def test_operation_times_out_and_the_pool_stays_busy_until_it_converges(
     assert op.state == "pending"
     advance(zone, clock, 1)
     assert (op.state, op.reason, pool.state) == ("timeout", "unavailable", "scaling-up")
-    strict_spec("operation", zone.operation_body(op))
-    strict_spec("instance-pool", zone.pool_body(pool))
+    strict_spec("operation", operation_body(op))
+    strict_spec("instance-pool", pool_body(pool))
     runtime.ready.update(zone.instances)
     advance(zone, clock, 0)
     assert (op.state, pool.state) == ("timeout", "running")
@@ -196,16 +197,16 @@ def test_every_timing_state_validates(strict_spec: Callable[[str, Any], None]) -
     timings = ZoneTimings(boot_delay=30, operation_delay=5, create_delay=10, converge_timeout=600)
     zone, clock = make_zone(RecordRuntime(), timings)
     pool = zone.create_pool("web", 1)
-    bodies = [zone.pool_body(pool)]
+    bodies = [pool_body(pool)]
     advance(zone, clock, 30)
     op = zone.scale(pool.id, 2)
-    bodies.append(zone.pool_body(pool))
+    bodies.append(pool_body(pool))
     for step in (10, 30):
         advance(zone, clock, step)
-        bodies.append(zone.pool_body(pool))
+        bodies.append(pool_body(pool))
     for body in bodies:
         strict_spec("instance-pool", body)
-    strict_spec("operation", zone.operation_body(op))
+    strict_spec("operation", operation_body(op))
     assert [b["state"] for b in bodies] == ["running", "scaling-up", "scaling-up", "running"]
 
 
@@ -228,9 +229,9 @@ def test_a_same_size_scale_repairs_a_degraded_pool(strict_spec: Callable[[str, A
     pool = zone.create_pool("web", 1)
     advance(zone, clock, 30)
     zone.set_pool_fault(frozenset(), "degraded", {"type": "quota-exceeded", "cause": "x"})
-    assert zone.pool_body(pool)["error_reason"]["type"] == "quota-exceeded"
+    assert pool_body(pool)["error_reason"]["type"] == "quota-exceeded"
     op = zone.scale(pool.id, 1)
-    body = zone.pool_body(pool)
+    body = pool_body(pool)
     assert body["state"] == "running" and "error_reason" not in body
     strict_spec("instance-pool", body)
     advance(zone, clock, 5)

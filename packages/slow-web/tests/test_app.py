@@ -134,6 +134,25 @@ def test_metrics_on_the_injected_registry(client: TestClient, registry: Collecto
     assert REGISTRY.get_sample_value("slow_web_work_cpu_seconds_total") is None
 
 
+def test_demand_series_exist_at_zero_before_any_request(
+    client: TestClient, registry: CollectorRegistry
+) -> None:
+    """Served and shed counts of both work routes are scraped as 0 from the start, so rate()
+    sees the first requests of a load step instead of losing them to a series' first sample."""
+    text = client.get("/metrics").text
+    for route in ("/", "/load"):
+        assert f'slow_web_shed_total{{route="{route}"}} 0.0' in text
+        assert f'slow_web_requests_total{{route="{route}",status="200"}} 0.0' in text
+    assert "slow_web_work_cpu_seconds_total 0.0" in text
+    client.get("/", params={"ms": "20"})
+    text = client.get("/metrics").text
+    assert 'slow_web_requests_total{route="/",status="200"} 1.0' in text
+    assert 'slow_web_requests_total{route="/load",status="200"} 0.0' in text
+    cpu = registry.get_sample_value("slow_web_work_cpu_seconds_total")
+    # the served request's work, measured by the worker
+    assert cpu is not None and 0.02 <= cpu < 0.08
+
+
 def test_admin_refuses_missing_and_wrong_tokens_without_effect(
     client: TestClient, runtime: Runtime
 ) -> None:

@@ -15,6 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
+
+from slow_web import cli as slow_web_cli
 
 # conftest.py is not importable under --import-mode=importlib; the fixture returns a
 # SlowWebProcess from there.
@@ -152,13 +155,14 @@ def test_without_token_no_admin_port(start_slow_web: StartSlowWeb) -> None:
     assert "admin=disabled" in server.log()
 
 
-def _assert_one_line_error(result: subprocess.CompletedProcess[str], pattern: str) -> None:
-    assert result.returncode != 0
+def _assert_usage_error(result: subprocess.CompletedProcess[str], pattern: str) -> None:
+    """click's usage error: exit 2, the usage line, one `Error:` line saying what is wrong."""
+    assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("slow-web: error: ")
-    assert re.search(pattern, lines[0]), lines[0]
+    assert result.stderr.startswith("Usage: slow-web serve ")
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ")
+    assert re.search(pattern, last), last
 
 
 @pytest.mark.parametrize(
@@ -172,27 +176,35 @@ def _assert_one_line_error(result: subprocess.CompletedProcess[str], pattern: st
         (["--no-such-flag"], r"no-such-flag"),
     ],
 )
-def test_bad_flags_fail_with_one_line(run_cli: RunCli, args: list[str], pattern: str) -> None:
-    result = run_cli("serve", *args)
-    assert result.returncode == 2
-    _assert_one_line_error(result, pattern)
+def test_bad_flags_are_usage_errors(run_cli: RunCli, args: list[str], pattern: str) -> None:
+    _assert_usage_error(run_cli("serve", *args), pattern)
 
 
 def test_empty_token_file_is_refused(run_cli: RunCli, tmp_path: Path) -> None:
     empty = tmp_path / "token"
     empty.write_text("\n")
     result = run_cli("serve", "--admin-token-file", str(empty))
-    _assert_one_line_error(result, r"admin token file .* is empty")
+    _assert_usage_error(result, r"admin token file .* is empty")
 
 
-def test_port_in_use_fails_with_one_line(run_cli: RunCli) -> None:
+@pytest.mark.parametrize("taken_flag", ["--port", "--admin-port"])
+def test_a_taken_port_fails_with_one_line(run_cli: RunCli, tmp_path: Path, taken_flag: str) -> None:
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_cli("serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1")
+        free = "--admin-port" if taken_flag == "--port" else "--port"
+        result = run_cli(
+            "serve", "--host", "127.0.0.1", "--admin-host", "127.0.0.1", taken_flag, str(port),
+            free, "0", "--workers", "1", "--admin-token-file", str(token),
+        )  # fmt: skip
     assert result.returncode == 1
-    _assert_one_line_error(result, rf"cannot listen on 127\.0\.0\.1:{port} .*in use")
+    assert "Traceback" not in result.stderr + result.stdout
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"slow-web: error: cannot listen on 127.0.0.1:{port} for ")
+    assert line.endswith(f"in use): choose another {taken_flag} or stop what holds it")
 
 
 def test_sigint_twice_stops_at_once(start_slow_web: StartSlowWeb, poll_until: Poll) -> None:
@@ -247,3 +259,16 @@ def test_drain_timeout_bounds_the_wait_for_in_flight_work(
     assert "drain timeout after 0.5s, abandoning in_flight=2" in server.log()
     assert "Traceback" not in server.log()
     assert "ERROR" not in server.log()
+
+
+def test_a_bug_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(_: object) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(slow_web_cli, "run", broken)
+    result = CliRunner().invoke(slow_web_cli.cli, ["serve", "--workers", "1", "--port", "0"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "slow-web: error: unexpected RuntimeError: boom; this is a bug, please report it"
+    ]
+    assert isinstance(result.exception, SystemExit)

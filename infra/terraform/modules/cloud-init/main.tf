@@ -13,8 +13,10 @@ locals {
   runtime_max_length = {
     pool_id                = 64
     nlb_id                 = 64
-    api_key                = 64
-    api_secret             = 128
+    sd_api_key             = 64
+    sd_api_secret          = 128
+    scaler_api_key         = 64
+    scaler_api_secret      = 128
     scaler_token           = 128
     grafana_admin_password = 128
     member_admin_token     = 128
@@ -30,6 +32,27 @@ locals {
     # Every runtime value replaced by a marker, to count where each one appears.
     marked = { for k, _ in local.runtime_max_length : k => "@@${k}@@" }
   }
+
+  # vCPUs of Exoscale's standard instance types, as sold: https://www.exoscale.com/pricing/#compute
+  # ("Standard Instances"; the API's GET /instance-type answers the same number as `cpus`).
+  # exo-zone's catalog (packages/exo-zone/src/exo_zone/catalog.py) offers the first five with
+  # the same counts; exo-lab's tests check that they agree.
+  standard_vcpus = {
+    "standard.micro"       = 1
+    "standard.tiny"        = 1
+    "standard.small"       = 2
+    "standard.medium"      = 2
+    "standard.large"       = 4
+    "standard.extra-large" = 4
+    "standard.huge"        = 8
+    "standard.mega"        = 12
+    "standard.titan"       = 16
+    "standard.jumbo"       = 24
+    "standard.colossus"    = 40
+  }
+  # exo-scaler --member-cores: the CPUs one member can burn, so the demand policy turns CPU
+  # seconds per second into members (0: unknown type, refused by the outputs' precondition).
+  member_cores = lookup(local.standard_vcpus, var.pool_instance_type, 0)
 
   # slow-web's admin API (drain), reachable from the monitor's security group only.
   member_admin_port = 8081
@@ -62,6 +85,9 @@ locals {
   wheel_sha256 = {
     for dist, name in local.wheel_names : dist => fileexists("${var.wheel_dir}/${name}") ? filesha256("${var.wheel_dir}/${name}") : ""
   }
+  # The bucket's object key of each wheel: <sha256>/<file name>. New content is a new object,
+  # never an overwrite a booting member could race; pip still sees the wheel's own file name.
+  wheel_keys    = { for dist, name in local.wheel_names : dist => "${local.wheel_sha256[dist]}/${name}" }
   monitor_dists = ["exo_client", "exo_sd", "exo_scaler"]
   pool_dists    = ["slow_web"]
 
@@ -72,7 +98,7 @@ locals {
   requirement_for = {
     for variant, runtime in local.runtime_for : variant => {
       for dist, project in local.projects : dist => (local.bucket_mode
-        ? "${project} @ ${runtime.wheel_base_url}/${local.wheel_names[dist]} --hash=sha256:${local.wheel_sha256[dist]}"
+        ? "${project} @ ${runtime.wheel_base_url}/${local.wheel_keys[dist]} --hash=sha256:${local.wheel_sha256[dist]}"
         : "${project}==${local.versions[dist]} --hash=sha256:${local.wheel_sha256[dist]}"
       )
     }
@@ -92,6 +118,7 @@ locals {
     scaler_interval      = var.scaler_interval
     pool_min_size        = var.pool_min_size
     pool_max_size        = var.pool_max_size
+    member_cores         = local.member_cores
     slow_web_work_ms     = var.slow_web_work_ms
     drain_seconds        = var.scaler_drain_seconds
     admin_port           = local.member_admin_port
@@ -135,7 +162,18 @@ locals {
   metadata_guard_files = {
     "${local.config_dir}/metadata-guard.nft"         = file("${local.templates}/metadata-guard.nft.tftpl")
     "/etc/systemd/system/exo-metadata-guard.service" = templatefile("${local.templates}/exo-metadata-guard.service.tftpl", local.common_template_vars)
+    # cloud-init installs `packages` (final stage: package_update_upgrade_install) before it runs
+    # our runcmd script (scripts_user), so dpkg would start Prometheus and node_exporter before
+    # the guard is loaded (canonical/cloud-init config/cloud.cfg.tmpl: write_files in the init
+    # stage, package installs then scripts_user in the final stage). Debian's maintainer
+    # scripts start services through invoke-rc.d / deb-systemd-invoke, which ask
+    # /usr/sbin/policy-rc.d first: exit 101 means "action forbidden". The setup script loads
+    # the guard, then removes this file and starts the services itself.
+    (local.policy_rc_d) = file("${local.templates}/policy-rc.d.tftpl")
   }
+  policy_rc_d = "/usr/sbin/policy-rc.d"
+  # Files written executable; every other public file is 0644.
+  executables = ["/usr/local/sbin/exo-autoscale-setup", local.policy_rc_d]
 
   # --- assembling cloud-config ----------------------------------------------------------------
   monitor_packages = ["prometheus", "python3-venv", "curl", "gnupg", "ca-certificates", "nftables"]
@@ -155,7 +193,7 @@ locals {
         [for path, content in local.pool_files : {
           path        = path
           content     = content
-          permissions = endswith(path, "-setup") ? "0755" : "0644"
+          permissions = contains(local.executables, path) ? "0755" : "0644"
         }],
         [{
           path        = "${local.config_dir}/wheels.txt"
@@ -173,9 +211,12 @@ locals {
 
   monitor_secret_files = {
     for name, tpl in {
-      "${local.config_dir}/exoscale.env" = "exoscale.env.tftpl"
-      "${local.config_dir}/grafana.env"  = "grafana.env.tftpl"
-      "${local.config_dir}/scaler-token" = "scaler-token.tftpl"
+      # One env file per service, each with its own key: systemd reads it (root) for that unit
+      # only, so neither service ever holds the other's key.
+      "${local.config_dir}/exo-sd.env"     = "exo-sd.env.tftpl"
+      "${local.config_dir}/exo-scaler.env" = "exo-scaler.env.tftpl"
+      "${local.config_dir}/grafana.env"    = "grafana.env.tftpl"
+      "${local.config_dir}/scaler-token"   = "scaler-token.tftpl"
       # The pool members' admin token, for exo-scaler's drain requests.
       "${local.config_dir}/member-admin-token" = "member-admin-token.tftpl"
     } : name => tpl
@@ -189,7 +230,7 @@ locals {
         [for path, content in local.monitor_public_files : {
           path        = path
           content     = content
-          permissions = endswith(path, "-setup") ? "0755" : "0644"
+          permissions = contains(local.executables, path) ? "0755" : "0644"
         }],
         [{
           path        = "${local.config_dir}/wheels.txt"

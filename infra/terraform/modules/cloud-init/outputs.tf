@@ -30,6 +30,11 @@ output "monitor_user_data" {
     error_message = "${var.wheel_dir} lacks the wheels of the checked-out packages: ${join(", ", local.wheels_missing)}. Run `make wheels` (it rebuilds dist/ from this tree)."
   }
 
+  precondition {
+    condition     = local.member_cores > 0
+    error_message = "pool_instance_type ${var.pool_instance_type}: its vCPU count is unknown (exo-scaler's --member-cores). Known: ${join(", ", keys(local.standard_vcpus))}; add another type to standard_vcpus in modules/cloud-init/main.tf from https://www.exoscale.com/pricing/."
+  }
+
   # Checked at plan time, before the API key or the pool exist.
   precondition {
     condition     = local.bound_bytes.monitor < var.user_data_limit
@@ -66,10 +71,11 @@ output "scaler_url" {
 }
 
 output "wheels" {
-  description = "The wheel of each checked-out package: file name, path in wheel_dir, sha256 and version (what the root module uploads and instances install)."
+  description = "The wheel of each checked-out package: file name, bucket object key (<sha256>/<name>), path in wheel_dir, sha256 and version (what the root module uploads and instances install)."
   value = {
     for dist, name in local.wheel_names : dist => {
       name    = name
+      key     = local.wheel_keys[dist]
       path    = "${var.wheel_dir}/${name}"
       sha256  = local.wheel_sha256[dist]
       version = local.versions[dist]

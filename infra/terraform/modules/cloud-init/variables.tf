@@ -3,6 +3,11 @@ variable "zone" {
   type        = string
 }
 
+variable "pool_instance_type" {
+  description = "Instance type of the pool members (Exoscale's standard family): its vCPUs are exo-scaler's --member-cores."
+  type        = string
+}
+
 variable "pool_min_size" {
   description = "exo-scaler --min."
   type        = number
@@ -121,8 +126,10 @@ variable "monitor_runtime" {
   type = object({
     pool_id                = string
     nlb_id                 = string
-    api_key                = string
-    api_secret             = string
+    sd_api_key             = string
+    sd_api_secret          = string
+    scaler_api_key         = string
+    scaler_api_secret      = string
     scaler_token           = string
     grafana_admin_password = string
   })
@@ -136,10 +143,12 @@ variable "monitor_runtime" {
     condition = (
       length(var.monitor_runtime.pool_id) <= 64 &&
       length(var.monitor_runtime.nlb_id) <= 64 &&
-      length(var.monitor_runtime.api_key) <= 64 &&
-      length(var.monitor_runtime.api_secret) <= 128
+      length(var.monitor_runtime.sd_api_key) <= 64 &&
+      length(var.monitor_runtime.sd_api_secret) <= 128 &&
+      length(var.monitor_runtime.scaler_api_key) <= 64 &&
+      length(var.monitor_runtime.scaler_api_secret) <= 128
     )
-    error_message = "pool_id, nlb_id, api_key and api_secret exceed the lengths the user-data size bound assumes."
+    error_message = "pool_id, nlb_id or an API key or secret exceeds the length the user-data size bound assumes."
   }
 
   validation {

@@ -1,7 +1,9 @@
 """The HTTP face of the scaler: webhooks, /up and /down, pause/resume, status, metrics.
 
 Handlers are module-level functions that find the scaler, its settings and metrics on
-`request.app.state`; `create_app` wires them, the loop and the authentication together.
+`request.app.state`; `create_app(settings, target)` wires them, the loop, the metrics and the
+authentication together. The caller chooses the target (the CLI: `ExoPoolTarget`; tests and
+the lab: their own).
 """
 
 from __future__ import annotations
@@ -10,101 +12,119 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import httpx
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, make_asgi_app
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
-from starlette.types import Scope
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from exo_client import ExoClient
-
+from .acting import Actuator
 from .auth import Authenticator, AuthMiddleware
 from .body import BodyTooLarge, read_limited
 from .events import EventLog
 from .intents import Direction
-from .metrics import ScalerMetrics
+from .metrics import ScalerMetrics, StateCollector
+from .overview import gauges, status_json
 from .scaler import Scaler
-from .settings import ScalerSettings
-from .target import ExoPoolTarget
+from .settings import SIGNAL_NAMES, ScalerSettings
+from .target import PoolTarget
 from .webhooks import ParsedPayload, PayloadError, parse_alert_payload
 
 log = logging.getLogger("exo_scaler.app")
 
-# The mutating routes, with the (source, direction) labels their refusals are counted under.
-PROTECTED_ROUTES: dict[str, tuple[str, str]] = {
-    "/webhook": ("unknown", "none"),
-    "/up": ("route", "up"),
-    "/down": ("route", "down"),
-    "/pause": ("admin", "none"),
-    "/resume": ("admin", "none"),
-    # Read-only, but decisions say when and how a deployment scales: same credentials.
-    "/decisions": ("admin", "none"),
-}
+
+class GuardedRoute(Route):
+    """A route that needs credentials; `counted_as` is the (source, direction) its refusals
+    are counted under in exo_scaler_webhooks_received_total."""
+
+    def __init__(
+        self, path: str, endpoint: Callable[..., Any], *, methods: Sequence[str],
+        counted_as: tuple[str, str],
+    ) -> None:  # fmt: skip
+        super().__init__(path, endpoint, methods=list(methods))
+        self.counted_as = counted_as
+
+
+class _Asgi:
+    """An ASGI callable Starlette's Route mounts as is (a plain function it would wrap as a
+    request handler)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
 
 
 def create_app(
     settings: ScalerSettings,
-    client: ExoClient,
+    target: PoolTarget,
     *,
-    registry: CollectorRegistry | None = None,
+    metrics: ScalerMetrics | None = None,
     events: EventLog | None = None,
     http: httpx.AsyncClient | None = None,
 ) -> Starlette:
     """The app; its lifespan runs the tick loop.
 
-    `app.state` holds `settings`, `metrics`, `registry`, `target` (the ExoPoolTarget) and
+    `metrics` carries the registry /metrics serves (a new one when None; pass the one the
+    target counts into). `app.state` holds `settings`, `metrics`, `registry`, `target` and
     `scaler` (the loop).
     """
-    registry = registry if registry is not None else CollectorRegistry()
-    metrics = ScalerMetrics(registry)
+    metrics = metrics if metrics is not None else ScalerMetrics(CollectorRegistry())
+    registry = metrics.registry
     events = events or EventLog()
     http_client = http if http is not None else httpx.AsyncClient()
-    target = ExoPoolTarget(settings, client, metrics, events=events, http=http_client)
-    app = Starlette(
-        routes=[
-            Route("/webhook", webhook, methods=["POST"]),
-            Route("/up", scale_up, methods=["GET", "POST"]),
-            Route("/down", scale_down, methods=["GET", "POST"]),
-            Route("/pause", pause, methods=["POST"]),
-            Route("/resume", resume, methods=["POST"]),
-            Route("/status", status, methods=["GET"]),
-            Route("/decisions", decisions, methods=["GET"]),
-            Route("/metrics", metrics_text, methods=["GET"]),
-            Route("/healthz", healthz, methods=["GET"]),
-        ],
-        lifespan=_lifespan,
-    )
+    actuator = Actuator(settings, target, events=events, http=http_client)
+    scaler = Scaler(settings, target, metrics, actuator, events=events)
+    registry.register(StateCollector(lambda: gauges(scaler)))
+    routes: list[BaseRoute] = [
+        GuardedRoute("/webhook", webhook, methods=["POST"], counted_as=("unknown", "none")),
+        GuardedRoute("/up", scale_up, methods=["GET", "POST"], counted_as=("route", "up")),
+        GuardedRoute("/down", scale_down, methods=["GET", "POST"], counted_as=("route", "down")),
+        GuardedRoute("/pause", pause, methods=["POST"], counted_as=("admin", "none")),
+        GuardedRoute("/resume", resume, methods=["POST"], counted_as=("admin", "none")),
+        # Read-only, but decisions say when and how a deployment scales: same credentials.
+        GuardedRoute("/decisions", decisions, methods=["GET"], counted_as=("admin", "none")),
+        Route("/status", status, methods=["GET"]),
+        Route("/metrics", _Asgi(make_asgi_app(registry)), methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=_lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.registry = registry
     app.state.target = target
-    app.state.scaler = Scaler(settings, target, metrics, events=events)
+    app.state.scaler = scaler
     app.state.owned_http = http_client if http is None else None
-    _protect(app, settings)
+    _protect(app, settings, {r.path: r.counted_as for r in routes
+                             if isinstance(r, GuardedRoute)})  # fmt: skip
     return app
 
 
-def _protect(app: Starlette, settings: ScalerSettings) -> None:
-    """The one place --no-auth is honoured: without it, the middleware guards every mutating
-    route; with it, nothing does, and we say so loudly."""
+def _protect(app: Starlette, settings: ScalerSettings, guarded: dict[str, tuple[str, str]]) -> None:
+    """The one place --no-auth is honoured: without it, the middleware guards every
+    GuardedRoute; with it, nothing does, and we say so loudly."""
     if settings.no_auth or settings.auth_token is None:
         log.warning("--no-auth: every mutating route is open to anyone who can reach it")
         return
+    app.state.guarded = guarded
     app.add_middleware(
         AuthMiddleware,
         authenticator=Authenticator(settings.auth_token, basic_user=settings.basic_user),
-        protected=PROTECTED_ROUTES.keys(),
+        protected=guarded.keys(),
         on_refused=_count_refusal,
     )
 
 
 def _count_refusal(scope: Scope) -> None:
-    source, direction = PROTECTED_ROUTES[scope["path"]]
-    scope["app"].state.metrics.webhooks.labels(source, direction, "unauthorized").inc()
+    state = scope["app"].state
+    source, direction = state.guarded[scope["path"]]
+    state.metrics.webhooks.labels(source, direction, "unauthorized").inc()
 
 
 # -- state ---------------------------------------------------------------------------------------
@@ -159,7 +179,7 @@ async def _receive(request: Request, route: Direction | None) -> Response:
             label=settings.direction_label,
             route_direction=route,
             value_annotations=settings.value_annotations,
-            value_ref=settings.value_ref,
+            signal_refs={name: settings.signal_ref(name) for name in SIGNAL_NAMES},
         )
     except PayloadError as exc:
         result = "malformed" if exc.status == 400 else "invalid"
@@ -173,7 +193,7 @@ def _record(request: Request, parsed: ParsedPayload, route: Direction | None) ->
     metrics = _metrics(request)
     metric_source = parsed.source if route is None else "route"
     source = parsed.source if route is None else f"{route.value}-{parsed.source}"
-    recorded = _scaler(request).record_intents(parsed.directions, source, parsed.values)
+    recorded = _scaler(request).record_intents(parsed.directions, source, signals=parsed.signals)
     for direction in recorded:
         metrics.webhooks.labels(metric_source, direction.value, "recorded").inc()
     for skip in parsed.skipped:
@@ -212,7 +232,7 @@ async def resume(request: Request) -> Response:
 
 
 async def status(request: Request) -> Response:
-    return JSONResponse(_scaler(request).status())
+    return JSONResponse(status_json(_scaler(request)))
 
 
 async def decisions(request: Request) -> Response:
@@ -229,11 +249,6 @@ async def decisions(request: Request) -> Response:
             return _error(400, "since must be a number of unix seconds")
     records = _scaler(request).decisions_since(since)
     return JSONResponse({"decisions": [r.to_json() for r in records]})
-
-
-async def metrics_text(request: Request) -> Response:
-    registry: CollectorRegistry = request.app.state.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 async def healthz(_request: Request) -> Response:

@@ -1,13 +1,20 @@
-"""`exo-scaler serve`: a thin click layer over ScalerSettings, create_app and serve."""
+"""`exo-scaler serve`: a thin click layer over ScalerSettings and `start`.
+
+The project's one error convention: bad usage is click's usage error (exit 2); a failed start
+is one line on stderr naming the program, the problem and what to do (exit 1); never a
+traceback, and nothing left behind (the socket and the API client are closed).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
+from prometheus_client import CollectorRegistry
 
 from exo_client import (
     AuthError,
@@ -20,17 +27,29 @@ from exo_client import (
 )
 
 from .app import create_app
+from .events import EventLog
+from .exoscale import ExoPoolTarget
+from .metrics import ScalerMetrics
+from .scaler import Scaler
+from .server import listen
 from .server import serve as serve_app
 from .settings import (
     DEFAULT_DRAIN_URL,
     POLICIES,
     SCALE_DOWN_POLICIES,
+    SIGNAL_NAMES,
     ScalerSettings,
     SettingsError,
 )
-from .target import ExoPoolTarget
 
 log = logging.getLogger("exo_scaler.cli")
+
+
+class StartError(click.ClickException):
+    """A start that cannot go on: one line on stderr, exit 1, never a traceback."""
+
+    def show(self, file: object = None) -> None:
+        click.echo(f"exo-scaler: error: {self.format_message()}", err=True)
 
 
 def _secret(path: Path | None, env_name: str, what: str) -> str | None:
@@ -46,23 +65,24 @@ def _secret(path: Path | None, env_name: str, what: str) -> str | None:
     return os.environ.get(env_name) or None
 
 
+def _signal_refs(given: tuple[str, ...], value_ref: str | None) -> tuple[tuple[str, str], ...]:
+    """--signal NAME=REFID pairs; --value-ref X (the old flag) is --signal cpu=X."""
+    pairs = []
+    for text in given:
+        name, sep, ref = text.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{text!r} is not NAME=REFID", param_hint="--signal")
+        pairs.append((name.strip(), ref.strip()))
+    if value_ref is not None:
+        if any(name == "cpu" for name, _ in pairs):
+            raise click.UsageError("--value-ref is the old --signal cpu=REFID: give one of them")
+        pairs.append(("cpu", value_ref))
+    return tuple(pairs)
+
+
 @click.group()
 def main() -> None:
     """Webhook-driven scaler for an Exoscale instance pool."""
-
-
-def _check_nlb(client: ExoClient, nlb: str, pool_id: str) -> None:
-    """--nlb must be an NLB the key may read, with a service for the pool: a typo would
-    otherwise only show as every scale-up warming until --warm-up-limit."""
-    try:
-        health = client.pool_health(nlb, pool_id)
-    except (NotFoundError, AuthError) as exc:
-        raise click.ClickException(f"--nlb {nlb}: {exc}") from None
-    except ExoApiError as exc:
-        log.warning("cannot read NLB %s yet (%s); the loop will keep trying", nlb, exc)
-    else:
-        healthy = sum(health.values())
-        log.info("NLB %s: %d of %d member(s) pass its health check", nlb, healthy, len(health))
 
 
 @main.command()
@@ -77,9 +97,10 @@ def _check_nlb(client: ExoClient, nlb: str, pool_id: str) -> None:
     "--policy",
     envvar="EXO_SCALER_POLICY",
     type=click.Choice(POLICIES),
-    default="proportional",
+    default="demand",
     show_default=True,
-    help="step: the seed's ±step a tick; proportional: sized from the alert's value.",
+    help="demand: sized from arrivals × CPU per request; proportional: from the alert's CPU "
+    "value; step: the seed's ±step a tick.",
 )
 @click.option(
     "--target-value", type=float, default=70.0, show_default=True, help="Value to track (CPU %)."
@@ -93,7 +114,22 @@ def _check_nlb(client: ExoClient, nlb: str, pool_id: str) -> None:
     help="A value at or above this means saturated members: scale up at least ×2.",
 )
 @click.option("--value-annotation", "value_annotations", multiple=True, default=("value", "cpu"))
-@click.option("--value-ref", default=None, help="Grafana expression ref id holding the value.")
+@click.option(
+    "--signal",
+    "signals",
+    multiple=True,
+    metavar="NAME=REFID",
+    help="Where a demand signal is read: Grafana values[REFID], else annotation value_REFID "
+    f"(repeatable; NAME: {', '.join(SIGNAL_NAMES)}; default REFID = NAME).",
+)
+@click.option("--value-ref", default=None, hidden=True, help="Old name of --signal cpu=REFID.")
+@click.option(
+    "--member-cores",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="vCPUs of a member (the instance type's), for the demand policy.",
+)
 @click.option(
     "--nlb",
     envvar="EXO_SCALER_NLB",
@@ -150,7 +186,9 @@ def serve(
     max_step: int,
     saturation: float,
     value_annotations: tuple[str, ...],
+    signals: tuple[str, ...],
     value_ref: str | None,
+    member_cores: float,
     nlb: str | None,
     warm_up: float,
     warm_up_limit: float,
@@ -196,7 +234,8 @@ def serve(
             max_step=max_step,
             saturation=saturation,
             value_annotations=tuple(value_annotations),
-            value_ref=value_ref,
+            signals=_signal_refs(signals, value_ref),
+            member_cores=member_cores,
             nlb=nlb,
             warm_up=warm_up,
             warm_up_limit=warm_up_limit,
@@ -222,20 +261,70 @@ def serve(
         )
     except (SettingsError, MissingCredentialError) as exc:
         raise click.UsageError(str(exc)) from None
+    start(settings, client_settings, host=host, port=port, log_level=log_level.lower())
+
+
+def start(
+    settings: ScalerSettings,
+    client_settings: ClientSettings,
+    *,
+    host: str,
+    port: int,
+    log_level: str = "info",
+) -> None:
+    """Check the pool (and --nlb), listen, and serve until SIGTERM/SIGINT; StartError when
+    that cannot be done."""
     # A short retry budget: a tick is never worth more than a few seconds of backoff.
     client = ExoClient(client_settings, retry=RetryPolicy(attempts=3, base_delay=0.2, max_delay=2))
-    app = create_app(settings, client)
-    target: ExoPoolTarget = app.state.target
     try:
-        # The one lookup by reference: later reads use the id it resolves to.
-        found = target.read()
-    except (NotFoundError, AuthError) as exc:
-        raise click.ClickException(str(exc)) from None
+        metrics = ScalerMetrics(CollectorRegistry())
+        events = EventLog()
+        target = ExoPoolTarget(settings, client, metrics, events=events)
+        app = create_app(settings, target, metrics=metrics, events=events)
+        _check_pool(target, app.state.scaler)
+        try:
+            sock = listen(host, port)
+        except OSError as exc:
+            raise StartError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                "choose another --port (or LISTEN_PORT) or stop what uses it"
+            ) from None
+        serve_app(app, sock, log_level=log_level)
+    finally:
+        client.close()
+
+
+def _check_pool(target: ExoPoolTarget, scaler: Scaler) -> None:
+    """The one lookup by reference (later reads use the id it resolves to), and --nlb: an
+    unknown pool, rejected credentials, or an NLB without a service for the pool stop the
+    start; an unreachable API or a refused NLB read do not."""
+    try:
+        found = target.read_pool()
+    except NotFoundError as exc:
+        raise StartError(f"{exc}; check --pool (or EXOSCALE_INSTANCEPOOL_ID)") from None
+    except AuthError as exc:
+        raise StartError(
+            f"{exc}; check EXOSCALE_API_KEY/EXOSCALE_API_SECRET and the key's role"
+        ) from None
     except ExoApiError as exc:
         log.warning("cannot read the pool yet (%s); the loop will keep trying", exc)
+        return
+    log.info("pool %s (%s): size %d, %s", found.name, found.id, found.size, found.state)
+    nlb = target.settings.nlb
+    if nlb is None:
+        return
+    try:
+        health = target.read_health()
+    except NotFoundError as exc:
+        # A typo, or an NLB whose service targets another pool: every scale-up would only
+        # wait --warm-up-limit for members nobody can see serve.
+        raise StartError(f"--nlb {nlb}: {exc}; check --nlb (or EXO_SCALER_NLB)") from None
+    except AuthError as exc:
+        # Refused (403): run on, members counted as warming until the limit (conditions.py).
+        scaler.conditions.nlb_health(str(exc), time.time(),
+                                     warm_up_limit=target.settings.warm_up_limit)  # fmt: skip
+    except ExoApiError as exc:
+        log.warning("cannot read NLB %s yet (%s); the loop will keep trying", nlb, exc)
     else:
-        log.info("pool %s (%s): size %d, %s", found.name, found.id, found.size, found.state)
-        if nlb is not None:
-            _check_nlb(client, nlb, found.id)
-    serve_app(app, host, port, log_level=log_level.lower())
-    client.close()
+        healthy = sum(health.values())
+        log.info("NLB %s: %d of %d member(s) pass its health check", nlb, healthy, len(health))

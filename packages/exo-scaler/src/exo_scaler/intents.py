@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
+
+log = logging.getLogger("exo_scaler")
 
 
 class Direction(StrEnum):
@@ -31,6 +34,17 @@ class Intent:
     # serving does not measure them (Scaler's warm-up). Of two values the larger is kept with
     # its time, even if older: at worst the warm-up ends a tick later, never too early.
     value_at: float | None = None
+    # The demand signals (settings.SIGNAL_NAMES) of the request evaluated last, and when that
+    # request arrived: their age is now − `evaluated_at`, else now − `signals_at`.
+    signals: Mapping[str, float] = field(default_factory=dict, hash=False)
+    signals_at: float | None = None
+
+    def signals_age(self, now: float) -> float | None:
+        """How old the signals are at `now`; None without signals."""
+        if not self.signals:
+            return None
+        since = _evaluated(self)
+        return None if since is None else max(0.0, now - since)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -41,6 +55,8 @@ class Intent:
             "count": self.count,
             "value": self.value,
             "value_at": self.value_at,
+            "signals": dict(self.signals),
+            "signals_at": self.signals_at,
         }
 
     def merged(self, other: Intent) -> Intent:
@@ -48,8 +64,13 @@ class Intent:
         larger = other if other.value is not None and (
             self.value is None or other.value >= self.value
         ) else self  # fmt: skip
+        newer = other if other.signals and (
+            not self.signals or (_evaluated(other) or 0.0) >= (_evaluated(self) or 0.0)
+        ) else self  # fmt: skip
         return replace(
             self,
+            signals=newer.signals,
+            signals_at=newer.signals_at,
             first_at=min(self.first_at, other.first_at),
             last_at=max(self.last_at, other.last_at),
             count=self.count + other.count,
@@ -79,6 +100,15 @@ class Intent:
         value_at = value.get("value_at")  # absent from logs written before it existed
         if value_at is not None:
             value_at = _seconds(value, "value_at")
+        signals = value.get("signals") or {}  # absent from logs written before they existed
+        if not isinstance(signals, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+            for k, v in signals.items()
+        ):
+            raise ValueError("intent signals must map names to numbers")
+        signals_at = value.get("signals_at")
+        if signals_at is not None:
+            signals_at = _seconds(value, "signals_at")
         return cls(
             direction,
             first_at,
@@ -87,7 +117,31 @@ class Intent:
             count,
             None if measured is None else float(measured),
             value_at,
+            {k: float(v) for k, v in signals.items()},
+            signals_at,
         )
+
+
+def fresh_intents(
+    taken: Iterable[Intent], now: float, ttl: float
+) -> tuple[tuple[Intent, ...], tuple[Intent, ...]]:
+    """(the intents still worth acting on, the stale ones): an intent kept through busy ticks
+    whose last request is older than `ttl` is stale."""
+    fresh: list[Intent] = []
+    stale: list[Intent] = []
+    for intent in taken:
+        (fresh if now - intent.last_at <= ttl else stale).append(intent)
+        if now - intent.last_at > ttl:
+            log.info("dropped a stale %s intent (last asked at %.0f)", intent.direction,
+                     intent.last_at)  # fmt: skip
+    return tuple(fresh), tuple(stale)
+
+
+def _evaluated(intent: Intent) -> float | None:
+    """When an intent's signals were measured: their `evaluated_at` (0 is unknown), else
+    when they arrived."""
+    evaluated = intent.signals.get("evaluated_at")
+    return evaluated if evaluated else intent.signals_at
 
 
 def _seconds(value: Mapping[str, Any], key: str) -> float:
@@ -115,19 +169,24 @@ class IntentBook:
         directions: Iterable[Direction],
         source: str,
         values: Mapping[Direction, float] | None = None,
+        signals: Mapping[Direction, Mapping[str, float]] | None = None,
     ) -> tuple[Direction, ...]:
         """Count one request for each direction it names; returns them, each once, down first.
-        `values` are the measured values the request carried, by direction."""
+        `values` are the CPU values the request carried, by direction; `signals` all of its
+        demand signals (the CPU value among them)."""
         distinct = tuple(sorted(set(directions)))
         now = self._clock()
-        values = values or {}
+        signals = signals or {}
+        values = values or {d: s["cpu"] for d, s in signals.items() if "cpu" in s}
         with self._lock:
             for direction in distinct:
                 seen = self._pending.get(direction)
                 value = values.get(direction)
+                carried = dict(signals.get(direction) or {})
                 arrived = Intent(
                     direction, now, now, source, value=value,
                     value_at=None if value is None else now,
+                    signals=carried, signals_at=now if carried else None,
                 )  # fmt: skip
                 self._pending[direction] = arrived if seen is None else seen.merged(arrived)
         return distinct

@@ -3,7 +3,8 @@
 The scaler writes one `DecisionRecord` per decision (`EventLog.decision`); a report, a figure or
 a benchmark reads them back with `read_decision_log`. The JSON keys are the log's public
 format: `action` is `up`, `down` or `none`; `from`/`to` are sizes (null when the pool could not
-be read).
+be read); `wall_time` is the wall clock (Unix seconds; logs written before it was named read
+back from `time`); `wish` is the strategy's and `capped_by` each cap that changed it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .decision import Direction, Reason, ScaleDecision, action_label
-from .intents import Intent
+from .caps import Capped
+from .decision import Decision
+from .intents import Direction, Intent
+from .reason import Reason, action_label
+from .strategy import Wish
 
 DECISION_EVENT = "decision"
 
@@ -27,7 +31,7 @@ class DecisionLogError(ValueError):
 
 @dataclass(frozen=True)
 class DecisionRecord:
-    time: float  # wall-clock seconds when the decision was taken
+    wall_time: float  # wall-clock (Unix) seconds when the decision was taken
     action: Direction | None
     from_size: int | None
     to_size: int | None
@@ -44,21 +48,26 @@ class DecisionRecord:
     value: float | None = None  # the alert's measured value the policy used
     desired: int | None = None  # the size that value asked for, before the clamps
     warming: int = 0  # asked-for members not serving yet, counted as capacity
+    # Added with the caps (issue 19); absent from older lines (None and ()).
+    wish: Wish | None = None  # the strategy's, before the caps
+    capped_by: tuple[Capped, ...] = ()  # each cap that changed the wish, in order
 
     @classmethod
     def of(
         cls,
-        decision: ScaleDecision,
+        decision: Decision,
         *,
-        time: float,
+        wall_time: float,
         pool: str = "",
         tick: int = 0,
         operation_id: str | None = None,
         members: Iterable[str] = (),
         dry_run: bool = False,
     ) -> DecisionRecord:
+        """The record of an evaluated (and maybe acted on) decision: the one place the scaler
+        builds one."""
         return cls(
-            time=time,
+            wall_time=wall_time,
             action=decision.action,
             from_size=decision.from_size,
             to_size=decision.to_size,
@@ -74,6 +83,8 @@ class DecisionRecord:
             value=decision.value,
             desired=decision.desired,
             warming=decision.warming,
+            wish=decision.wish,
+            capped_by=decision.capped_by,
         )
 
     @property
@@ -86,7 +97,7 @@ class DecisionRecord:
             "event": DECISION_EVENT,
             "pool": self.pool,
             "tick": self.tick,
-            "time": self.time,
+            "wall_time": self.wall_time,
             "action": action_label(self.action),
             "from": self.from_size,
             "to": self.to_size,
@@ -100,6 +111,12 @@ class DecisionRecord:
             "value": self.value,
             "desired": self.desired,
             "warming": self.warming,
+            "wish": None if self.wish is None else self.wish.to_json(),
+            "capped_by": [c.to_json() for c in self.capped_by],
+            "signals": None
+            if self.wish is None or not self.wish.signals
+            else dict(self.wish.signals),
+            "signals_age": None if self.wish is None else self.wish.signals_age,
         }
 
     def to_line(self) -> str:
@@ -118,8 +135,12 @@ class DecisionRecord:
         if event != DECISION_EVENT:
             raise DecisionLogError(f"not a decision event: {event!r:.40}")
         try:
+            # `time` in lines written before the wall clock was named so.
+            clock = "time" if "time" in data and "wall_time" not in data else "wall_time"
+            measured = _optional_number(data, "value")
+            desired = _size(data, "desired")
             return cls(
-                time=_number(data, "time"),
+                wall_time=_number(data, clock),
                 action=_action(data.get("action")),
                 from_size=_size(data, "from"),
                 to_size=_size(data, "to"),
@@ -132,9 +153,11 @@ class DecisionRecord:
                 members=tuple(_list(data, "members", str)),
                 dry_run=_typed(data, "dry_run", bool, False),
                 policy=_typed(data, "policy", str, ""),
-                value=_optional_number(data, "value"),
-                desired=_size(data, "desired"),
+                value=measured,
+                desired=desired,
                 warming=_typed(data, "warming", int, 0),
+                wish=_wish(data, measured, desired),
+                capped_by=tuple(_capped(c) for c in _list(data, "capped_by", dict)),
             )
         except DecisionLogError:
             raise
@@ -197,6 +220,44 @@ def _size(data: Mapping[str, Any], key: str) -> int | None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise DecisionLogError(f"{key!r} must be a size or null, got {value!r:.40}")
     return value
+
+
+def _wish(data: Mapping[str, Any], measured: float | None, desired: int | None) -> Wish | None:
+    value = data.get("wish")
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise DecisionLogError("'wish' must be an object or null")
+    direction = _action(value.get("direction"))
+    if direction is None:
+        raise DecisionLogError("'wish.direction' must be up or down")
+    size = _size(value, "size")
+    if size is None:
+        raise DecisionLogError("'wish.size' must be a size")
+    signals = data.get("signals") or {}
+    if not isinstance(signals, Mapping) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in signals.values()
+    ):
+        raise DecisionLogError("'signals' must map names to numbers")
+    return Wish(
+        direction,
+        size,
+        _typed(value, "why", str, ""),
+        measured,
+        desired,
+        need=_size(value, "need"),
+        fallback=_typed(value, "fallback", str, None),
+        signals={str(k): float(v) for k, v in signals.items()},
+        signals_age=_optional_number(data, "signals_age"),
+        shedding=_typed(value, "shedding", bool, False),
+    )
+
+
+def _capped(value: Mapping[str, Any]) -> Capped:
+    cap, before, after = _typed(value, "cap", str, ""), _size(value, "from"), _size(value, "to")
+    if not cap or before is None or after is None:
+        raise DecisionLogError("'capped_by' entries need a cap name, from and to")
+    return Capped(cap, before, after, _typed(value, "detail", str, ""))
 
 
 def _action(value: Any) -> Direction | None:

@@ -8,30 +8,28 @@ from typing import Any
 
 import httpx
 
-from exo_client import PoolMember
-
 from .settings import ScaleDownPolicy
+from .target import Member, MemberState
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_LEAVING_STATES = frozenset({"destroying", "destroyed", "expunging"})
 
 
-def _created(member: PoolMember) -> datetime:
+def _created(member: Member) -> datetime:
     return member.created_at or _EPOCH
 
 
 def choose_members(
-    members: Sequence[PoolMember],
+    members: Sequence[Member],
     count: int,
     policy: ScaleDownPolicy,
     busy: Mapping[str, float] | None = None,
-) -> list[PoolMember]:
+) -> list[Member]:
     """`count` members to evict; members already leaving are never chosen.
 
     least-busy: members without a CPU figure go first (booting, or not scraped yet: they serve
     nothing), then the lowest CPU; ties go to the newest.
     """
-    candidates = [m for m in members if m.state not in _LEAVING_STATES]
+    candidates = [m for m in members if m.state is not MemberState.DRAINING]
     newest_first = sorted(candidates, key=lambda m: (_created(m), m.id), reverse=True)
     if policy == "oldest":
         ordered = newest_first[::-1]

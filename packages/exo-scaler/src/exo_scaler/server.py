@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 from collections.abc import Generator
 
 import uvicorn
@@ -28,15 +29,33 @@ class CleanExitServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def serve(app: Starlette, host: str, port: int, *, log_level: str = "info") -> None:
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the app starts so that a port in use is a start
+    error the CLI can word (OSError), not a line in uvicorn's log."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit it (Linux). uvicorn's event loop sets it on the
+        # sockets it binds itself, not on one handed to it: without it a small answer waits
+        # for the client's delayed ACK (~40 ms a webhook; the benchmark saw 10x fewer a s).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def serve(app: Starlette, sock: socket.socket, *, log_level: str = "info") -> None:
     config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
         lifespan="on",
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         server_header=False,
     )
-    CleanExitServer(config).run()
+    CleanExitServer(config).run(sockets=[sock])

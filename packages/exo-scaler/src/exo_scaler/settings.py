@@ -8,8 +8,10 @@ from typing import Literal
 
 ScaleDownPolicy = Literal["newest", "oldest", "least-busy"]
 SCALE_DOWN_POLICIES: tuple[ScaleDownPolicy, ...] = ("newest", "oldest", "least-busy")
-Policy = Literal["step", "proportional"]
-POLICIES: tuple[Policy, ...] = ("step", "proportional")
+Policy = Literal["step", "proportional", "demand"]
+POLICIES: tuple[Policy, ...] = ("demand", "proportional", "step")
+#: The demand signals the alert rules carry (--signal NAME=REFID), by name.
+SIGNAL_NAMES: tuple[str, ...] = ("cpu", "arrivals", "cpu_per_request", "serving", "evaluated_at")
 
 DEFAULT_DRAIN_URL = "http://{ip}:8081/admin/drain"
 DEFAULT_BUSY_QUERY = 'sum by (instance_id) (rate(node_cpu_seconds_total{mode!="idle"}[1m]))'
@@ -29,7 +31,8 @@ class ScalerSettings:
     interval: float = 60.0
     # step: the seed's literal ±`step` per tick. proportional: desired = ceil(serving × value /
     # target_value) from the alert's value, at most `max_step` a tick, warm-up aware (README).
-    policy: Policy = "proportional"
+    # demand: sized from the arrival rate and the CPU per request (strategy/demand.py).
+    policy: Policy = "demand"
     target_value: float = 70.0
     max_step: int = 2
     saturation: float = 98.0  # a value at or above this means saturated members (decide())
@@ -48,10 +51,17 @@ class ScalerSettings:
     price_per_member_hour: float | None = None
     dry_run: bool = False
     direction_label: str = "action"
-    # Where an alert's measured value is read (webhooks.alert_value): annotations first, then
-    # Grafana's `values` (the ref id `value_ref`, or the largest non-0/1 value).
+    # Where an alert's CPU value is read (webhooks.alert_signals): the `cpu` signal's refId,
+    # then these annotations, then the largest of `values` that is no other signal and not 0/1.
     value_annotations: tuple[str, ...] = ("value", "cpu")
-    value_ref: str | None = None
+    # --signal NAME=REFID: where each demand signal is read (Grafana `values[REFID]`, else the
+    # annotation `value_<REFID>`). A name not given is read under its own name.
+    signals: tuple[tuple[str, str], ...] = ()
+    member_cores: float = 1.0  # vCPUs of a member (the instance type's; the lab's CPU cap)
+    target_utilisation: float = 0.8  # the demand policy sizes to this share of the cores
+    # In ticks, so the sped-up lab keeps the ratios: 5 ticks is 300 s at the 60 s tick.
+    scale_in_window_ticks: int = 5  # scale-in from the largest need over this many ticks
+    signal_max_age_ticks: float = 3.0  # an older demand value is stale (strategy/demand.py)
     scale_down_policy: ScaleDownPolicy = "newest"
     prometheus_url: str | None = None
     busy_query: str = DEFAULT_BUSY_QUERY
@@ -131,9 +141,36 @@ class ScalerSettings:
                 "no webhook token: pass --token-file or set EXO_SCALER_TOKEN "
                 "(or run with --no-auth, which leaves every mutating route open)"
             )
+        for name, ref in self.signals:
+            if name not in SIGNAL_NAMES:
+                found.append(
+                    f"--signal {name}={ref}: NAME must be one of {', '.join(SIGNAL_NAMES)}"
+                )
+            elif not ref:
+                found.append(f"--signal {name}=: REFID must not be empty")
+        if len({name for name, _ in self.signals}) < len(self.signals):
+            found.append("--signal names each signal once")
+        if not self.member_cores > 0 or not math.isfinite(self.member_cores):
+            found.append("--member-cores must be a positive number")
+        if not 0 < self.target_utilisation <= 1:
+            found.append("the target utilisation must be within (0, 1]")
+        if self.scale_in_window_ticks < 1 or not self.signal_max_age_ticks > 0:
+            found.append("the scale-in window and the signal age limit must be positive")
         if self.max_body_bytes < 1:
             found.append("the body limit must be positive")
         return found
+
+    def signal_ref(self, name: str) -> str:
+        """The refId the signal `name` is read under."""
+        return dict(self.signals).get(name, name)
+
+    @property
+    def scale_in_window(self) -> float:
+        return self.scale_in_window_ticks * self.interval
+
+    @property
+    def signal_max_age(self) -> float:
+        return self.signal_max_age_ticks * self.interval
 
     @property
     def intent_ttl(self) -> float:

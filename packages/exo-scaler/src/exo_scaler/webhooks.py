@@ -35,6 +35,7 @@ from enum import StrEnum
 from typing import Any
 
 from .intents import Direction
+from .settings import SIGNAL_NAMES
 
 NO_DATA_ALERTNAME = "DatasourceNoData"
 ERROR_ALERTNAME = "DatasourceError"
@@ -83,8 +84,9 @@ class ParsedPayload:
     directions: tuple[Direction, ...]
     ignored: tuple[str, ...] = field(default=())  # why each other alert recorded nothing
     skipped: tuple[Skip, ...] = field(default=())  # the reason of each `ignored`, in order
-    # The largest value an alert of each direction carried (see alert_value), if any did.
-    values: Mapping[Direction, float] = field(default_factory=dict)
+    # The signals of each direction (see alert_signals), if any alert carried some: those of
+    # the alert evaluated last, the largest CPU value among them.
+    signals: Mapping[Direction, Mapping[str, float]] = field(default_factory=dict)
     truncated: int = 0  # alerts the sender left out (`truncatedAlerts`, max_alerts)
 
     @property
@@ -115,33 +117,50 @@ def parse_number(value: Any) -> float | None:
     return number if math.isfinite(number) and number >= 0 else None
 
 
-def alert_value(
+def alert_signals(
     alert: Mapping[str, Any],
     *,
+    refs: Mapping[str, str] | None = None,
     annotations: Sequence[str] = DEFAULT_VALUE_ANNOTATIONS,
-    ref: str | None = None,
-) -> float | None:
-    """The measured value an alert carries, or None.
+) -> dict[str, float]:
+    """The signals an alert carries, by name; a signal it does not carry is absent.
 
-    First an annotation the provisioning set (Alertmanager has no value field: a rule
-    annotates `value: "{{ $value }}"`), then Grafana's `values`: the ref id `ref` when given;
-    otherwise the largest value that is not a 0/1 — a threshold or math condition evaluates to
-    0 or 1, the query and its reduction to the measurement.
+    Each signal NAME is read from Grafana's `values[REFID]` (the rule's expressions by refId,
+    grafana/alerting templates/template_data.go `ExtendedAlert.Values`), else from the
+    annotation `value_<REFID>` (Alertmanager has no values: exo-lab's rules annotate each by
+    a template query). `refs` maps NAME to REFID (settings.signal_ref); a name not in it is
+    read under its own name. The CPU value (`cpu`) is also read, in the order given, from the
+    legacy `annotations` (a rule's `value: "{{ $value }}"`), then from the largest of `values`
+    that is no other signal's refId, not 0/1 and a percentage — a threshold or math condition
+    evaluates to 0 or 1, the query and its reduction to the measurement, and a rate or a Unix
+    time under a refId nobody mapped is no CPU %.
     """
+    refs = refs or {}
+    values = alert.get("values")
+    values = values if isinstance(values, Mapping) else {}
     notes = alert.get("annotations")
-    if isinstance(notes, Mapping):
+    notes = notes if isinstance(notes, Mapping) else {}
+    found: dict[str, float] = {}
+    for name in SIGNAL_NAMES:
+        ref = refs.get(name, name)
+        number = parse_number(values.get(ref))
+        if number is None:
+            number = parse_number(notes.get(f"value_{ref}"))
+        if number is not None:
+            found[name] = number
+    if "cpu" not in found:
         for key in annotations:
             number = parse_number(notes.get(key))
             if number is not None:
-                return number
-    values = alert.get("values")
-    if not isinstance(values, Mapping):
-        return None
-    if ref is not None:
-        return parse_number(values.get(ref))
-    numbers = [n for n in (parse_number(v) for v in values.values()) if n is not None]
-    measured = [n for n in numbers if n not in (0.0, 1.0)]
-    return max(measured) if measured else None
+                found["cpu"] = number
+                break
+    if "cpu" not in found:
+        others = {refs.get(n, n) for n in SIGNAL_NAMES if n != "cpu"}
+        numbers = (parse_number(v) for k, v in values.items() if k not in others)
+        measured = [n for n in numbers if n is not None and n not in (0.0, 1.0) and n <= 100]
+        if measured:
+            found["cpu"] = max(measured)
+    return found
 
 
 def _skip_reason(alert: Mapping[str, Any]) -> Skip | None:
@@ -199,7 +218,7 @@ def parse_alert_payload(
     label: str,
     route_direction: Direction | None = None,
     value_annotations: Sequence[str] = DEFAULT_VALUE_ANNOTATIONS,
-    value_ref: str | None = None,
+    signal_refs: Mapping[str, str] | None = None,
 ) -> ParsedPayload:
     """Directions of the firing alerts; from the route when given, else from `label`.
 
@@ -219,7 +238,7 @@ def parse_alert_payload(
     directions: list[Direction] = []
     ignored: list[str] = []
     skipped: list[Skip] = []
-    values: dict[Direction, float] = {}
+    signals: dict[Direction, dict[str, float]] = {}
 
     def skip(reason: Skip, why: str) -> None:
         skipped.append(reason)
@@ -258,15 +277,25 @@ def parse_alert_payload(
         else:
             direction = named
         directions.append(direction)
-        measured = alert_value(alert, annotations=value_annotations, ref=value_ref)
-        if measured is not None:
-            values[direction] = max(measured, values.get(direction, measured))
+        carried = alert_signals(alert, refs=signal_refs, annotations=value_annotations)
+        if carried:
+            signals[direction] = _newer(signals.get(direction), carried)
     truncated = body.get("truncatedAlerts")
     return ParsedPayload(
         source,
         tuple(directions),
         tuple(ignored),
         tuple(skipped),
-        values,
+        signals,
         truncated if isinstance(truncated, int) and not isinstance(truncated, bool) else 0,
     )
+
+
+def _newer(kept: dict[str, float] | None, carried: dict[str, float]) -> dict[str, float]:
+    """Of two alerts' signals, those evaluated last (the later alert when neither says); the
+    CPU value is the largest either carried, as one alert per member would ask."""
+    if kept is None:
+        return carried
+    newer = carried if carried.get("evaluated_at", 0.0) >= kept.get("evaluated_at", 0.0) else kept
+    cpus = [c for c in (kept.get("cpu"), carried.get("cpu")) if c is not None]
+    return {**newer, **({"cpu": max(cpus)} if cpus else {})}

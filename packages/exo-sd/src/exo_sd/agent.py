@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -17,11 +18,15 @@ from .targets import ADDRESS_KINDS, AddressKind, target_groups
 
 log = logging.getLogger("exo_sd")
 
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
 
 @dataclass(frozen=True)
 class AgentConfig:
     pool: str
-    """The pool's id, or its name (resolved to an id once, at start)."""
+    """The pool's id. Never looked up: exo-sd's role may only list the pool's members
+    (`list-instances`), not read the pool (`get-instance-pool` answers with its user-data,
+    which holds secrets) nor list the pools to find a name."""
     out: Path
     port: int = 9100
     zone: str = "ch-gva-2"
@@ -31,8 +36,12 @@ class AgentConfig:
     backoff_cap: float = 60.0
 
     def __post_init__(self) -> None:
-        if not self.pool:
-            raise ValueError("pool must be an instance pool id or name")
+        if not _UUID.match(self.pool):
+            raise ValueError(
+                f"--pool must be the instance pool's id (a UUID; `terraform output "
+                f"instance_pool_id`), not {self.pool!r}: exo-sd only lists the pool's members "
+                "and its key may not look pools up"
+            )
         if not 1 <= self.port <= 65535:
             raise ValueError(f"port must be within 1-65535, not {self.port}")
         if self.interval <= 0:
@@ -80,31 +89,26 @@ class Agent:
         self.stop = stop or threading.Event()
         self._wall_clock = wall_clock
         self._timer = timer
-        self.pool_id: str | None = None
+        self.pool_id = config.pool
         self.consecutive_errors = 0
+        #: whether the last successful listing was empty (said once per change)
+        self._listed_empty = False
         metrics.watch_api_calls(client.calls)
 
     # -- steps ------------------------------------------------------------------------------
 
-    def resolve_pool(self) -> str:
-        """The pool id: one get by id (to check it exists), or one list to find the name."""
-        pool = self.client.get_pool(self.config.pool)
-        self.pool_id = pool.id
-        log.info(
-            "watching pool %s (%s, %d members) -> %s",
-            pool.name,
-            pool.id,
-            pool.size,
-            self.config.out,
-        )
-        return pool.id
-
     def refresh(self) -> bool:
         """One refresh; raises on any failure without touching the file. True if rewritten."""
-        if self.pool_id is None:
-            raise RuntimeError("resolve_pool() must succeed before refresh()")
         started = self._timer()
         members = self.client.list_members(self.pool_id)
+        if not members and not self._listed_empty:
+            # A pool id that does not exist lists nothing too; exo-sd cannot tell the two
+            # apart without reading the pool, which its role does not allow.
+            log.warning(
+                "pool %s lists no member: right for a pool scaled to 0, otherwise check the id",
+                self.pool_id,
+            )
+        self._listed_empty = not members
         groups = target_groups(
             members,
             pool_id=self.pool_id,
@@ -144,31 +148,45 @@ class Agent:
     # -- loops ------------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Resolve the pool, then refresh every interval until `stop` is set.
+        """Refresh every interval until `stop` is set.
 
-        A pool that does not exist or credentials that are refused end the run (raised);
-        an API that is unreachable or failing is waited out with backoff.
+        Credentials that are refused on the first refresh end the run (raised): nothing will
+        change that but an operator. After a first success every failure is waited out with
+        backoff, keeping the last good file.
         """
-        removed = remove_stale_temp_files(self.config.out)
-        if removed:
-            log.info("removed %d temp files left by an interrupted run", removed)
+        self._remove_stale()
+        log.info("watching pool %s -> %s", self.pool_id, self.config.out)
+        first = True
         while not self.stop.is_set():
-            try:
-                self.resolve_pool()
-                break
-            except UnavailableError as exc:
-                self._record_failure("resolving the pool", exc)
-                self.stop.wait(self.backoff_delay())
-        self.consecutive_errors = 0
-        while not self.stop.is_set():
-            ok = self.refresh_safely()
+            if first:
+                ok = self._first_refresh()
+                first = False
+            else:
+                ok = self.refresh_safely()
             self.stop.wait(self.config.interval if ok else self.backoff_delay())
 
     def run_once(self) -> bool:
-        """Resolve and refresh once; raises if the pool cannot be resolved."""
-        remove_stale_temp_files(self.config.out)
-        self.resolve_pool()
-        return self.refresh_safely()
+        """One refresh; raises if the credentials are refused."""
+        self._remove_stale()
+        return self._first_refresh()
+
+    def _first_refresh(self) -> bool:
+        """`refresh_safely`, except that refused credentials are raised, not retried."""
+        self.metrics.refreshes.inc()
+        try:
+            self.refresh()
+        except AuthError as exc:
+            self.metrics.errors.labels(error_kind(exc)).inc()
+            raise
+        except Exception as exc:
+            self._record_failure("refresh", exc)
+            return False
+        return True
+
+    def _remove_stale(self) -> None:
+        removed = remove_stale_temp_files(self.config.out)
+        if removed:
+            log.info("removed %d temp files left by an interrupted run", removed)
 
     def _record_failure(self, what: str, exc: Exception) -> None:
         kind = error_kind(exc)

@@ -1,4 +1,10 @@
-"""`exo-sd`: the click layer over Agent. Flags win over the environment."""
+"""`exo-sd`: the click layer over Agent. Flags win over the environment.
+
+Errors, as in every console script of the project: bad usage (flags, environment) is click's
+usage error (exit 2); a failed start or run is one line on stderr, `exo-sd: error: <problem>;
+<what to do>` (exit 1); never a traceback, even for a bug (`SdCommand`); the targets file is
+only ever replaced whole.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,15 @@ from pathlib import Path
 import click
 from prometheus_client import CollectorRegistry, start_http_server
 
-from exo_client import NO_RETRY, ClientSettings, ExoApiError, ExoClient, MissingCredentialError
+from exo_client import (
+    NO_RETRY,
+    BadRequestError,
+    ClientSettings,
+    ExoApiError,
+    ExoClient,
+    MissingCredentialError,
+    NotFoundError,
+)
 
 from .agent import Agent, AgentConfig
 from .metrics import SdMetrics
@@ -21,18 +35,35 @@ DEFAULT_OUT = "/srv/service-discovery/config.json"
 
 
 class CliError(click.ClickException):
-    """One readable line on stderr and a non-zero exit, never a traceback."""
+    """A failed start or run: one line on stderr naming the program, exit status 1."""
+
+    exit_code = 1
 
     def show(self, file: object = None) -> None:
         click.echo(f"exo-sd: error: {self.format_message()}", err=True)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+class SdCommand(click.Command):
+    """The CLI's boundary: an exception nobody expected is still one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            raise CliError(
+                f"unexpected {type(exc).__name__}: {exc}; this is a bug, please report it"
+            ) from exc
+
+
+@click.command(cls=SdCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--pool",
     envvar="EXOSCALE_INSTANCEPOOL_ID",
     required=True,
-    help="Instance pool id or name.  [env: EXOSCALE_INSTANCEPOOL_ID]",
+    help="Instance pool id (never looked up: the key may only list its members)."
+    "  [env: EXOSCALE_INSTANCEPOOL_ID]",
 )
 @click.option(
     "--port",
@@ -142,7 +173,7 @@ def main(
             backoff_cap=max_backoff,
         )
     except (MissingCredentialError, ValueError) as exc:
-        raise CliError(str(exc)) from None
+        raise click.UsageError(str(exc)) from None
 
     stop = threading.Event()
     install_stop_handlers(stop)
@@ -156,7 +187,10 @@ def main(
             start_http_server(metrics_port, addr=metrics_host, registry=registry)
         except OSError as exc:
             where = f"{metrics_host}:{metrics_port}"
-            raise CliError(f"cannot serve metrics on {where}: {exc}") from None
+            raise CliError(
+                f"cannot serve metrics on {where} ({exc.strerror or exc}): choose another "
+                "--metrics-port or stop what holds it"
+            ) from None
 
     def work() -> int:
         if once:
@@ -167,11 +201,18 @@ def main(
     try:
         code = run_until_stopped(work, stop)
     except ExoApiError as exc:
-        raise CliError(_explain(exc, config)) from None
+        raise CliError(_explain(exc, config.pool)) from None
     sys.exit(code)
 
 
-def _explain(exc: ExoApiError, config: AgentConfig) -> str:
+def _explain(exc: ExoApiError, pool: str) -> str:
     if exc.status in (401, 403):
-        return f"the API rejected the credentials ({exc}); check the key and secret"
-    return str(exc)
+        return (
+            f"the API rejected the credentials ({exc}); check EXOSCALE_API_KEY, "
+            f"EXOSCALE_API_SECRET and that the key's role allows list-instances for pool {pool}"
+        )
+    if isinstance(exc, NotFoundError):
+        return f"{exc}; check --pool and --zone"
+    if isinstance(exc, BadRequestError):
+        return f"{exc}; check --pool"
+    return f"{exc}; check --endpoint and that the API answers, then start exo-sd again"

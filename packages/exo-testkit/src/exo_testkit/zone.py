@@ -7,9 +7,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from exo_client import ClientSettings, ExoClient, RetryPolicy
-from exo_zone import LocalZone, MemberRuntime, Zone, ZoneTimings, random_member_network
-from exo_zone.api import ZoneApi
-from exo_zone.zone import Pool
+from exo_zone import (
+    LocalZone,
+    MemberRuntime,
+    Pool,
+    Zone,
+    ZoneApi,
+    ZoneTimings,
+    random_member_network,
+)
 
 FAST_TIMINGS = ZoneTimings.fast()
 

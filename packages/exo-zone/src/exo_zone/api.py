@@ -19,10 +19,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from . import bodies
 from .faults import FaultPlan
 from .iam import AuthzRequest, Policy
+from .records import Instance, ZoneError
 from .signing import SignatureError, verify_request
-from .zone import Zone, ZoneError
+from .zone import Zone
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,9 @@ class ZoneApi:
         self.credentials = dict(credentials)
         #: API key -> its role's policy; a key without an entry has full access
         self.roles: dict[str, Policy] = {}
+        #: whether role rules see the path's and query's parameters (`parameters.id`); False
+        #: models an Exoscale that binds only the body's (the documented ones): see iam.py
+        self.iam_binds_url_parameters = True
         self.prefix = prefix
         self._faults = FaultPlan()
         self.routes: list[tuple[str, re.Pattern[str], str, Handler]] = []
@@ -126,14 +131,13 @@ class ZoneApi:
         if operation.startswith("lab-"):
             # Lab controls are not Exoscale's; a key with a role (a component's) never drives them.
             return _error(403, f"{operation} is a lab control: not allowed for a key with a role")
-        parameters: dict[str, Any] = dict(request.query_params)
         try:
             payload = json.loads(raw) if raw else None
         except ValueError:
             payload = None
-        if isinstance(payload, dict):
-            parameters.update(payload)
-        parameters.update(params)  # the path's {id} as parameters.id
+        parameters: dict[str, Any] = dict(payload) if isinstance(payload, dict) else {}
+        # The query's and the path's ({id} as parameters.id), which win over the body's.
+        url_parameters: dict[str, Any] = {**request.query_params, **params}
         with self.zone.lock:
             resources = self._resources(params.get("id"))
         client = request.client
@@ -145,7 +149,9 @@ class ZoneApi:
                 zone=self.zone.name,
                 api_key=key,
                 source_ip=client.host if client else "",
-            )
+                url_parameters=url_parameters,
+            ),
+            bind_url_parameters=self.iam_binds_url_parameters,
         )
         if decision.allowed:
             return None
@@ -223,22 +229,22 @@ class ZoneApi:
     # -- handlers ---------------------------------------------------------------------------
 
     def _list_pools(self, zone: Zone, *_: Any) -> dict[str, Any]:
-        return {"instance-pools": [zone.pool_body(p) for p in zone.pools.values()]}
+        return {"instance-pools": [bodies.pool_body(p) for p in zone.pools.values()]}
 
     def _get_pool(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
-        return zone.pool_body(zone.pool(params["id"]))
+        return bodies.pool_body(zone.pool(params["id"]))
 
     def _scale(self, zone: Zone, _: Request, params: dict[str, str], payload: Any) -> Any:
         size = payload.get("size") if isinstance(payload, dict) else None
         if not isinstance(size, int) or isinstance(size, bool):
             raise ZoneError(400, "size: an integer is required")
-        return zone.operation_body(zone.scale(params["id"], size))
+        return bodies.operation_body(zone.scale(params["id"], size))
 
     def _evict(self, zone: Zone, _: Request, params: dict[str, str], payload: Any) -> Any:
         ids = payload.get("instances") if isinstance(payload, dict) else None
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise ZoneError(400, "instances: a list of instance ids is required")
-        return zone.operation_body(zone.evict(params["id"], ids))
+        return bodies.operation_body(zone.evict(params["id"], ids))
 
     def _list_instances(self, zone: Zone, request: Request, *_: Any) -> Any:
         manager_id = request.query_params.get("manager-id")
@@ -251,42 +257,42 @@ class ZoneApi:
         ip = request.query_params.get("ip-address")
         if ip:
             instances = [i for i in instances if i.address == ip]
-        # The list answer is a summary: the spec's list item has no disk-size.
-        return {
-            "instances": [
-                {k: v for k, v in zone.instance_body(i).items() if k != "disk-size"}
-                for i in instances
-            ]
-        }
+        return {"instances": [bodies.instance_list_item(i) for i in instances]}
 
     def _get_instance(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
-        return zone.instance_body(zone.instance(params["id"]))
+        return _instance_body(zone, zone.instance(params["id"]))
 
     def _delete_instance(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
-        return zone.operation_body(zone.delete_instance(params["id"]))
+        return bodies.operation_body(zone.delete_instance(params["id"]))
 
     def _get_operation(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
-        return zone.operation_body(zone.operation(params["id"]))
+        return bodies.operation_body(zone.operation(params["id"]))
 
     def _list_lbs(self, zone: Zone, *_: Any) -> Any:
-        return {
-            "load-balancers": [zone.load_balancer_body(lb) for lb in zone.load_balancers.values()]
-        }
+        lbs = zone.load_balancers.values()
+        return {"load-balancers": [bodies.load_balancer_body(lb, zone.health(lb)) for lb in lbs]}
 
     def _get_lb(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
         lb = zone.load_balancers.get(params["id"])
         if lb is None:
             raise ZoneError(404, f"load balancer {params['id']} not found")
-        return zone.load_balancer_body(lb)
+        return bodies.load_balancer_body(lb, zone.health(lb))
 
     def _get_quota(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
-        return zone.quota_body(params["entity"])
+        """openapi.json `get-quota` → `quota` {resource, usage, limit (-1: unlimited)}. Only the
+        instance quota is modelled (cluster-autoscaler's Exoscale provider reads "instance");
+        any other entity is a 404, the harsher answer, since the lab cannot say its usage."""
+        entity = params["entity"]
+        if entity != "instance":
+            raise ZoneError(404, f"quota {entity} not found")
+        usage, limit = zone.instance_quota()
+        return {"resource": "instance", "usage": usage, "limit": -1 if limit is None else limit}
 
     def _list_types(self, zone: Zone, *_: Any) -> Any:
-        return {"instance-types": zone.instance_types_body()}
+        return {"instance-types": bodies.instance_types_body(zone.name)}
 
     def _get_type(self, zone: Zone, _: Request, params: dict[str, str], __: Any) -> Any:
-        for body in zone.instance_types_body():
+        for body in bodies.instance_types_body(zone.name):
             if body["id"] == params["id"]:
                 return body
         raise ZoneError(404, f"instance type {params['id']} not found")
@@ -313,10 +319,15 @@ class ZoneApi:
         return {
             "zone": zone.name,
             "cpu_cap": zone.runtime.cpu_cap,
-            "pools": [zone.pool_body(p) for p in zone.pools.values()],
-            "instances": [zone.instance_body(i) for i in zone.instances.values()],
+            "pools": [bodies.pool_body(p) for p in zone.pools.values()],
+            "instances": [_instance_body(zone, i) for i in zone.instances.values()],
             "faults": self.faults.to_json(),
         }
+
+
+def _instance_body(zone: Zone, inst: Instance) -> dict[str, Any]:
+    pool = zone.pools.get(inst.pool_id)
+    return bodies.instance_body(inst, disk_size=pool.disk_size if pool is not None else 10)
 
 
 def create_zone_app(zone: Zone, credentials: Mapping[str, str], *, tick: bool = True) -> Starlette:

@@ -14,6 +14,11 @@ class InstanceType:
     cpus: int
     memory: int  # bytes
 
+    @property
+    def name(self) -> str:
+        """`standard.tiny`: how the CLI and Terraform name it."""
+        return f"{self.family}.{self.size}"
+
     def to_api(self, zone: str) -> dict[str, object]:
         return {
             "id": self.id,

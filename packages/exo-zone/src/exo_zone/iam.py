@@ -21,11 +21,17 @@ Sources (read, not copied):
   writes `resource.sks_nodepool.name`, so both `resources` and `resource` are bound).
 
 Modelled, not documented: the path's `{id}` is `parameters.id` (the openapi.json names the
-path parameter `id`), and every operation the zone serves, `get-operation` included, belongs to
+path parameter `id`), a query parameter such as `manager-id` is `parameters.manager_id`, and
+every operation the zone serves, `get-operation` included, belongs to
 the `compute` service class. The spec tags get-operation `operation` under the `general`
 group, and no public source found says which IAM class that is; `compute` is what the
 project's Terraform role (infra/terraform/main.tf) assumes, so the lab uses it and a real
 deployment must confirm it (see the README).
+
+Because only body parameters are documented, `Policy.evaluate` can be told not to bind the URL's
+(path and query) parameters (`bind_url_parameters=False`): a rule that tests `parameters.id`
+then cannot be evaluated and concludes nothing, as it would on an Exoscale that does not bind
+them. That is how the lab proves `iam_scope_by_id = false` and the deploy check that names it.
 """
 
 from __future__ import annotations
@@ -95,11 +101,15 @@ class AuthzRequest:
     """What a rule's CEL expression sees."""
 
     operation: str
+    #: the body's parameters (documented as bound)
     parameters: Mapping[str, Any]
     resources: Mapping[str, Any]
     zone: str = "ch-gva-2"
     api_key: str = ""
     source_ip: str = "127.0.0.1"
+    #: the path's and the query's parameters (`{id}`, `manager-id`): bound only when the
+    #: evaluation says so, since no public source says Exoscale binds them
+    url_parameters: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def service(self) -> str:
@@ -168,7 +178,9 @@ class Policy:
             services[str(name)] = ServicePolicy(kind, tuple(rules))
         return cls(strategy, services)
 
-    def evaluate(self, request: AuthzRequest) -> Decision:
+    def evaluate(self, request: AuthzRequest, *, bind_url_parameters: bool = True) -> Decision:
+        """Allowed or not, and why. `bind_url_parameters=False`: `parameters` holds the body's
+        parameters only (see the module docstring)."""
         service = request.service
         policy = self.services.get(service)
         if policy is None:
@@ -176,7 +188,7 @@ class Policy:
             return Decision(allowed, f"service {service} not listed: default-service-strategy")
         if policy.type != "rules":
             return Decision(policy.type == "allow", f"service {service} is {policy.type}")
-        context = _cel_context(request)
+        context = _cel_context(request, bind_url_parameters)
         for i, rule in enumerate(policy.rules):
             if rule.program is None:
                 continue
@@ -194,10 +206,13 @@ def _has(mapping: Any, key: Any) -> bool:
     return isinstance(mapping, Mapping) and key in mapping
 
 
-def _cel_context(request: AuthzRequest) -> cel.Context:
+def _cel_context(request: AuthzRequest, bind_url_parameters: bool) -> cel.Context:
     # A Context per evaluation: the library's Context is not thread-safe.
     context = cel.Context()
     resources = snake_keys(request.resources)
+    parameters = dict(request.parameters)
+    if bind_url_parameters:
+        parameters.update(request.url_parameters)
     context.update(
         {
             "operation": request.operation,
@@ -206,7 +221,7 @@ def _cel_context(request: AuthzRequest) -> cel.Context:
             "api_key": request.api_key,
             "source_ip": request.source_ip,
             "now": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "parameters": snake_keys(request.parameters),
+            "parameters": snake_keys(parameters),
             "resources": resources,
             "resource": resources,
         }

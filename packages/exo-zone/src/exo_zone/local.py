@@ -19,7 +19,8 @@ from .api import ZoneApi, create_zone_app
 from .iam import Policy
 from .runtime import MemberRuntime
 from .serving import serve_in_thread
-from .zone import Zone, ZoneTimings
+from .timings import ZoneTimings
+from .zone import Zone
 
 
 def random_member_network() -> str:
@@ -47,6 +48,9 @@ class LocalZone:
     host: str = "127.0.0.1"
     port: int = 0
     credentials: tuple[str, str] = field(default_factory=new_credentials)
+    #: False: role rules do not see path/query parameters (`parameters.id`), as on an Exoscale
+    #: that binds only the documented body parameters (see iam.py)
+    iam_binds_url_parameters: bool = True
 
     def __post_init__(self) -> None:
         self.zone = Zone(
@@ -58,6 +62,7 @@ class LocalZone:
         key, secret = self.credentials
         self.app: Starlette = create_zone_app(self.zone, {key: secret})
         self.api: ZoneApi = self.app.state.api
+        self.api.iam_binds_url_parameters = self.iam_binds_url_parameters
         self.endpoint = ""
         self._server: object | None = None
 

@@ -1,13 +1,22 @@
-"""The lab zone's state: pools, members, operations and load balancers, behaving like Exoscale.
+"""The lab zone's state machine: pools, members, operations and load balancers, like Exoscale.
 
 Everything here is synchronous and guarded by one lock; `tick()` advances time-driven
 transitions (boot, async operations, replacement of dead members) and is called by a
-background thread. Member processes are the runtime's business (see runtime.py).
+background thread. Member processes are the runtime's business (see runtime.py), the records
+and snapshots live in records.py, the JSON bodies in bodies.py.
+
+Callers outside exo-zone read through the snapshot methods (`pool_snapshot`, `members`,
+`instance_snapshots`, `operation_snapshots`, `service_snapshots`): each takes the lock itself
+and returns frozen copies, so nobody outside the zone holds its lock.
+
+Over 400 lines because it is one state machine: the API operations, `tick()`, member growth and
+removal and the quota all read and write the same records under the same lock, and the rules
+that tie them (a pool converges when..., an operation ends when..., a pool settles to...) are
+only checkable side by side. Everything that is not a transition lives elsewhere.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import secrets
 import threading
@@ -15,208 +24,38 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
-from .catalog import INSTANCE_TYPES, InstanceType, instance_type_by_name
+from .catalog import instance_type_by_name
 from .faults import FaultPlan, OperationOutcome
+from .records import (
+    SLOW_WEB_PORT,
+    AddressPool,
+    HealthCheck,
+    Instance,
+    InstanceSnapshot,
+    LbService,
+    LoadBalancer,
+    Operation,
+    OperationSnapshot,
+    Pool,
+    PoolSnapshot,
+    ServiceSnapshot,
+    ZoneError,
+)
 from .runtime import MemberRuntime, RecordRuntime, runs_at_boot
+from .timings import ZoneTimings
 
 log = logging.getLogger(__name__)
 
 MAX_POOL_SIZE = 250
-TEMPLATE_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "exo-lab/template/debian-12"))
-SLOW_WEB_PORT = 8080
 
-
-class ZoneError(Exception):
-    """An API-level refusal: carries the HTTP status and Exoscale-style message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-@dataclass(frozen=True)
-class ZoneTimings:
-    """Seconds; the lab's --speed divides them all.
-
-    A pool operation ends when the pool has converged (every member `running`, every leaving
-    member gone), never before `operation_delay`: on Exoscale the pool stays `scaling-up` until
-    its members run (cluster-autoscaler's Exoscale provider polls get-instance-pool until
-    `state == "running"` after every scale and evict: kubernetes/autoscaler,
-    cluster-autoscaler/cloudprovider/exoscale/exoscale_node_group_instance_pool.go,
-    waitUntilRunning), so the operation lasts about one member boot, not a fixed 5 s.
-
-    - `boot_delay`: a member from `starting` to `running` (its VM boots).
-    - `operation_delay`: the least time an operation stays `pending` (API-side work).
-    - `create_delay`: a scale-up's new members appear in the pool's `instances` (and in
-      list-instances) this long after the pool's `size` changed: `instances` lags `size`.
-    - `converge_timeout`: an operation whose pool has not converged by then ends `timeout`
-      (the pool stays busy until it does converge). 600 s is the budget issue 13's audit
-      reports for cluster-autoscaler's wait for `running` (its pollCmd; the exact constant was
-      not re-read here), the longest wait a known client gives a pool.
-    """
-
-    boot_delay: float = 30.0
-    operation_delay: float = 5.0
-    tick_interval: float = 0.1
-    create_delay: float = 0.0
-    converge_timeout: float = 600.0
-
-    @classmethod
-    def instant(cls) -> ZoneTimings:
-        """Everything as soon as the next tick: for unit tests that test logic, not time."""
-        return cls(boot_delay=0.0, operation_delay=0.0, tick_interval=0.01, converge_timeout=60.0)
-
-    @classmethod
-    def fast(cls) -> ZoneTimings:
-        """Sub-second but still asynchronous (pending, scaling-up and starting are visible)."""
-        return cls(boot_delay=0.3, operation_delay=0.3, tick_interval=0.02, converge_timeout=60.0)
-
-    @classmethod
-    def realistic(cls) -> ZoneTimings:
-        """Speed-1 timing: a VM boots in about 30 s, the API accepts in about 5 s, new members
-        appear a few seconds after the size changed."""
-        return cls(create_delay=3.0)
-
-    def scaled(self, speed: float) -> ZoneTimings:
-        return ZoneTimings(
-            boot_delay=self.boot_delay / speed,
-            operation_delay=self.operation_delay / speed,
-            tick_interval=min(self.tick_interval, max(0.02, self.tick_interval / speed)),
-            create_delay=self.create_delay / speed,
-            converge_timeout=self.converge_timeout / speed,
-        )
-
-
-@dataclass(frozen=True)
-class HealthCheck:
-    mode: str = "http"
-    port: int = SLOW_WEB_PORT
-    uri: str = "/health"
-    interval: float = 10.0
-    timeout: float = 5.0
-    retries: int = 1
-
-    def to_api(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "mode": self.mode,
-            "port": self.port,
-            # The API speaks whole seconds; sped-up labs round up to 1.
-            "interval": max(1, round(self.interval)),
-            "timeout": max(1, round(self.timeout)),
-            "retries": self.retries,
-        }
-        if self.mode == "http":
-            body["uri"] = self.uri
-        return body
-
-
-@dataclass
-class Instance:
-    id: str
-    name: str
-    pool_id: str
-    address: str
-    itype: InstanceType
-    created_at: datetime
-    boot_started: float
-    state: str = "starting"
-    #: the runtime started the member's software (its VM finished booting)
-    launched: bool = False
-
-
-@dataclass
-class Pool:
-    id: str
-    name: str
-    size: int
-    itype: InstanceType
-    disk_size: int = 10
-    state: str = "running"
-    member_ids: list[str] = field(default_factory=list)
-    #: members being destroyed: still listed in `instances` until gone (`instances` lags `size`)
-    leaving_ids: list[str] = field(default_factory=list)
-    #: zone-clock times at which members the pool decided to create will appear
-    pending_creations: list[float] = field(default_factory=list)
-    #: 2026 API field (see `Zone.pool_body`): why the pool is degraded or suspended
-    error_reason: dict[str, str] | None = None
-    #: the state the pool returns to once a scaling converges (`degraded` after a quota error)
-    settles_to: str = "running"
-
-
-@dataclass
-class Operation:
-    id: str
-    reference_id: str
-    reference_kind: str
-    command: str
-    ready_at: float
-    done_when: Callable[[], bool] = lambda: True
-    state: str = "pending"
-    reason: str | None = None
-    message: str | None = None
-    on_success: Callable[[], None] = lambda: None
-    #: past this zone-clock time a still-unconverged operation ends `timeout`
-    deadline: float = float("inf")
-    #: an injected end (failure/timeout with a reason) replacing success at `ready_at`
-    forced: OperationOutcome | None = None
-    #: get-operation answers 404 this many more times (a just-created id not yet readable)
-    hidden_reads: int = 0
-
-
-@dataclass
-class LbService:
-    id: str
-    name: str
-    port: int
-    target_port: int
-    pool_id: str
-    healthcheck: HealthCheck
-    protocol: str = "tcp"
-    strategy: str = "round-robin"
-
-
-@dataclass
-class LoadBalancer:
-    id: str
-    name: str
-    ip: str
-    created_at: datetime
-    services: list[LbService] = field(default_factory=list)
+#: a health source: NLB service id -> {member address: healthy}
+HealthSource = Callable[[str], dict[str, bool]]
 
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class AddressPool:
-    """Member addresses from one loopback /24, so several zones can run side by side."""
-
-    def __init__(self, network: str) -> None:
-        net = ipaddress.ip_network(network)
-        if not net.is_loopback:
-            raise ValueError(f"member network {network} must be inside 127.0.0.0/8")
-        # .1 is often the host's own name in /etc/hosts; members start at .2.
-        self._free = [str(h) for h in net.hosts()][1:]
-        self._used: set[str] = set()
-
-    def take(self) -> str:
-        for address in self._free:
-            if address not in self._used:
-                self._used.add(address)
-                return address
-        raise ZoneError(409, "no free member address left in this zone's network")
-
-    def give_back(self, address: str) -> None:
-        self._used.discard(address)
 
 
 class Zone:
@@ -240,8 +79,8 @@ class Zone:
         self.load_balancers: dict[str, LoadBalancer] = {}
         #: the API's fault plan; the zone reads the parts that change state (outcomes, quota)
         self.faults = FaultPlan()
-        #: service id -> {member address: healthy}; the data plane's balancer fills it
-        self.health_source: Callable[[str], dict[str, bool]] | None = None
+        #: what the data plane's balancers see (attach_health_source); None: the runtime's word
+        self._health_source: HealthSource | None = None
         self.lock = threading.RLock()
         self._stopper = ThreadPoolExecutor(max_workers=8, thread_name_prefix="zone-stop")
 
@@ -306,9 +145,79 @@ class Zone:
             raise ZoneError(404, f"instance {instance_id} not found")
         return inst
 
-    def members(self, pool_id: str) -> list[Instance]:
+    # -- snapshots: how callers outside the zone read it (each takes the lock itself) ------
+
+    def pool_snapshot(self, pool_id: str) -> PoolSnapshot:
+        """The pool as it is now (ZoneError 404 if there is none)."""
         with self.lock:
-            return [self.instances[i] for i in self.pool(pool_id).member_ids]
+            return PoolSnapshot.of(self.pool(pool_id))
+
+    def pool_snapshots(self) -> list[PoolSnapshot]:
+        with self.lock:
+            return [PoolSnapshot.of(p) for p in self.pools.values()]
+
+    def members(self, pool_id: str) -> list[InstanceSnapshot]:
+        """The pool's members, oldest first (not the ones being destroyed)."""
+        with self.lock:
+            return [InstanceSnapshot.of(self.instances[i]) for i in self.pool(pool_id).member_ids]
+
+    def instance_snapshots(self) -> list[InstanceSnapshot]:
+        """Every instance of the zone, those being destroyed (`destroying`) included."""
+        with self.lock:
+            return [InstanceSnapshot.of(i) for i in self.instances.values()]
+
+    def operation_snapshots(self) -> list[OperationSnapshot]:
+        """Every operation the zone has created, oldest first."""
+        with self.lock:
+            return [OperationSnapshot.of(op) for op in self.operations.values()]
+
+    def service_snapshots(self) -> list[ServiceSnapshot]:
+        """Every NLB service with its pool's members: what a balancer needs to run it."""
+        with self.lock:
+            services = []
+            for lb in self.load_balancers.values():
+                for svc in lb.services:
+                    pool = self.pools.get(svc.pool_id)
+                    members = tuple(
+                        (i, self.instances[i].address)
+                        for i in (pool.member_ids if pool else [])
+                        if i in self.instances
+                    )
+                    services.append(
+                        ServiceSnapshot(
+                            id=svc.id,
+                            name=svc.name,
+                            load_balancer_id=lb.id,
+                            ip=lb.ip,
+                            port=svc.port,
+                            target_port=svc.target_port,
+                            pool_id=svc.pool_id,
+                            healthcheck=svc.healthcheck,
+                            members=members,
+                        )
+                    )
+            return services
+
+    # -- the data plane's hooks ---------------------------------------------------------------
+
+    def attach_health_source(self, source: HealthSource) -> None:
+        """get-load-balancer reports what `source(service_id)` says of each member."""
+        with self.lock:
+            self._health_source = source
+
+    def detach_health_source(self, source: HealthSource) -> None:
+        """Back to the runtime's word, unless another source was attached since."""
+        with self.lock:
+            if self._health_source == source:
+                self._health_source = None
+
+    def set_service_port(self, service_id: str, port: int) -> None:
+        """A service created with port 0 reports the port its balancer got."""
+        with self.lock:
+            for lb in self.load_balancers.values():
+                for svc in lb.services:
+                    if svc.id == service_id:
+                        svc.port = port
 
     def scale(self, pool_id: str, size: int) -> Operation:
         with self.lock:
@@ -416,9 +325,13 @@ class Zone:
                     pool.state, pool.error_reason = state, error_reason
                     pool.settles_to = state
 
-    def health_of(self, service: LbService) -> dict[str, bool]:
-        if self.health_source is not None:
-            return self.health_source(service.id)
+    def health(self, lb: LoadBalancer) -> dict[str, dict[str, bool]]:
+        """Service id -> {member address: healthy}, for each service of `lb`."""
+        return {svc.id: self._service_health(svc) for svc in lb.services}
+
+    def _service_health(self, service: LbService) -> dict[str, bool]:
+        if self._health_source is not None:
+            return self._health_source(service.id)
         # Without a data plane, a member is healthy when its VM runs and its app is ready.
         return {
             inst.address: inst.state == "running" and self.runtime.is_ready(inst.id)
@@ -518,19 +431,10 @@ class Zone:
         alive = sum(1 for i in self.instances.values() if i.state != "destroying")
         return alive + sum(len(p.pending_creations) for p in self.pools.values())
 
-    def quota_body(self, entity: str) -> dict[str, Any]:
-        """openapi.json `get-quota` → `quota` {resource, usage, limit (-1: unlimited)}. Only the
-        instance quota is modelled (cluster-autoscaler's Exoscale provider reads "instance");
-        any other entity is a 404, the harsher answer, since the lab cannot say its usage."""
-        if entity != "instance":
-            raise ZoneError(404, f"quota {entity} not found")
+    def instance_quota(self) -> tuple[int, int | None]:
+        """(usage, limit) of the organisation's instance quota; limit None: unlimited."""
         with self.lock:
-            limit = self.faults.quota_instances
-            return {
-                "resource": "instance",
-                "usage": self._instances_counted(),
-                "limit": -1 if limit is None else limit,
-            }
+            return self._instances_counted(), self.faults.quota_instances
 
     def _pool_operation(
         self,
@@ -575,6 +479,7 @@ class Zone:
             reference_kind=reference_kind,
             command=command,
             ready_at=now + self.timings.operation_delay,
+            started_at=now,
             done_when=done_when,
             on_success=on_success,
             deadline=now + self.timings.converge_timeout,
@@ -636,98 +541,3 @@ class Zone:
             pool = self.pools.get(inst.pool_id)
             if pool is not None and inst.id in pool.leaving_ids:
                 pool.leaving_ids.remove(inst.id)
-
-    # -- API bodies -------------------------------------------------------------------------
-
-    def pool_body(self, pool: Pool) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": pool.id,
-            "name": pool.name,
-            "size": pool.size,
-            "state": pool.state,
-            # Members being destroyed are still the pool's until gone: `instances` lags `size`.
-            "instances": [{"id": i} for i in pool.member_ids + pool.leaving_ids],
-            "instance-type": {"id": pool.itype.id},
-            "template": {"id": TEMPLATE_ID},
-            "disk-size": pool.disk_size,
-            "instance-prefix": f"pool-{pool.name[:20]}",
-            "public-ip-assignment": "inet4",
-            "ipv6-enabled": False,
-            "labels": {},
-            "security-groups": [],
-            "anti-affinity-groups": [],
-        }
-        if pool.error_reason is not None:
-            # Not in the openapi.json the `exoscale` wheel ships (its state enum has no
-            # `degraded` and no error reason): modelled on the 2026 API as egoscale v3 reads it
-            # (exoscale/egoscale, v3/instance_pool_test.go): `error_reason` (snake case, unlike
-            # every other field) holding `cause`, `type` and `job-id`. Only present while a
-            # pool is degraded/suspended, so every other pool body validates against the spec.
-            body["error_reason"] = dict(pool.error_reason)
-        return body
-
-    def instance_body(self, inst: Instance) -> dict[str, Any]:
-        return {
-            "id": inst.id,
-            "name": inst.name,
-            "state": inst.state,
-            "public-ip": inst.address,
-            "public-ip-assignment": "inet4",
-            "created-at": _iso(inst.created_at),
-            "instance-type": {"id": inst.itype.id},
-            "template": {"id": TEMPLATE_ID},
-            "manager": {"id": inst.pool_id, "type": "instance-pool"},
-            "disk-size": self.pools[inst.pool_id].disk_size if inst.pool_id in self.pools else 10,
-            "labels": {},
-            "security-groups": [],
-        }
-
-    def operation_body(self, op: Operation) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": op.id,
-            "state": op.state,
-            "reference": {
-                "id": op.reference_id,
-                "link": f"/v2/{op.reference_kind}/{op.reference_id}",
-                "command": op.command,
-            },
-        }
-        if op.reason:
-            body["reason"] = op.reason
-        if op.message:
-            body["message"] = op.message
-        return body
-
-    def load_balancer_body(self, lb: LoadBalancer) -> dict[str, Any]:
-        services = []
-        for svc in lb.services:
-            health = self.health_of(svc)
-            services.append(
-                {
-                    "id": svc.id,
-                    "name": svc.name,
-                    "protocol": svc.protocol,
-                    "strategy": svc.strategy,
-                    "port": svc.port,
-                    "target-port": svc.target_port,
-                    "state": "running",
-                    "instance-pool": {"id": svc.pool_id},
-                    "healthcheck": svc.healthcheck.to_api(),
-                    "healthcheck-status": [
-                        {"public-ip": ip, "status": "success" if ok else "failure"}
-                        for ip, ok in sorted(health.items())
-                    ],
-                }
-            )
-        return {
-            "id": lb.id,
-            "name": lb.name,
-            "ip": lb.ip,
-            "state": "running",
-            "created-at": _iso(lb.created_at),
-            "services": services,
-            "labels": {},
-        }
-
-    def instance_types_body(self) -> list[dict[str, object]]:
-        return [t.to_api(self.name) for t in INSTANCE_TYPES]

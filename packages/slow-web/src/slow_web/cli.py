@@ -1,4 +1,9 @@
-"""`slow-web serve`: a thin click layer over `slow_web.server.run`."""
+"""`slow-web serve`: a thin click layer over `slow_web.server.run`.
+
+Errors, as in every console script of the project: bad usage (flags, environment, the token
+file) is click's usage error (exit 2); a failed start is one line on stderr, `slow-web: error:
+<problem>; <what to do>` (exit 1); never a traceback, even for a bug (`SlowWebGroup`).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,30 @@ from slow_web.settings import Settings
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class StartFailed(click.ClickException):
+    """A failed start or run: one line on stderr naming the program, exit status 1."""
+
+    exit_code = 1
+
+    def show(self, file: object = None) -> None:
+        click.echo(f"slow-web: error: {self.format_message()}", err=True)
+
+
+class SlowWebGroup(click.Group):
+    """The CLI's boundary: an exception nobody expected is still one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            raise StartFailed(
+                f"unexpected {type(exc).__name__}: {exc}; this is a bug, please report it"
+            ) from exc
+
+
+@click.group(cls=SlowWebGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="slow-web")
 def cli() -> None:
     """A deliberately slow web app that burns CPU per request."""
@@ -177,7 +205,7 @@ def serve(
     try:
         code = run(settings)
     except StartupError as error:
-        raise click.ClickException(str(error)) from None
+        raise StartFailed(str(error)) from None
     sys.exit(code)
 
 
@@ -194,18 +222,8 @@ def _admin_token(token_file: Path | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: every error is one line on stderr and a non-zero exit, never a traceback."""
-    try:
-        cli.main(args=argv, prog_name="slow-web", standalone_mode=False)
-    except click.UsageError as error:
-        click.echo(f"slow-web: error: {error.format_message()}", err=True)
-        sys.exit(2)
-    except click.ClickException as error:
-        click.echo(f"slow-web: error: {error.format_message()}", err=True)
-        sys.exit(1)
-    except click.Abort:
-        click.echo("slow-web: aborted", err=True)
-        sys.exit(1)
+    """Entry point (the `slow-web` console script)."""
+    cli.main(args=argv, prog_name="slow-web")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 
 # Fixed route names keep label cardinality bounded whatever paths clients ask for.
 KNOWN_ROUTES = frozenset({"/", "/load", "/health", "/metrics"})
+#: routes whose requests burn CPU: the ones that are served or shed
+WORK_ROUTES = ("/", "/load")
+#: the status of a served work request
+SERVED = "200"
 
 
 def route_label(path: str) -> str:
@@ -70,6 +74,12 @@ class Metrics:
         self.draining = Gauge(
             "slow_web_draining", "1 while the instance is draining.", registry=registry
         )
+        # The series the demand signals rate() over exist at 0 from the first scrape: a counter
+        # that first appears at N loses those N from rate() (it has no earlier sample), which
+        # would hide the first shed requests of a load step exactly when they matter.
+        for route in WORK_ROUTES:
+            self.shed.labels(route=route)
+            self.requests.labels(route=route, status=SERVED)
 
     def observe_runtime(self, pool: WorkPool, drain: DrainController) -> None:
         """Gauges read at scrape time, so they can never drift from the real state."""

@@ -36,7 +36,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-def bind_socket(host: str, port: int, what: str) -> socket.socket:
+def bind_socket(host: str, port: int, what: str, option: str) -> socket.socket:
     """Bind before anything starts, so 'address in use' is one clear error, not a traceback."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -46,18 +46,23 @@ def bind_socket(host: str, port: int, what: str) -> socket.socket:
         sock.listen(2048)
     except OSError as error:
         sock.close()
-        raise StartupError(f"cannot listen on {host}:{port} for {what}: {error.strerror}") from None
+        raise StartupError(
+            f"cannot listen on {host}:{port} for {what} ({error.strerror}): choose another "
+            f"{option} or stop what holds it"
+        ) from None
     sock.set_inheritable(False)
     return sock
 
 
 def run(settings: Settings) -> int:
     """Serve until drained after SIGTERM/SIGINT or an admin drain with exit; returns exit code."""
-    main_socket = bind_socket(settings.host, settings.port, "the web app")
+    main_socket = bind_socket(settings.host, settings.port, "the web app", "--port")
     admin_socket: socket.socket | None = None
     try:
         if settings.admin_token:
-            admin_socket = bind_socket(settings.admin_host, settings.admin_port, "the admin API")
+            admin_socket = bind_socket(
+                settings.admin_host, settings.admin_port, "the admin API", "--admin-port"
+            )
         return asyncio.run(_serve(settings, main_socket, admin_socket))
     finally:
         main_socket.close()
@@ -182,6 +187,6 @@ async def _serve(
         # A forced stop skips the app's shutdown; workers must not outlive the process.
         await runtime.pool.stop()
     if not all(started):
-        raise StartupError("start-up failed, see the log line above")
+        raise StartupError("start-up failed (the log line above says why): fix that, start again")
     logger.info("stopped")
     return 0

@@ -30,7 +30,7 @@ import psutil
 
 from exo_client import NO_RETRY, ClientSettings, ExoApiError, ExoClient
 from exo_scaler import DecisionRecord
-from exo_zone.faults import FaultPlan, OperationOutcome, OutcomeFault
+from exo_zone import FaultPlan, OperationOutcome, OutcomeFault
 
 from ..load.profiles import LoadProfile
 from ..measure import MeasuredRun, RunClock, RunHooks
@@ -159,8 +159,7 @@ class BenchHooks(RunHooks):
     def _track_members(self, t: float) -> None:
         zone = self.stack.zone
         assert zone is not None
-        with zone.lock:
-            states = {i.id: (i.address, i.state) for i in zone.instances.values()}
+        states = {i.id: (i.address, i.state) for i in zone.instance_snapshots()}
         serving = self.stack.serving()
         for instance_id, (address, state) in states.items():
             track = self.members.get(instance_id)
@@ -175,8 +174,7 @@ class BenchHooks(RunHooks):
         """Each running member's drain state, from its own admin API (the data plane)."""
         zone, plane = self.stack.zone, self.stack.plane
         assert zone is not None and plane is not None
-        with zone.lock:
-            running = [i.id for i in zone.members(self.stack.pool_id) if i.state == "running"]
+        running = [i.id for i in zone.members(self.stack.pool_id) if i.state == "running"]
         runtime = plane.runtime
         states: dict[str, bool] = {}
         for instance_id in running:
@@ -321,8 +319,7 @@ class BenchHooks(RunHooks):
     def _kill_a_member(self) -> str:
         zone = self.stack.zone
         assert zone is not None
-        with zone.lock:
-            running = [i for i in zone.members(self.stack.pool_id) if i.state == "running"]
+        running = [i for i in zone.members(self.stack.pool_id) if i.state == "running"]
         if not running:
             return "no running member to kill"
         victim = running[0]  # the oldest: it carries load since the start
@@ -343,7 +340,7 @@ class BenchHooks(RunHooks):
         children.children.remove(old)
         stopped = time.monotonic()
         children.stop(old)
-        env = self.stack.api_env if event.target in ("exo-sd", "exo-scaler") else None
+        env = self.stack.service_env.get(event.target)  # exo-sd, exo-scaler: each its own key
         children.start(event.target, argv, env=env)
         event.detail = f"stopped in {time.monotonic() - stopped:.2f}s and started again"
         ready = self._readiness(event.target, argv)
@@ -380,9 +377,9 @@ class BenchHooks(RunHooks):
         """Evict operations the zone ended in failure (the injected ones)."""
         zone = self.stack.zone
         assert zone is not None
-        with zone.lock:
-            operations = list(zone.operations.values())
-        return sum(1 for op in operations if op.command == EVICT and op.state == "failure")
+        return sum(
+            1 for op in zone.operation_snapshots() if op.command == EVICT and op.state == "failure"
+        )
 
     def lab_time(self, wall: float) -> float:
         assert self.clock is not None
@@ -392,13 +389,11 @@ class BenchHooks(RunHooks):
         """Lab time each scaling operation was created at (the zone's own clock)."""
         zone = self.stack.zone
         assert zone is not None and self.clock is not None
-        delay = zone.timings.operation_delay
-        with zone.lock:
-            return sorted(
-                op.ready_at - delay - self.clock.mono
-                for op in zone.operations.values()
-                if op.command in SCALING_COMMANDS
-            )
+        return sorted(
+            op.started_at - self.clock.mono
+            for op in zone.operation_snapshots()
+            if op.command in SCALING_COMMANDS
+        )
 
     def alert_ranges(self, action: str) -> dict[str, float | None]:
         """First lab time the alert with `action` was pending and firing after the load began,

@@ -37,12 +37,12 @@ from starlette.responses import JSONResponse, Response
 
 from exo_client import NO_RETRY, ClientSettings, ConflictError, ExoApiError, ExoClient
 from exo_scaler import (
+    Decision,
     DecisionRecord,
     Direction,
     EventLog,
     IntentBook,
     Reason,
-    ScaleDecision,
 )
 
 from ..report.quality import DemandSchedule
@@ -117,7 +117,7 @@ class LimitScaler:
         try:
             size = self.client.get_pool(s.pool).size
         except ExoApiError as exc:
-            return self._record(ScaleDecision(None, None, None, Reason.API_ERROR, intents,
+            return self._record(Decision(None, None, None, Reason.API_ERROR, intents,
                                               str(exc), POLICY, desired=oracle))  # fmt: skip
         was_armed = self.armed
         self.armed, target = limit_decision(
@@ -130,21 +130,21 @@ class LimitScaler:
         operation_id: str | None = None
         try:
             operation_id = self.client.scale_pool(s.pool, target).id
-            decision = ScaleDecision(direction, size, target, Reason.SCALED, intents, detail,
+            decision = Decision(direction, size, target, Reason.SCALED, intents, detail,
                                      POLICY, desired=oracle)  # fmt: skip
         except ConflictError as exc:
-            decision = ScaleDecision(direction, size, size, Reason.POOL_BUSY, intents, str(exc),
+            decision = Decision(direction, size, size, Reason.POOL_BUSY, intents, str(exc),
                                      POLICY, desired=oracle)  # fmt: skip
         except ExoApiError as exc:
-            decision = ScaleDecision(direction, size, size, Reason.API_ERROR, intents, str(exc),
+            decision = Decision(direction, size, size, Reason.API_ERROR, intents, str(exc),
                                      POLICY, desired=oracle)  # fmt: skip
         return self._record(decision, operation_id)
 
-    def _record(self, decision: ScaleDecision, operation_id: str | None = None) -> DecisionRecord:
+    def _record(self, decision: Decision, operation_id: str | None = None) -> DecisionRecord:
         with self._lock:
             record = DecisionRecord.of(
                 decision,
-                time=self.clock(),
+                wall_time=self.clock(),
                 pool=self.settings.pool,
                 tick=self.ticks,
                 operation_id=operation_id,

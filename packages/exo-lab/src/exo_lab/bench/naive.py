@@ -36,6 +36,7 @@ from exo_scaler import (
     Authenticator,
     AuthMiddleware,
     BodyTooLarge,
+    Decision,
     DecisionRecord,
     Direction,
     EventLog,
@@ -44,7 +45,6 @@ from exo_scaler import (
     ParsedPayload,
     PayloadError,
     Reason,
-    ScaleDecision,
     parse_alert_payload,
     read_limited,
 )
@@ -92,21 +92,21 @@ class NaiveScaler:
             size = self.client.get_pool(s.pool).size
             target = size + 1 if direction is Direction.UP else size - 1
             if target > s.max_size:
-                decision = ScaleDecision(direction, size, size, Reason.AT_MAX, (intent,))
+                decision = Decision(direction, size, size, Reason.AT_MAX, (intent,))
             elif target < s.min_size:
-                decision = ScaleDecision(direction, size, size, Reason.AT_MIN, (intent,))
+                decision = Decision(direction, size, size, Reason.AT_MIN, (intent,))
             else:
                 operation_id = self.client.scale_pool(s.pool, target).id
-                decision = ScaleDecision(direction, size, target, Reason.SCALED, (intent,))
+                decision = Decision(direction, size, target, Reason.SCALED, (intent,))
         except ConflictError as exc:
-            decision = ScaleDecision(direction, size, size, Reason.POOL_BUSY, (intent,), str(exc))
+            decision = Decision(direction, size, size, Reason.POOL_BUSY, (intent,), str(exc))
         except ExoApiError as exc:
-            decision = ScaleDecision(direction, size, size, Reason.API_ERROR, (intent,), str(exc))
+            decision = Decision(direction, size, size, Reason.API_ERROR, (intent,), str(exc))
         with self._lock:
             self.decisions += 1
             record = DecisionRecord.of(
                 decision,
-                time=self.clock(),
+                wall_time=self.clock(),
                 pool=s.pool,
                 tick=self.decisions,
                 operation_id=operation_id,

@@ -25,7 +25,7 @@ from .lab import LabOutcome
 def analyse_faults(outcome: LabOutcome) -> dict[str, Any]:
     s = outcome.settings
     samples = outcome.report.samples
-    scaled_times = [d.time for d in outcome.report.actions()]
+    scaled_times = [d.wall_time for d in outcome.report.actions()]
     match = match_decisions(scaled_times, outcome.operation_times, before=5.0)
     times = [x.t for x in samples]
     supply = [x.supply for x in samples]
@@ -108,7 +108,7 @@ def analyse_reaction(outcome: LabOutcome) -> dict[str, Any]:
     if step_t is not None:
         ups = [e for e in outcome.decisions_logged if e.scaled and e.action is Direction.UP]
         start_wall = outcome.load_start_wall
-        first = next((e for e in ups if e.time - start_wall >= step_t), None)
+        first = next((e for e in ups if e.wall_time - start_wall >= step_t), None)
         marks["alert_pending"] = outcome.alert_active_at.get("pending:scale_up") or (
             outcome.alert_marks.get("pending")
         )
@@ -116,7 +116,7 @@ def analyse_reaction(outcome: LabOutcome) -> dict[str, Any]:
             outcome.alert_active_at.get("firing:scale_up")
         )
         if first is not None:
-            decision_t = first.time - start_wall
+            decision_t = first.wall_time - start_wall
             intents = [i for i in first.intents if i.direction is Direction.UP]
             marks["webhook"] = intents[0].first_at - start_wall if intents else None
             marks["decision"] = decision_t

@@ -1,4 +1,5 @@
-"""`exo-lab up` / `down` (a lab that stands in for a deployment) and `exo-lab verify`."""
+"""`exo-lab up` / `down` (a lab that stands in for a deployment), `exo-lab verify` and
+`exo-lab check-keys` (each service's key proven, what `make deploy` runs after apply)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ..deployment.access import SignedApi
 from ..deployment.background import (
     DEFAULT_STATE_DIR,
     StatePaths,
@@ -17,6 +19,7 @@ from ..deployment.background import (
     stop_up,
 )
 from ..deployment.cost import DEFAULT_PRICES, load_prices
+from ..deployment.keys import check_keys
 from ..deployment.outputs import Deployment, OutputsError, masked, read_outputs
 from ..deployment.verify import build_target, run_checks
 from ..stack.settings import TIMING_MODELS, LabError
@@ -46,6 +49,12 @@ from . import fail, main
               show_default=True,
               help="realistic: members boot and provision as on Exoscale; fast: at once.",
               )  # fmt: skip
+@click.option("--iam-scope-by-id/--no-iam-scope-by-id", default=True, show_default=True,
+              help="Terraform's iam_scope_by_id: the services' roles scoped to the pool and "
+              "NLB, or operation-only (the weaker fallback).")  # fmt: skip
+@click.option("--iam-unbound-url-parameters", is_flag=True,
+              help="The zone's IAM does not bind path/query parameters (parameters.id), as an "
+              "Exoscale that binds only the documented body parameters would.")  # fmt: skip
 @click.option("--timeout", type=click.FloatRange(10, 600), default=180.0, show_default=True)
 def up(
     state_dir: Path,
@@ -59,6 +68,8 @@ def up(
     provisioning: Path,
     prices: Path,
     timing_model: str,
+    iam_scope_by_id: bool,
+    iam_unbound_url_parameters: bool,
     timeout: float,
 ) -> None:
     """Start the lab stack in the background and print the outputs Terraform prints."""
@@ -73,11 +84,16 @@ def up(
         provisioning=str(provisioning.resolve()),
         prices=str(prices.resolve()),
         timing_model=timing_model,
+        iam_scope_by_id=iam_scope_by_id,
+        iam_binds_url_parameters=not iam_unbound_url_parameters,
     )
     try:
-        # Checked here so a bad value is a usage line, not a dead background process.
+        # Checked here so a bad value is a usage error, not a dead background process.
         config.settings(state_dir)
         load_prices(prices)
+    except (LabError, OutputsError, OSError) as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
         outputs = start_up(state_dir, config, timeout)
     except (LabError, OutputsError, UpError, OSError) as exc:
         fail("up", exc)
@@ -155,7 +171,7 @@ def verify(
         admin = (api_key, api_secret) if api_key and api_secret else None
         target = build_target(Deployment.of(outputs, overrides), provisioning, admin)
     except OutputsError as exc:
-        fail("verify", exc)
+        raise click.UsageError(str(exc)) from None
     results = run_checks(target)
     for result in results:
         click.echo(result.line())
@@ -166,3 +182,43 @@ def verify(
         summary += f"; {len(stand_ins)} checked the lab's stand-in for Grafana"
     click.echo(summary + (f"; FAILED: {', '.join(r.name for r in failed)}" if failed else ""))
     sys.exit(1 if failed else 0)
+
+
+@main.command("check-keys")
+@click.option("--outputs", "outputs_path", required=True, metavar="FILE|-",
+              help="`terraform output -json` saved to a file, or - for stdin.")  # fmt: skip
+@click.option("--api-key", envvar="EXOSCALE_API_KEY", default=None,
+              help="The operator's key: a refused scoped call is repeated with it, to tell a "
+              "parameter the account does not bind from a missing grant "
+              "[env EXOSCALE_API_KEY].")  # fmt: skip
+@click.option("--api-secret", envvar="EXOSCALE_API_SECRET", default=None,
+              help="[env EXOSCALE_API_SECRET]")  # fmt: skip
+@click.option("--settle", type=click.FloatRange(0, 300), default=30.0, show_default=True,
+              help="Seconds to keep retrying while a needed call is refused (a new key may "
+              "take a moment to be honoured).")  # fmt: skip
+def check_keys_command(
+    outputs_path: str, api_key: str | None, api_secret: str | None, settle: float
+) -> None:
+    """Prove each service's key: every call it needs, one it must be refused; exit 1 if not."""
+    try:
+        outputs = read_outputs(outputs_path, sys.stdin.read() if outputs_path == "-" else None)
+        deployment = Deployment.of(outputs)
+        deployment.require(("instance_pool_id", "nlb_id"))
+    except OutputsError as exc:
+        raise click.UsageError(str(exc)) from None
+    operator_pair = (api_key, api_secret) if api_key and api_secret else None
+    operator_pair = operator_pair or deployment.lab_operator_key
+    operator = SignedApi(deployment.api_endpoint, *operator_pair) if operator_pair else None
+    report = check_keys(deployment, operator, settle=settle)
+    for result in report.results:
+        click.echo(result.line())
+    passed = sum(r.ok for r in report.results)
+    scope = {True: "scoped", False: "operation-only", None: "scope unknown"}[report.scope_by_id]
+    if report.ok:
+        click.echo(f"keys proven: {passed}/{len(report.results)} calls as expected ({scope} roles)")
+        return
+    for line in report.advice():
+        click.echo(line)
+    click.echo(f"keys NOT proven: {len(report.results) - passed} of {len(report.results)} "
+               f"calls not as expected ({scope} roles)")  # fmt: skip
+    sys.exit(1)

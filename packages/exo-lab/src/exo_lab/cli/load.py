@@ -9,7 +9,7 @@ import click
 
 from ..load.generator import SecondStats, run_load, summarize, write_results
 from ..load.profiles import PROFILE_NAMES, make_profile
-from . import main
+from . import fail, main
 
 
 @main.command()
@@ -50,7 +50,11 @@ def load(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     shape = shape.scaled(speed)
-    progress_handle = progress.open("a") if progress else None
+    try:
+        progress_handle = progress.open("a") if progress else None
+    except OSError as exc:
+        message = f"cannot open {progress}: {exc.strerror}"
+        raise click.BadParameter(message, param_hint="--progress") from None
 
     def on_second(stats: SecondStats) -> None:
         line = json.dumps(stats.__dict__)
@@ -66,5 +70,8 @@ def load(
         if progress_handle:
             progress_handle.close()
     if results:
-        write_results(results, outcome)
+        try:
+            write_results(results, outcome)
+        except OSError as exc:
+            fail("load", f"cannot write {results}: {exc.strerror}; choose a writable --results")
     click.echo(json.dumps(summarize(outcome)), err=progress is not None)

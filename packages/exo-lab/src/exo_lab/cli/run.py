@@ -79,11 +79,12 @@ def _default_out() -> Path:
     help="Grafana provisioning the alerting is derived from.",
 )
 @click.option(
-    "--iam-policy",
-    type=click.Path(path_type=Path),
+    "--iam-policies",
+    type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Role policy for exo-sd's and exo-scaler's key [default: the one Terraform uses, "
-    "infra/terraform/policies/autoscaler-role.json.tftpl beside --provisioning].",
+    help="Folder of the role policies of exo-sd's and exo-scaler's keys (exo-sd-role.json.tftpl, "
+    "exo-scaler-role.json.tftpl) [default: Terraform's, infra/terraform/policies beside "
+    "--provisioning].",
 )
 @click.option(
     "--out",
@@ -134,7 +135,7 @@ def run(
     member_network: str,
     timing_model: str,
     provisioning: Path,
-    iam_policy: Path | None,
+    iam_policies: Path | None,
     out: Path | None,
     monitoring_outage: str | None,
     monitoring_outage_kind: str,
@@ -203,13 +204,16 @@ def run(
             member_network=member_network,
             timings=ProductionTimings.named(timing_model),
             provisioning=provisioning,
-            iam_policy=iam_policy,
+            iam_policies=iam_policies,
             monitoring_outage=outage,
             progress=lambda line: click.echo(line),
         )
+    except LabError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
         report, paths = run_lab(settings)
     except LabError as exc:
-        # One clear message and status 2; run_lab has already stopped everything it started.
+        # run_lab has already stopped everything it started.
         fail("run", exc)
     except KeyboardInterrupt:
         click.echo("interrupted: every process of this run has been stopped", err=True)
@@ -244,7 +248,10 @@ def _run_target(
                 "health is not the scaler key's to read)"
             )
         report, paths = run_target(deployment, settings, admin_key)
-    except (OutputsError, TargetError, LabError) as exc:
+    except OutputsError as exc:
+        # What was given (outputs, keys, overrides) does not describe a deployment: usage.
+        raise click.UsageError(str(exc)) from None
+    except (TargetError, LabError) as exc:
         fail("run --target", exc)
     except KeyboardInterrupt:
         click.echo("interrupted: the load generator has been stopped", err=True)

@@ -1,20 +1,25 @@
-"""`exo-lab zone`: the zone with its members and NLB, in the foreground."""
+"""`exo-lab zone`: the zone with its members and NLB, in the foreground.
+
+Timing as in `exo-lab run`/`up`: the model's production figures (stack.settings
+ProductionTimings) divided by --speed; the realistic model gives two-stage members.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from exo_zone import HealthCheck, ZoneTimings
-from exo_zone.zone import AddressPool
+from exo_zone import AddressPool
 
 from ..dataplane import DataPlane
 from ..dataplane.lock import LabBusyError
 from ..dataplane.members import MemberSettings, default_runtime_dir, lab_prefix_for
-from ..dataplane.standalone import serve_zone
-from . import main
+from ..dataplane.standalone import ZoneStartError, serve_zone
+from ..stack.settings import TIMING_MODELS, ProductionTimings
+from . import fail, main
 
 
 def _pool_spec(
@@ -52,8 +57,22 @@ def _credentials() -> tuple[str, str]:
     callback=_pool_spec,
     help="Seed a pool NAME=SIZE (repeatable); each gets an NLB service in front.",
 )
-@click.option("--boot-delay", default=30.0, show_default=True, type=click.FloatRange(0))
-@click.option("--operation-delay", default=5.0, show_default=True, type=click.FloatRange(0))
+@click.option(
+    "--timing-model",
+    type=click.Choice(TIMING_MODELS),
+    default="realistic",
+    show_default=True,
+    help="realistic: a member is `running` once its VM booted, then boots its guest and "
+    "provisions before /health answers, as on Exoscale; fast: members serve as soon as they "
+    "run and appear at once (kinder than the cloud: for quick checks of logic).",
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(0.1, 60),
+    default=1.0,
+    show_default=True,
+    help="Divide every duration (boot, provisioning, operations, health checks) by K.",
+)
 @click.option("--member-network", default="127.0.1.0/24", show_default=True)
 @click.option(
     "--members",
@@ -86,8 +105,10 @@ def _credentials() -> tuple[str, str]:
     type=click.IntRange(0, 65535),
     help="Port of the first pool's NLB service (next pools: +1; 0: any free port).",
 )
-@click.option("--health-interval", default=10.0, show_default=True, type=click.FloatRange(0.05))
-@click.option("--health-timeout", default=5.0, show_default=True, type=click.FloatRange(0.05))
+@click.option("--health-interval", default=10.0, show_default=True, type=click.FloatRange(0.05),
+              help="Seconds at --speed 1, like every duration.")  # fmt: skip
+@click.option("--health-timeout", default=5.0, show_default=True, type=click.FloatRange(0.05),
+              help="Seconds at --speed 1; at most --health-interval.")  # fmt: skip
 @click.option("--health-retries", default=1, show_default=True, type=click.IntRange(1, 20))
 @click.option(
     "--runtime-dir",
@@ -100,8 +121,8 @@ def zone(
     port: int,
     zone_name: str,
     pools: list[tuple[str, int]],
-    boot_delay: float,
-    operation_delay: float,
+    timing_model: str,
+    speed: float,
     member_network: str,
     members: str,
     cpu_per_vcpu: float,
@@ -124,6 +145,13 @@ def zone(
         AddressPool(member_network)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--member-network") from exc
+    timings = ProductionTimings.named(timing_model)
+    timings = replace(
+        timings,
+        health_interval=health_interval,
+        health_timeout=health_timeout,
+        health_retries=health_retries,
+    )
     plane: DataPlane | None = None
     if members == "processes":
         settings = MemberSettings(
@@ -134,11 +162,15 @@ def zone(
             stop_timeout=stop_timeout,
             use_cgroups=not no_cgroups,
             runtime_dir=runtime_dir or default_runtime_dir(),
+            lifecycle=timings.member.scaled(speed),
         )
         try:
             plane = DataPlane(settings)
-        except (LabBusyError, OSError) as exc:
-            raise click.ClickException(str(exc)) from exc
+        except LabBusyError as exc:
+            fail("zone", exc)
+        except OSError as exc:
+            fail("zone", f"cannot start the member runtime: {exc}; check that --runtime-dir "
+                 "is writable")  # fmt: skip
     try:
         serve_zone(
             plane,
@@ -146,14 +178,16 @@ def zone(
             port=port,
             zone_name=zone_name,
             pools=pools,
-            timings=ZoneTimings(boot_delay=boot_delay, operation_delay=operation_delay),
+            timings=timings.zone_timings(speed),
             member_network=member_network,
             nlb_port=nlb_port,
-            healthcheck=HealthCheck(
-                interval=health_interval, timeout=health_timeout, retries=health_retries
-            ),
+            healthcheck=timings.health_check(speed),
             credentials=credentials,
+            say=click.echo,
+            warn=lambda line: click.echo(line, err=True),
         )
+    except ZoneStartError as exc:
+        fail("zone", exc)
     finally:
         if plane is not None:
             plane.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from exo_zone.zone import Zone
+from exo_zone import Zone
 
 from .loop_thread import LoopThread
 from .members import MemberSettings, ProcessRuntime

@@ -26,7 +26,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from exo_zone.zone import HealthCheck, Zone
+from exo_zone import HealthCheck, Zone
 
 from .loop_thread import LoopThread
 from .probes import http_check, tcp_check
@@ -267,7 +267,7 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 class NetworkLoadBalancers:
     """Every NLB service of a zone, made real on the lab's event loop.
 
-    Wires `zone.health_source`, so get-load-balancer reports what the health checks see.
+    Attaches its health checks to the zone, so get-load-balancer reports what they see.
     """
 
     def __init__(
@@ -290,7 +290,7 @@ class NetworkLoadBalancers:
     def start(self) -> None:
         """Bind every service's port now (errors raise here), then follow the zone."""
         self.loop.run(self._reconcile())
-        self.zone.health_source = self.health
+        self.zone.attach_health_source(self.health)
 
         async def spawn() -> asyncio.Task[None]:
             return asyncio.create_task(self._follow())
@@ -312,8 +312,7 @@ class NetworkLoadBalancers:
         raise KeyError(service_name)
 
     def close(self) -> None:
-        if self.zone.health_source == self.health:
-            self.zone.health_source = None
+        self.zone.detach_health_source(self.health)
         if not self.loop.running:
             return
 
@@ -329,28 +328,18 @@ class NetworkLoadBalancers:
     # -- internals --------------------------------------------------------------------------
 
     def _snapshot(self) -> list[ServiceSpec]:
-        with self.zone.lock:
-            specs = []
-            for lb in self.zone.load_balancers.values():
-                for svc in lb.services:
-                    pool = self.zone.pools.get(svc.pool_id)
-                    members = tuple(
-                        (i, self.zone.instances[i].address)
-                        for i in (pool.member_ids if pool else [])
-                        if i in self.zone.instances
-                    )
-                    specs.append(
-                        ServiceSpec(
-                            service_id=svc.id,
-                            name=svc.name,
-                            host=lb.ip,
-                            port=svc.port,
-                            target_port=svc.target_port,
-                            healthcheck=svc.healthcheck,
-                            members=members,
-                        )
-                    )
-            return specs
+        return [
+            ServiceSpec(
+                service_id=svc.id,
+                name=svc.name,
+                host=svc.ip,
+                port=svc.port,
+                target_port=svc.target_port,
+                healthcheck=svc.healthcheck,
+                members=svc.members,
+            )
+            for svc in self.zone.service_snapshots()
+        ]
 
     async def _reconcile(self) -> None:
         # The zone lock is taken off the loop: the zone calls into the loop while holding it.
@@ -364,18 +353,11 @@ class NetworkLoadBalancers:
                     spec, max_connections=self.max_connections, connect_timeout=self.connect_timeout
                 )
                 await balancer.start()
-                self._adopt_port(spec.service_id, balancer.port)
+                self.zone.set_service_port(spec.service_id, balancer.port)
                 self.balancers[spec.service_id] = balancer
             balancer.update(spec)
         for service_id in set(self.balancers) - seen:
             await self.balancers.pop(service_id).close()
-
-    def _adopt_port(self, service_id: str, port: int) -> None:
-        """A service created with port 0 reports the port its balancer got."""
-        for lb in self.zone.load_balancers.values():
-            for svc in lb.services:
-                if svc.id == service_id:
-                    svc.port = port
 
     async def _follow(self) -> None:
         while True:

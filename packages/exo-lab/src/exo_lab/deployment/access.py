@@ -1,8 +1,10 @@
 """Read-only access to a deployment: the signed zone API and plain HTTP, each call bounded.
 
 `SignedApi` answers with the status and the body instead of raising, because verify's probes
-*want* some refusals (a 403 is the right answer to a call the scaler's role must not have).
-Only GET is offered: nothing here can change a deployment.
+*want* some refusals (a 403 is the right answer to a call a service's role must not have).
+Besides GETs it sends exactly two PUTs, both changing nothing, for `exo-lab check-keys`: a
+scale of the pool to the size it has, and an evict of no member (which the API refuses after
+authorising it).
 """
 
 from __future__ import annotations
@@ -42,9 +44,24 @@ class SignedApi:
         self.timeout = timeout
 
     def get(self, path: str, params: dict[str, str] | None = None) -> Answer:
+        return self._send("GET", path, params=params)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> Answer:
         try:
-            response = requests.get(
-                f"{self.endpoint}{path}", params=params, auth=self._auth, timeout=self.timeout
+            response = requests.request(
+                method,
+                f"{self.endpoint}{path}",
+                params=params,
+                json=payload,
+                auth=self._auth,
+                timeout=self.timeout,
             )
         except requests.RequestException as exc:
             return Answer(0, None, type(exc).__name__)
@@ -78,6 +95,14 @@ class SignedApi:
 
     def get_operation(self, operation_id: str) -> Answer:
         return self.get(f"/operation/{operation_id}")
+
+    def scale_to_same_size(self, pool_id: str, size: int) -> Answer:
+        """scale-instance-pool to the size the pool has: authorised, and changes nothing."""
+        return self._send("PUT", f"/instance-pool/{pool_id}:scale", payload={"size": size})
+
+    def evict_nobody(self, pool_id: str) -> Answer:
+        """evict-instance-pool-members with no member: past IAM the API refuses it (400)."""
+        return self._send("PUT", f"/instance-pool/{pool_id}:evict", payload={"instances": []})
 
 
 def http_get(

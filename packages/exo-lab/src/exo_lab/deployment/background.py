@@ -53,6 +53,11 @@ class UpConfig:
     provisioning: str = "grafana-provisioning"
     prices: str = "infra/terraform/prices.json"
     timing_model: str = "realistic"
+    #: Terraform's iam_scope_by_id: roles scoped to the pool and NLB, or operation-only
+    iam_scope_by_id: bool = True
+    #: False: the zone's IAM does not bind path/query parameters (`parameters.id`), as an
+    #: Exoscale binding only the documented body parameters would
+    iam_binds_url_parameters: bool = True
 
     def settings(self, out: Path) -> LabSettings:
         return LabSettings(
@@ -66,6 +71,8 @@ class UpConfig:
             member_network=self.member_network,
             provisioning=Path(self.provisioning).resolve(),
             timings=ProductionTimings.named(self.timing_model),
+            iam_scope_by_id=self.iam_scope_by_id,
+            iam_binds_url_parameters=self.iam_binds_url_parameters,
             progress=lambda line: print(line, flush=True),
         )
 
@@ -100,9 +107,10 @@ def lab_outputs(stack: LabStack, config: UpConfig, prices: dict[str, float]) -> 
 
     Grafana cannot run offline, so `grafana_url` and `grafana_admin_password` are absent (null
     outputs are left out, as Terraform does); the `lab` output names what stands in for it.
-    `autoscaler_api_key` is the key exo-sd and exo-scaler run with, whose role is Terraform's
-    (policies/autoscaler-role.json.tftpl). A real operator brings their own key; the lab's
-    is the zone's full-access key, given as `lab_operator_api_key`/`_secret`.
+    `exo_sd_api_key` and `exo_scaler_api_key` are the keys the two services run with, each
+    with its role from Terraform's policy files (policies/<service>-role.json.tftpl). A real
+    operator brings their own key; the lab's is the zone's full-access key, given as
+    `lab_operator_api_key`/`_secret`.
     """
     assert stack.local_zone is not None and stack.plane is not None
     s = stack.s
@@ -121,8 +129,14 @@ def lab_outputs(stack: LabStack, config: UpConfig, prices: dict[str, float]) -> 
         "api_endpoint": Output(stack.endpoint),
         "scaler_token": Output(stack.scaler_token, sensitive=True),
         "member_admin_token": Output(stack.plane.runtime.admin_token, sensitive=True),
-        "autoscaler_api_key": Output(stack.api_env["EXOSCALE_API_KEY"]),
-        "autoscaler_api_secret": Output(stack.api_env["EXOSCALE_API_SECRET"], sensitive=True),
+        **{
+            f"{service.replace('-', '_')}_api_{part}": Output(
+                stack.service_env[service][f"EXOSCALE_API_{part.upper()}"], sensitive=True
+            )
+            for service in ("exo-sd", "exo-scaler")
+            for part in ("key", "secret")
+        },
+        "iam_scope_by_id": Output(s.iam_scope_by_id),
         "lab_operator_api_key": Output(operator_key, sensitive=True),
         "lab_operator_api_secret": Output(operator_secret, sensitive=True),
         "cost_estimate_eur_per_hour": Output(
@@ -147,6 +161,7 @@ def lab_outputs(stack: LabStack, config: UpConfig, prices: dict[str, float]) -> 
                 "max_size": s.max_size,
                 "member_network": s.member_network,
                 "cpu_cap": stack.plane.runtime.cpu_cap,
+                "iam_binds_url_parameters": s.iam_binds_url_parameters,
                 "state_dir": str(stack.out),
                 "pid": os.getpid(),
                 "children": children,

@@ -28,7 +28,7 @@ from exo_client import ExoClient
 from exo_client.errors import ExoApiError
 from exo_client.settings import ClientSettings
 from exo_scaler import DecisionLogError, DecisionRecord
-from exo_zone.catalog import instance_type_by_name
+from exo_zone import instance_type_by_name
 
 from ..load.plan import LoadPlan
 from ..measure import RunClock, SettlePlan
@@ -267,7 +267,7 @@ class DeploymentProbe:
         ]
 
     def latest_decision(self) -> DecisionRecord | None:
-        return max(self.decisions_seen.values(), key=lambda d: d.time, default=None)
+        return max(self.decisions_seen.values(), key=lambda d: d.wall_time, default=None)
 
     def decisions(self, load_start_wall: float) -> list[DecisionRecord]:
         if self.decisions_source == DECISIONS_FROM_ENDPOINT:
@@ -281,8 +281,8 @@ class DeploymentProbe:
                 raise TargetError(f"/decisions answered a record that is not one: {exc}") from None
         # /status's last decision can predate the load (a poll sees it again): not this run's.
         since = load_start_wall - 1.0
-        return sorted((d for d in self.decisions_seen.values() if d.time >= since),
-                      key=lambda d: d.time)  # fmt: skip
+        return sorted((d for d in self.decisions_seen.values() if d.wall_time >= since),
+                      key=lambda d: d.wall_time)  # fmt: skip
 
     def demand_for(self, rps: float) -> int:
         c = self._calibrated()
@@ -332,7 +332,7 @@ class DeploymentProbe:
                 self._keep(DecisionRecord.from_json(last))
 
     def _keep(self, record: DecisionRecord) -> None:
-        self.decisions_seen[(record.tick, record.time)] = record
+        self.decisions_seen[(record.tick, record.wall_time)] = record
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}

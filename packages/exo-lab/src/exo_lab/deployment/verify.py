@@ -1,8 +1,9 @@
 """`exo-lab verify`: is a fresh deployment what Terraform said it is? One line per check.
 
 Every check is read-only: GETs to the NLB, Prometheus, Grafana (or the lab's stand-ins),
-exo-scaler's /status and the zone API. The scaler's key is probed with calls its role allows and
-calls it must not have; none of them changes anything (never a scale, never an evict).
+exo-scaler's /status and the zone API. Each service's key is probed with the read calls its role
+allows and the reads it must not have (keys.py, `mutating=False, thorough=True`: never a scale,
+never an evict; `exo-lab check-keys` sends those two no-op calls too).
 
 Against a lab (`exo-lab up`, whose outputs carry a `lab` entry) Grafana does not exist: its
 checks become the stand-ins the lab runs instead (Prometheus alert rules derived from the same
@@ -30,6 +31,7 @@ from exo_client import pool_health_from
 
 from ..stack.grafana import ScalingRule, load_rules, load_webhook_route, prometheus_rule_file
 from .access import Answer, SignedApi, http_get
+from .keys import KeyReport, check_keys
 from .outputs import Deployment, OutputsError
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
@@ -80,10 +82,11 @@ class Target:
 
     deployment: Deployment
     provisioned: Provisioned
-    admin: SignedApi | None  # the operator's key (get-load-balancer is not the scaler's)
-    scaler_key: SignedApi | None
+    admin: SignedApi | None  # the operator's key (list-load-balancers is no service's)
     #: the pool's members from the API, filled by the first check that lists them
     members: list[dict[str, Any]] | None = field(default=None)
+    #: both keys' probes, run once for the two key checks
+    key_report: KeyReport | None = field(default=None)
 
     @property
     def is_lab(self) -> bool:
@@ -310,44 +313,29 @@ def check_scaler_status(t: Target) -> Check:
                  f"{s.get('state')}, tick {s.get('interval')} s")  # fmt: skip
 
 
-def check_scaler_key(t: Target) -> Check:
-    """What the key must do: read its pool, list its members, read its NLB's health checks and
-    the instance quota; must not: list every pool, read one instance (it has list-instances,
-    not get-instance), list the load balancers, read another quota."""
-    name = "the scaler's key can do what it needs and nothing more"
-    if t.scaler_key is None:
-        return Check(name, FAIL, "no autoscaler_api_key/autoscaler_api_secret in the outputs")
-    key = t.scaler_key
-    pool_id = t.deployment.text("instance_pool_id")
-    members, _ = t.pool_members()
-    needed: list[tuple[str, Answer]] = [
-        ("get-instance-pool", key.get_instance_pool(pool_id)),
-        ("list-instances (manager filter)", key.list_pool_instances(pool_id)),
-        ("get-quota instance", key.get_quota("instance")),
-    ]
-    nlb_id = t.deployment.text("nlb_id")
-    if nlb_id:  # absent from outputs written before exo-scaler read the NLB
-        needed.append(("get-load-balancer (its NLB)", key.get_load_balancer(nlb_id)))
-    refused = [o for o, a in needed if not a.ok]
-    if refused:
-        details = "; ".join(f"{o} → {a.describe()}" for o, a in needed if not a.ok)
-        return Check(name, FAIL, f"cannot do what it needs: {details}")
-    member_id = str((members or [{}])[0].get("id", "00000000-0000-0000-0000-000000000000"))
-    forbidden: list[tuple[str, Answer]] = [
-        ("list-instance-pools", key.list_instance_pools()),
-        ("get-instance", key.get_instance(member_id)),
-        ("list-load-balancers", key.list_load_balancers()),
-        ("get-quota ipv4", key.get_quota("ipv4")),
-    ]
-    allowed = [o for o, a in forbidden if a.status != 403]
-    if not allowed:
-        return Check(name, PASS, "needed calls allowed; "
-                     f"{', '.join(o for o, _ in forbidden)} refused with 403")  # fmt: skip
-    if t.is_lab and len(allowed) == len(forbidden):
-        return Check(name, SKIP, "zone has no IAM: the lab zone answers every signed call "
-                     f"({', '.join(allowed)} succeeded); needed calls allowed")  # fmt: skip
-    answers = "; ".join(f"{o} → {a.describe()}" for o, a in forbidden if a.status != 403)
-    return Check(name, FAIL, f"should be refused (403) but: {answers}")
+def _check_key(t: Target, service: str) -> Check:
+    """What the service's key must do and one thing it must not (keys.py, read calls only)."""
+    name = f"{service}'s key can do what it needs and nothing more"
+    if t.key_report is None:
+        t.key_report = check_keys(t.deployment, t.admin, mutating=False, thorough=True)
+    report = t.key_report
+    mine = [r for r in report.results if r.probe.service == service]
+    failed = [r for r in mine if not r.ok]
+    if failed:
+        advice = report.advice()
+        details = "; ".join(f"{r.probe.operation} {r.detail}" for r in failed)
+        return Check(name, FAIL, details + (f" — {advice[0]}" if advice else ""))
+    needed = [r.probe.operation for r in mine if r.probe.expect == "allowed"]
+    refused = [r.probe.operation for r in mine if r.probe.expect == "refused"]
+    return Check(name, PASS, f"{', '.join(needed)} allowed; {', '.join(refused)} refused")
+
+
+def check_exo_sd_key(t: Target) -> Check:
+    return _check_key(t, "exo-sd")
+
+
+def check_exo_scaler_key(t: Target) -> Check:
+    return _check_key(t, "exo-scaler")
 
 
 CHECKS: tuple[Callable[[Target], Check], ...] = (
@@ -359,7 +347,8 @@ CHECKS: tuple[Callable[[Target], Check], ...] = (
     check_grafana_contact_point,
     check_grafana_dashboard,
     check_scaler_status,
-    check_scaler_key,
+    check_exo_sd_key,
+    check_exo_scaler_key,
 )
 
 
@@ -380,7 +369,7 @@ def build_target(
     provisioning: Path,
     admin_key: tuple[str, str] | None,
 ) -> Target:
-    """Outputs → Target. The operator's key reads the NLB; in a lab, the zone's one key does."""
+    """Outputs → Target. The operator's key reads the NLB; in a lab, the zone's own key does."""
     deployment.require(
         ("app_url", "instance_pool_id", "prometheus_url", "scaler_internal_url"),
         hint={
@@ -398,13 +387,10 @@ def build_target(
         raise OutputsError(
             f"cannot read the Grafana provisioning at {provisioning}: {exc}"
         ) from None
-    endpoint = deployment.api_endpoint
-    key, secret = deployment.text("autoscaler_api_key"), deployment.text("autoscaler_api_secret")
-    scaler_key = SignedApi(endpoint, key, secret) if key and secret else None
     if admin_key is None:
         admin_key = deployment.lab_operator_key
-    admin = SignedApi(endpoint, *admin_key) if admin_key else None
-    return Target(deployment, provisioned, admin, scaler_key)
+    admin = SignedApi(deployment.api_endpoint, *admin_key) if admin_key else None
+    return Target(deployment, provisioned, admin)
 
 
 def _grafana(t: Target, path: str, params: dict[str, str] | None = None) -> Answer:

@@ -201,7 +201,7 @@ class MeasuredRun:
         decisions = since_load_start(self.probe.decisions(self.clock.wall), self.clock.wall)
         if self.window is not None:
             config["evaluation_window_lab_s"] = self.window
-            decisions = [d for d in decisions if d.time < self.window]
+            decisions = [d for d in decisions if d.wall_time < self.window]
         return RunReport(
             config=config,
             samples=samples,

@@ -89,7 +89,7 @@ def reversals(actions: Sequence[DecisionRecord], window: float) -> int:
     """Scaling actions that undo the previous one within `window` seconds (flapping)."""
     count = 0
     for previous, current in itertools.pairwise(actions):
-        if current.action != previous.action and current.time - previous.time <= window:
+        if current.action != previous.action and current.wall_time - previous.wall_time <= window:
             count += 1
     return count
 
@@ -103,7 +103,8 @@ def reaction_times(
     """From a load step to the first scale-up decision, and to the first new member serving."""
     baseline = next((s for t, s in zip(supply_times, supply, strict=True) if t >= step_time), None)
     decision = next(
-        (a.time for a in actions if a.action is Direction.UP and a.time >= step_time), None
+        (a.wall_time for a in actions if a.action is Direction.UP and a.wall_time >= step_time),
+        None,
     )
     serving = None
     if baseline is not None:

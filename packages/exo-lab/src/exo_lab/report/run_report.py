@@ -110,7 +110,7 @@ def samples_from(
 
 def since_load_start(records: list[DecisionRecord], load_start: float) -> list[DecisionRecord]:
     """The scaler's records (wall-clock times) on the report's clock: seconds since the load."""
-    return [replace(r, time=round(r.time - load_start, 3)) for r in records]
+    return [replace(r, wall_time=round(r.wall_time - load_start, 3)) for r in records]
 
 
 @dataclass
@@ -217,7 +217,9 @@ class RunReport:
         grace = float(self.config.get("scale_in_window_s", 30.0)) / float(
             self.config.get("speed", 1.0)
         )
-        return [(a.time, a.time + grace) for a in self.actions() if a.action is Direction.DOWN]
+        return [
+            (a.wall_time, a.wall_time + grace) for a in self.actions() if a.action is Direction.DOWN
+        ]
 
     # -- output ---------------------------------------------------------------------------
 
@@ -305,7 +307,7 @@ class RunReport:
             "| t (lab s) | action | size | reason |",
             "| --- | --- | --- | --- |",
             *[
-                f"| {d.time:.1f} | {action_label(d.action)} | {d.from_size} → {d.to_size} "
+                f"| {d.wall_time:.1f} | {action_label(d.action)} | {d.from_size} → {d.to_size} "
                 f"| {d.reason} |"
                 for d in self.decisions
                 if d.reason is not Reason.NO_INTENT
@@ -428,7 +430,7 @@ def plot_timeline(report: RunReport, path: Path) -> None:
     for d in report.decisions:
         if d.scaled:
             marker = "^" if d.action is Direction.UP else "v"
-            ax.plot([d.time], [d.to_size], marker=marker, color="black", markersize=8)
+            ax.plot([d.wall_time], [d.to_size], marker=marker, color="black", markersize=8)
     ax.set_ylabel("members")
     ax.set_xlabel(f"lab seconds since start (speed ×{report.config.get('speed')})")
     ax.legend(loc="upper right")

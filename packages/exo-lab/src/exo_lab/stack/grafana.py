@@ -2,9 +2,11 @@
 
 Grafana cannot run offline, so in the lab Alertmanager plays its notifier. Everything is read
 from grafana-provisioning/ — expression, threshold, pending period, evaluation interval,
-action label, webhook path, credentials, resolve policy, grouping and repeat interval — so a
-change there changes the lab too. `speed` divides every duration, including the range windows
-inside the PromQL expression.
+action label, webhook path, credentials, resolve policy, grouping and repeat interval, and the
+value queries that travel beside the condition (the demand signals) — so a change there changes
+the lab too. `speed` divides every duration, including the range windows inside every PromQL
+expression. The module is one concept (Grafana's alerting as Prometheus + Alertmanager see it),
+which is why it is one module of about 480 lines.
 """
 
 from __future__ import annotations
@@ -27,6 +29,24 @@ _OPERATORS = {"gt": ">", "lt": "<"}
 _RANGE = re.compile(r"\[(\d+(?:ms|s|m|h|d))\]")
 #: the alert's value as Alertmanager templates it into an annotation
 VALUE_ANNOTATION = {"value": "{{ $value }}"}
+#: a value as a decimal string (Go's %v would print 1764870000 as 1.76487e+09)
+_DECIMAL = 'printf "%f"'
+
+
+def value_annotation(ref_id: str) -> str:
+    """The annotation that carries the value Grafana's webhook puts in `values[ref_id]`."""
+    return f"value_{ref_id}"
+
+
+def query_template(expr: str) -> str:
+    """A Prometheus annotation template that evaluates `expr` when the rule is evaluated (the
+    `query` template function runs at the evaluation's timestamp) and prints its first
+    sample's value; nothing when it has none. A raw string (backquotes), so the expression's
+    double quotes need no escaping."""
+    if "`" in expr:
+        raise ProvisioningError(f"a value query with a backquote cannot be templated: {expr!r}")
+    return f"{{{{ with query `{expr}` }}}}{{{{ . | first | value | {_DECIMAL} }}}}{{{{ end }}}}"
+
 
 #: Seconds in a Prometheus/Grafana duration (`1m`, `15s`, `1m30s`, `500ms`): model.ParseDuration,
 #: as Grafana parses `interval`, `for` and the policy's timers (grafana_checks.py).
@@ -42,6 +62,16 @@ def format_duration(seconds: float) -> str:
 def scale_expression(expr: str, speed: float) -> str:
     """Divide every range window (`[1m]`) in a PromQL expression by `speed`."""
     return _RANGE.sub(lambda m: f"[{format_duration(parse_duration(m.group(1)) / speed)}]", expr)
+
+
+@dataclass(frozen=True)
+class ValueQuery:
+    """A data source query of the rule that only carries a value (grafana_checks.value_queries):
+    Grafana puts its result in the webhook's `values[ref_id]`."""
+
+    ref_id: str
+    expr: str
+    datasource_uid: str
 
 
 @dataclass(frozen=True)
@@ -62,6 +92,7 @@ class ScalingRule:
     ref_id: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
+    value_queries: tuple[ValueQuery, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,6 +164,14 @@ def load_rules(
                         annotations={
                             str(k): str(v) for k, v in (rule.get("annotations") or {}).items()
                         },
+                        value_queries=tuple(
+                            ValueQuery(
+                                ref_id=str(q["refId"]),
+                                expr=str(q["model"]["expr"]),
+                                datasource_uid=str(q.get("datasourceUid", "")),
+                            )
+                            for q in checks.value_queries(rule)
+                        ),
                     )
                 )
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
@@ -198,10 +237,18 @@ def prometheus_rule_file(rules: list[ScalingRule], speed: float = 1.0) -> dict[s
     has no data (noDataState) or fails (execErrState) — pkg/services/ngalert/state/state.go
     (resultNoData, resultError) and compat.go (noDataAlert, errorAlert):
 
+    Grafana's NoData is the rule's, not the condition's: any data source query of the rule
+    (a value query too) that answers nothing makes the whole evaluation NoData (eval.go,
+    queryDataResponseToExecutionResults + evaluateExecutionResult). So the threshold alert holds
+    only while every value query answers (`unless on() absent(...)`), and the NoData reactions
+    below look at every query.
+
     - NoData → a `DatasourceNoData` alert at once (SetNoData, no pending period) with the rule's
       labels (`action` included), `rulename` (the rule's title), `datasource_uid` and `ref_id`
       (eval.go: the labels of a NoData result) and `grafana_folder`; the rule's annotations.
-      In PromQL: `absent(<query>)`.
+      In PromQL: `absent(<query>)` per query, labelled with its refId (APPROXIMATION: Grafana
+      joins the refIds of one data source without data into one alert, "arrivals,cpu"; here
+      each query without data is its own alert).
     - Error → a `DatasourceError` alert with the rule's labels, `rulename`, `datasource_uid`,
       `ref_id` (AddErrorInformation puts them in labels for this state) and the annotation
       `grafana_state_reason: Error` (SetError). Stand-in for "the query failed": Prometheus's
@@ -211,12 +258,21 @@ def prometheus_rule_file(rules: list[ScalingRule], speed: float = 1.0) -> dict[s
     - OK → nothing (Normal): what grafana-provisioning/ uses.
     - KeepLast → approximated: with no data the rule compares the query's last value (looked
       back KEEP_LAST_LOOKBACK) instead; on errors Prometheus itself keeps the alert's state.
+      A value query without data does not stop it (Grafana would keep the last state).
+
+    Values: Grafana's webhook carries every query's value in `values` by refId (state.go
+    SetNextValues → compat.go's `__values__` annotation → grafana/alerting's ExtendedData);
+    Alertmanager's carries only annotations, so each value travels as `value_<refId>`, a
+    decimal string computed when the rule is evaluated: the condition's input from the alert's
+    own value, every value query by a template `query` over the same expression at `speed`.
+    `value` (the condition's input as Prometheus prints it) stays for older readers.
     """
     interval = min(r.evaluation_interval for r in rules)
     scaling: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     for rule in rules:
         query = f"({scale_expression(rule.expr, speed)})"
+        values = [(v, f"({scale_expression(v.expr, speed)})") for v in rule.value_queries]
         labels = {**rule.labels, "action": rule.action}
         condition = f"{query} {rule.operator} {rule.threshold:g}"
         if rule.no_data_state == "KeepLast":
@@ -225,26 +281,37 @@ def prometheus_rule_file(rules: list[ScalingRule], speed: float = 1.0) -> dict[s
             last = f"last_over_time({query}[{window}:{step}])"
             kept = f"({last} {rule.operator} {rule.threshold:g}) unless on() {query}"
             condition = f"({condition}) or ({kept})"
+        elif values:
+            silent = " or ".join(f"absent({expr})" for _, expr in values)
+            condition = f"({condition}) unless on() ({silent})"
         scaling.append(
             {
                 "alert": _alert_name(rule),
                 "expr": condition,
                 "for": format_duration(rule.pending / speed),
                 "labels": labels,
-                # Grafana's webhook carries the query's value (`values`, by refId) and the
-                # rule's annotations; Alertmanager's carries only annotations, so the value
-                # travels as one: exo-scaler's proportional policy reads `value`.
-                "annotations": {"summary": rule.title, **rule.annotations, **VALUE_ANNOTATION},
+                "annotations": {
+                    "summary": rule.title,
+                    **rule.annotations,
+                    **VALUE_ANNOTATION,
+                    value_annotation(rule.ref_id): f"{{{{ {_DECIMAL} $value }}}}",
+                    **{value_annotation(v.ref_id): query_template(e) for v, e in values},
+                },
             }
         )
         source = {"datasource_uid": rule.datasource_uid, "ref_id": rule.ref_id}
         grafana = {"rulename": rule.title, "grafana_folder": rule.folder, **source}
+        every_query = [(rule.ref_id, rule.datasource_uid, query)] + [
+            (v.ref_id, v.datasource_uid, expr) for v, expr in values
+        ]
+        no_data = " or ".join(_absent_as_grafana(*each) for each in every_query)
+        without_source = {k: v for k, v in grafana.items() if k not in source}
         if rule.no_data_state == "NoData":
             scaling.append(
                 {
                     "alert": NO_DATA_ALERT,
-                    "expr": f"absent({query})",
-                    "labels": {**labels, **grafana},
+                    "expr": no_data,
+                    "labels": {**labels, **without_source},
                     "annotations": dict(rule.annotations),
                 }
             )
@@ -252,9 +319,9 @@ def prometheus_rule_file(rules: list[ScalingRule], speed: float = 1.0) -> dict[s
             scaling.append(
                 {
                     "alert": _alert_name(rule),
-                    "expr": f"absent({query})",
+                    "expr": no_data,
                     "for": format_duration(rule.pending / speed),
-                    "labels": {**labels, **source},
+                    "labels": labels,
                     "annotations": {"summary": rule.title, "grafana_state_reason": "NoData"},
                 }
             )
@@ -267,6 +334,12 @@ def prometheus_rule_file(rules: list[ScalingRule], speed: float = 1.0) -> dict[s
             {"name": ERROR_GROUP, "interval": format_duration(interval / speed), "rules": errors}
         )
     return {"groups": groups}
+
+
+def _absent_as_grafana(ref_id: str, datasource_uid: str, expr: str) -> str:
+    """1 while `expr` has no sample, labelled as eval.go labels a NoData result."""
+    absent = f'label_replace(absent({expr}), "ref_id", "{ref_id}", "", "")'
+    return f'label_replace({absent}, "datasource_uid", "{datasource_uid}", "", "")'
 
 
 def _error_rules(

@@ -248,6 +248,12 @@ DASHBOARD_FILE = "dashboards/autoscaling.json"
 _RULES_TYPES = "pkg/services/provisioning/alerting/rules_types.go (AlertRuleV1.mapToModel)"
 _ALERT_RULE = "pkg/services/ngalert/models/alert_rule.go (ValidateAlertRule)"
 _CONTACT_TYPES = "pkg/services/provisioning/alerting/contact_point_types.go (ReceiverV1.mapToModel)"
+_RULER_VALIDATION = "pkg/services/ngalert/api/api_ruler_validation.go (ValidateCondition)"
+_GRAPH = "pkg/expr/graph.go (buildGraphEdges)"
+#: the data source uid of Grafana's server-side expressions (pkg/expr: DatasourceUID)
+EXPRESSION_UID = "__expr__"
+#: expression types whose `expression` field names one input refId (pkg/expr/commands.go)
+_SINGLE_INPUT_TYPES = ("threshold", "reduce", "resample")
 _ROUTE = "pkg/services/ngalert/api/tooling/definitions/alertmanager_validation.go (Route.Validate)"
 
 
@@ -389,6 +395,18 @@ def _rule_finding(rule: dict[str, Any], interval: float) -> Finding | None:
         message = "invalid alert rule: field `for` cannot be negative"
         return Finding("grafana", f, message, _ALERT_RULE)
     ref_ids = [_text(_mapping(q).get("refId")) for q in data]
+    # ValidateCondition checks the refIds before the condition. It runs on save through the
+    # ruler API; at evaluation a repeated refId silently shadows the other query (graph.go's
+    # node registry keeps one node per refId), so the webhook's `values` would carry one of two.
+    seen: dict[str, int] = {}
+    for index, ref in enumerate(ref_ids):
+        if not ref:
+            message = f"refID is not specified for data query/expression at index {index}"
+            return Finding("grafana", f, message, _RULER_VALIDATION, "on save through the API")
+        if ref in seen:
+            message = f"refID '{ref}' is already used by query/expression at index {seen[ref]}"
+            return Finding("grafana", f, message, _RULER_VALIDATION, "on save through the API")
+        seen[ref] = index
     if condition not in ref_ids:
         # pkg/services/ngalert/eval/eval.go (evaluatorImpl.create) refuses a condition that
         # names no query: on save through the API, and at every evaluation of a file-provisioned
@@ -396,12 +414,48 @@ def _rule_finding(rule: dict[str, Any], interval: float) -> Finding | None:
         message = f"condition {condition} does not exist, must be one of [{' '.join(ref_ids)}]"
         source = "pkg/services/ngalert/eval/eval.go (create)"
         return Finding("grafana", f, message, source, "on save or at every evaluation")
+    for query in data:
+        query = _mapping(query)
+        model = _mapping(query.get("model"))
+        if _text(query.get("datasourceUid")) != EXPRESSION_UID:
+            continue
+        if _text(model.get("type")) not in _SINGLE_INPUT_TYPES:
+            continue
+        needed, ref = _text(model.get("expression")), _text(query.get("refId"))
+        # BuildPipeline: run by eval.go's Validate on save, and at every evaluation.
+        if needed not in ref_ids:
+            message = f"unable to find dependent node '{needed}'"
+            return Finding("grafana", f, message, _GRAPH, "on save or at every evaluation")
+        if needed == ref:
+            message = f"can not add self referencing node for var '{needed}' "
+            return Finding("grafana", f, message, _GRAPH, "on save or at every evaluation")
     return None
+
+
+def value_queries(rule: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rule's data source queries that only carry values: neither the condition nor an
+    input of an expression (exo-scaler reads them from the webhook's `values` by refId)."""
+    data = [_mapping(q) for q in _items(rule.get("data"))]
+    inputs = {_text(rule.get("condition"))} | {
+        _text(_mapping(q.get("model")).get("expression"))
+        for q in data
+        if _text(q.get("datasourceUid")) == EXPRESSION_UID
+    }
+    return [
+        q
+        for q in data
+        if _text(q.get("datasourceUid")) != EXPRESSION_UID and _text(q.get("refId")) not in inputs
+    ]
+
+
+# A value query must answer even without data: `... or vector(0)`, or a bare vector(...).
+_GUARDED = re.compile(r"\bor\s+vector\s*\(|^\s*vector\s*\(")
 
 
 def _project_rule_findings(group: dict[str, Any], interval: float) -> Iterator[Finding]:
     for rule in _items(group.get("rules")):
         rule = _mapping(rule)
+        yield from _value_query_findings(rule)
         pending = prom_duration(_text(rule.get("for"))) if _text(rule.get("for")) else 0.0
         if pending < interval:
             yield Finding(
@@ -410,6 +464,30 @@ def _project_rule_findings(group: dict[str, Any], interval: float) -> Iterator[F
                 f"rule '{rule.get('title')}': `for` ({rule.get('for')}) is shorter than the "
                 f"group interval ({group.get('interval')}): one evaluation would fire it",
                 "a pending period must span at least one evaluation",
+            )
+
+
+def _value_query_findings(rule: dict[str, Any]) -> Iterator[Finding]:
+    """Grafana accepts these value queries, but their value never reaches exo-scaler, or they
+    silence the rule itself (pkg/services/ngalert/eval/eval.go)."""
+    title = rule.get("title")
+    for query in value_queries(rule):
+        ref, model = _text(query.get("refId")), _mapping(query.get("model"))
+        if model.get("instant") is not True or model.get("range") is True:
+            yield Finding(
+                "project",
+                RULES_FILE,
+                f"rule '{title}': query {ref} is not instant (instant: true, range: false)",
+                "eval.go queryDataResponseToExecutionResults captures single values only: "
+                "a range result never reaches the webhook's `values`",
+            )
+        elif not _GUARDED.search(_text(model.get("expr"))):
+            yield Finding(
+                "project",
+                RULES_FILE,
+                f"rule '{title}': query {ref} can return no data (add `or vector(0)`)",
+                "eval.go evaluateExecutionResult: any query without data makes the whole rule "
+                "NoData, which with noDataState OK silences the condition too",
             )
 
 

@@ -58,13 +58,10 @@ class LabProbe:
     def observe(self, t: float) -> Observation:
         zone = self.stack.zone
         assert zone is not None
-        with zone.lock:
-            pool_size = zone.pools[self.stack.pool_id].size
-            present = {
-                i.id: i.boot_started
-                for i in zone.instances.values()
-                if i.pool_id == self.stack.pool_id
-            }
+        pool_size = zone.pool_snapshot(self.stack.pool_id).size
+        present = {
+            i.id: i.started_at for i in zone.instance_snapshots() if i.pool_id == self.stack.pool_id
+        }
         self._track_lives(present)
         return Observation(
             t=t,

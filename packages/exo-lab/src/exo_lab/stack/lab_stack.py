@@ -20,9 +20,7 @@ import httpx
 import yaml
 
 from exo_scaler import DecisionRecord, read_decision_log
-from exo_zone import HealthCheck, LocalZone, ZoneTimings
-from exo_zone.api import ZoneApi
-from exo_zone.zone import Zone
+from exo_zone import LocalZone, Zone, ZoneApi
 
 from ..dataplane import DataPlane
 from ..dataplane.members import MemberSettings, lab_prefix_for
@@ -39,7 +37,7 @@ from .grafana import (
     prometheus_rule_file,
     scale_expression,
 )
-from .iam_role import render_role_policy
+from .iam_role import RolePolicyError, render_role_policy
 from .outage import OutageDriver
 from .processes import ChildProcesses, find_binary, free_port, wait_for
 from .settings import LabError, LabSettings
@@ -88,8 +86,9 @@ class LabStack:
         self.zone: Zone | None = None
         #: the zone API object (its `faults` plan is what `PUT /v2/_lab/faults` sets)
         self.zone_api: ZoneApi | None = None
-        #: the API credentials and endpoint the stack's children run with
-        self.api_env: dict[str, str] = {}
+        #: service (exo-sd, exo-scaler) -> the credentials and endpoint it runs with: a key
+        #: per service, each with its own role (Terraform's policy files)
+        self.service_env: dict[str, dict[str, str]] = {}
         self.endpoint = ""
         self.nlb_url = ""
         self.prometheus_url = ""
@@ -142,7 +141,7 @@ class LabStack:
         self.rules = load_rules(s.provisioning)
         self.route = load_webhook_route(s.provisioning)
         # Refused before any process starts; rendered for the real pool once it exists.
-        render_role_policy(s.role_policy_file, _NO_ID, _NO_ID)
+        self._role_policies(_NO_ID, _NO_ID)
         self.cpu_expr = scale_expression(self.rules[0].expr, s.speed)
 
     def _start_zone(self) -> None:
@@ -160,15 +159,10 @@ class LabStack:
             )
         )
         local = self.local_zone = LocalZone(
-            timings=ZoneTimings(
-                boot_delay=s.lab(t.boot_delay),
-                operation_delay=s.lab(t.operation_delay),
-                tick_interval=0.05,
-                create_delay=s.lab(t.create_delay),
-                converge_timeout=s.lab(t.converge_timeout),
-            ),
+            timings=t.zone_timings(s.speed),
             runtime=self.plane.runtime,
             member_network=s.member_network,
+            iam_binds_url_parameters=s.iam_binds_url_parameters,
         )
         self.zone, self.zone_api = local.zone, local.api
         pool = local.zone.create_pool("web", s.initial_size, s.instance_type)
@@ -177,11 +171,7 @@ class LabStack:
             "web-nlb",
             pool.id,
             port=free_port(),
-            healthcheck=HealthCheck(
-                interval=s.lab(t.health_interval),
-                timeout=s.lab(t.health_timeout),
-                retries=t.health_retries,
-            ),
+            healthcheck=t.health_check(s.speed),
         )
         self.service_id = lb.services[0].id
         self.nlb_id = lb.id
@@ -191,12 +181,25 @@ class LabStack:
             self.endpoint = local.start()
         except RuntimeError as exc:
             raise LabError(f"the zone API did not start: {exc}") from exc
-        # exo-sd and exo-scaler get a key whose role is the one Terraform creates: a call it
-        # does not grant answers 403 here as on Exoscale.
-        role_key, _ = local.add_key(render_role_policy(s.role_policy_file, pool.id, lb.id))
-        self.api_env = local.env_for(role_key)
+        # exo-sd and exo-scaler each get a key whose role is the one Terraform creates for
+        # it: a call it does not grant answers 403 here as on Exoscale.
+        for service, policy in self._role_policies(pool.id, lb.id).items():
+            key, _ = local.add_key(policy)
+            self.service_env[service] = local.env_for(key)
         zone_info = {"endpoint": self.endpoint, "pool_id": pool.id, "nlb": self.nlb_url}
         write_atomically(self.out / "zone.json", json.dumps(zone_info, indent=2))
+
+    def _role_policies(self, pool_id: str, nlb_id: str) -> dict[str, dict[str, object]]:
+        s = self.s
+        try:
+            return {
+                service: render_role_policy(
+                    path, pool_id=pool_id, nlb_id=nlb_id, scope_by_id=s.iam_scope_by_id
+                )
+                for service, path in s.role_policy_files.items()
+            }
+        except RolePolicyError as exc:
+            raise LabError(str(exc)) from None
 
     def _write_secrets(self) -> None:
         """The scaler's webhook token and the members' drain token: files, 0600 from creation."""
@@ -247,7 +250,7 @@ class LabStack:
             render.exo_sd_command(
                 _console_script("exo-sd"), s, files, self.pool_id, ports.sd_metrics
             ),
-            env=self.api_env,
+            env=self.service_env["exo-sd"],
         )
         if s.scaler == "naive":
             scaler = render.naive_scaler_command(s, files, self.pool_id, ports.scaler)
@@ -257,7 +260,7 @@ class LabStack:
             scaler = render.exo_scaler_command(
                 _console_script("exo-scaler"), s, files, self.pool_id, self.nlb_id, ports.scaler
             )
-        self.children.start("exo-scaler", scaler, env=self.api_env)
+        self.children.start("exo-scaler", scaler, env=self.service_env["exo-scaler"])
 
     def _wait_members_serving(self) -> None:
         s = self.s

@@ -15,6 +15,10 @@ from typing import Any
 from .grafana import ScalingRule, WebhookRoute, format_duration
 from .settings import LabSettings, ProductionTimings
 
+#: exo-scaler's `--signal NAME=REFID`: each signal at the refId of the same name in
+#: grafana-provisioning's rules, whose values the converter carries as `value_<refId>`
+SIGNALS = ("cpu", "arrivals", "cpu_per_request", "serving", "evaluated_at")
+
 
 @dataclass(frozen=True)
 class StackPorts:
@@ -167,10 +171,17 @@ def exo_sd_command(
 def exo_scaler_command(
     executable: str, settings: LabSettings, files: StackFiles, pool_id: str, nlb_id: str, port: int
 ) -> list[str]:
-    """exo-scaler with its default policy, or `--policy step` for the "seed" contestant; as
-    Terraform runs it, it reads who serves from the NLB's health checks (--nlb)."""
+    """exo-scaler as Terraform runs it — the demand policy sized in members (`--member-cores`:
+    the lab's member CPU cap, as the instance type's vCPUs on Exoscale), the rule's values by
+    `--signal`, who serves from the NLB's health checks (--nlb) — or `--policy step` for the
+    "seed" contestant."""
     s, t = settings, settings.timings
-    policy = ["--policy", "step"] if s.scaler == "seed" else []
+    policy = (
+        ["--policy", "step"]
+        if s.scaler == "seed"
+        else ["--policy", "demand", "--member-cores", f"{s.member_cores:g}"]
+    )
+    signals = [arg for name in SIGNALS for arg in ("--signal", f"{name}={name}")]
     return [
         executable,
         "serve",
@@ -205,6 +216,7 @@ def exo_scaler_command(
         "--unhealthy-after",
         f"{s.lab(t.unhealthy_after):g}",
         *policy,
+        *signals,
     ]
 
 

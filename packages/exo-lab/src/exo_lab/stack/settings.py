@@ -6,13 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from exo_zone.catalog import instance_type_by_name
-from exo_zone.zone import AddressPool
+from exo_zone import AddressPool, HealthCheck, ZoneTimings, instance_type_by_name
 
 from ..dataplane.lifecycle import MemberLifecycle
 from ..load.plan import LoadPlan
 from ..load.profiles import LoadProfile
 from ..report.quality import member_rps_at_line
+from .iam_role import POLICY_FILES
 from .outage import MonitoringOutage
 
 #: the benchmark's contestants: exo-scaler (its default policy), "seed" (exo-scaler with
@@ -83,6 +83,24 @@ class ProductionTimings:
             return cls.fast()
         return replace(cls(), model=model)
 
+    def zone_timings(self, speed: float) -> ZoneTimings:
+        """The zone's timers at `speed` (lab seconds)."""
+        return ZoneTimings(
+            boot_delay=self.boot_delay / speed,
+            operation_delay=self.operation_delay / speed,
+            tick_interval=0.05,
+            create_delay=self.create_delay / speed,
+            converge_timeout=self.converge_timeout / speed,
+        )
+
+    def health_check(self, speed: float) -> HealthCheck:
+        """The NLB service's health check at `speed` (lab seconds)."""
+        return HealthCheck(
+            interval=self.health_interval / speed,
+            timeout=self.health_timeout / speed,
+            retries=self.health_retries,
+        )
+
 
 @dataclass(frozen=True)
 class LabSettings:
@@ -100,9 +118,14 @@ class LabSettings:
     peak_members: float = 3.5  # offered load at the peak, likewise
     member_network: str = "127.0.1.0/24"
     provisioning: Path = Path("grafana-provisioning")
-    #: the IAM role policy exo-sd and exo-scaler get (None: the one Terraform uses, in the
-    #: repository that holds `provisioning`)
-    iam_policy: Path | None = None
+    #: the folder of the IAM role policies exo-sd and exo-scaler get, one file each (None:
+    #: Terraform's, infra/terraform/policies in the repository that holds `provisioning`)
+    iam_policies: Path | None = None
+    #: render the roles scoped to the pool and NLB (Terraform's iam_scope_by_id)
+    iam_scope_by_id: bool = True
+    #: whether the zone's IAM binds path and query parameters (`parameters.id`); False models
+    #: an Exoscale that binds only the documented body parameters
+    iam_binds_url_parameters: bool = True
     timings: ProductionTimings = field(default_factory=ProductionTimings)
     use_cgroups: bool = True
     progress: Callable[[str], None] | None = None
@@ -137,16 +160,12 @@ class LabSettings:
             ) from None
 
     @property
-    def role_policy_file(self) -> Path:
-        if self.iam_policy is not None:
-            return self.iam_policy
-        return (
-            self.provisioning.parent
-            / "infra"
-            / "terraform"
-            / "policies"
-            / ("autoscaler-role.json.tftpl")
-        )
+    def role_policy_files(self) -> dict[str, Path]:
+        """service -> the policy file of its role."""
+        folder = self.iam_policies
+        if folder is None:
+            folder = self.provisioning.parent / "infra" / "terraform" / "policies"
+        return {service: folder / name for service, name in POLICY_FILES.items()}
 
     def lab(self, seconds: float) -> float:
         return float(seconds / self.speed)
