@@ -1,4 +1,4 @@
-"""The benchmark's three contestants start as the settings say (pure command lines)."""
+"""The benchmark's contestants start as the settings say (pure command lines)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ def _flag(argv: list[str], name: str) -> str | None:
     return argv[argv.index(name) + 1] if name in argv else None
 
 
-def test_the_three_contestants_are_known_and_others_refused(tmp_path: Path) -> None:
-    assert set(SCALERS) == {"naive", "seed", "exo-scaler"}
+def test_the_contestants_are_known_and_others_refused(tmp_path: Path) -> None:
+    assert set(SCALERS) == {"naive", "seed", "exo-scaler", "limit"}
     with pytest.raises(LabError, match="scaler must be one of"):
         LabSettings(out=tmp_path, scaler="hpa")
 
@@ -69,3 +69,15 @@ def test_warm_up_timers_are_divided_by_the_speed(tmp_path: Path) -> None:
     assert float(_flag(argv, "--warm-up-limit")) == timings.warm_up_limit / 20
     assert float(_flag(argv, "--unhealthy-after")) == timings.unhealthy_after / 20
     assert float(_flag(_command(tmp_path, "seed", speed=1.0), "--warm-up")) == timings.warm_up
+
+
+def test_the_reactive_limit_ticks_as_exo_scaler_and_reads_the_oracles_schedule(
+    tmp_path: Path,
+) -> None:
+    settings = LabSettings(out=tmp_path, scaler="limit", speed=20.0, min_size=1, max_size=4)
+    files = render.StackFiles(tmp_path)
+    argv = render.limit_scaler_command(settings, files, "p", 1)
+    assert argv[1:3] == ["-m", "exo_lab.bench.limit"]
+    assert float(_flag(argv, "--interval")) == ProductionTimings().tick / 20
+    assert _flag(argv, "--schedule") == str(files.oracle_schedule)
+    assert (_flag(argv, "--min"), _flag(argv, "--max")) == ("1", "4")

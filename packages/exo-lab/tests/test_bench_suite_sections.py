@@ -45,3 +45,64 @@ def test_course_is_skipped_in_quick_mode_unless_a_speed_is_given(
     assert len(asked) == runs
     if runs:
         assert all(name.endswith("-x20") for name, _, _ in asked)  # labelled sped up
+
+
+def _sweep_suite(tmp_path: Path, plan: BenchPlan, section: str) -> tuple[Suite, list[Any]]:
+    asked: list[Any] = []
+    suite = Suite(plan, tmp_path, None, (section,), say=str)
+
+    def lab(name: str, settings: LabSettings, **kwargs: Any) -> Any:
+        asked.append((name, settings, kwargs))
+        figures = {"tau_u": 10.0, "failed_share": 0.1, "max_pool_size": 4, "oracle_peak": 4}
+        return SimpleNamespace(figures=figures)
+
+    suite.lab = lab  # type: ignore[method-assign]
+    return suite, asked
+
+
+def test_sweep_runs_every_contestant_per_repeat_over_one_window(tmp_path: Path) -> None:
+    plan = BenchPlan.for_mode(False, repeats=3, scenarios=("step-2.6", "kill-3.5"))
+    suite, asked = _sweep_suite(tmp_path, plan, "sweep")
+    suite.sweep()
+    assert len(asked) == 2 * 3 * 4
+    first = asked[:4]
+    assert [s.scaler for _, s, _ in first] == ["naive", "seed", "exo-scaler", "limit"]
+    # One window per scenario, the same for every contestant: the load plus the tail.
+    windows = {k["window"] for name, _, k in asked if name.startswith("step-2.6")}
+    assert windows == {(1200 + 490) / 10}
+    assert {s.peak_members for name, s, _ in asked if name.startswith("step-2.6")} == {2.6}
+    # The repeats draw other Poisson seeds; the kill scenario kills a member at 45 % of its load.
+    assert {s.load_seed for _, s, _ in asked} == {1, 2, 3}
+    kills = [k["events"] for name, _, k in asked if name.startswith("kill")]
+    assert all(e[0].kind == "kill-member" and e[0].at == pytest.approx(54.0) for e in kills)
+    section = suite.results["sections"]["sweep"]["step-2.6"]
+    assert section["spreads"]["limit"]["failed_pct"]["median"] == pytest.approx(10.0)
+
+
+def test_quick_mode_sweeps_the_step_once_per_contestant_at_smoke_speed(tmp_path: Path) -> None:
+    suite, asked = _sweep_suite(tmp_path, BenchPlan.for_mode(True), "sweep")
+    suite.sweep()
+    assert [(n, s.speed) for n, s, _ in asked] == [
+        (f"step-3.5-{c}-r1", 20.0) for c in ("naive", "seed", "exo-scaler", "limit")
+    ]
+
+
+def test_fidelity_runs_naive_and_exo_scaler_at_both_speeds(tmp_path: Path) -> None:
+    suite, asked = _sweep_suite(tmp_path, BenchPlan.for_mode(False, repeats=1), "fidelity")
+    suite.fidelity()
+    assert sorted((s.scaler, s.speed) for _, s, _ in asked) == [
+        ("exo-scaler", 1.0), ("exo-scaler", 10.0), ("naive", 1.0), ("naive", 10.0)
+    ]  # fmt: skip
+    rows = suite.results["sections"]["fidelity"]["rows"]
+    assert all(r["passed"] for r in rows if r["figure"] == "tau_u")  # the stub's equal figures
+
+
+def test_unknown_scenarios_are_refused_before_anything_runs(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from exo_lab.bench.suite import main
+
+    result = CliRunner().invoke(main, ["--scenarios", "step-9", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "unknown scenario(s) step-9" in result.output
+    assert not any(tmp_path.iterdir())

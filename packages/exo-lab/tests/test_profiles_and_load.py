@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterator
 
@@ -109,3 +110,48 @@ def test_course_profile_runs_closed_loop_workers(slow_server: tuple[str, list[fl
     assert all(r.served_by == "member-b" for r in results)
     # 10 workers × ~4 calls of 0.25 s each in one second
     assert 30 <= len(results) <= 50
+
+
+# -- speed fidelity: what a sped-up run pays back --------------------------------------------
+
+
+def test_client_timeout_is_production_time_above_a_floor_of_real_work() -> None:
+    from exo_lab.load.plan import TIMEOUT_FLOOR, client_timeout
+
+    assert client_timeout(1.0) == 10.0
+    assert client_timeout(4.0) == 2.5
+    assert client_timeout(10.0) == TIMEOUT_FLOOR == 2.0  # 1 s would fail real answers
+    with pytest.raises(ValueError, match="positive"):
+        client_timeout(0.0)
+
+
+def test_real_start_is_paid_back_from_python_then_guest_boot() -> None:
+    from exo_lab.dataplane.lifecycle import StagePlan, compensated
+
+    plan = StagePlan(guest_boot=2.0, packages=2.5, python=3.0, shutdown=1.0)
+    # ×10, a 4 s real start: 3.6 s due; python gives 3.0, guest boot the other 0.6.
+    paid, short = compensated(plan, real_start=4.0, speed=10.0)
+    assert (paid.python, paid.guest_boot, paid.packages) == (0.0, pytest.approx(1.4), 2.5)
+    assert short == 0.0
+    # ×20 with short stages: what no stage can give back is said.
+    paid, short = compensated(StagePlan(1.0, 1.25, 1.5, 0.5), real_start=4.0, speed=20.0)
+    assert (paid.python, paid.guest_boot) == (0.0, 0.0)
+    assert short == pytest.approx(4.0 * 0.95 - 2.5)
+    # ×1: the real start is production time already.
+    assert compensated(plan, real_start=4.0, speed=1.0) == (plan, 0.0)
+
+
+def test_noisy_profile_is_poisson_around_its_rate_and_reproducible() -> None:
+    profile = make_profile("noisy", base_rps=4.0, peak_rps=4.0, duration=1000.0, seed=3)
+    arrivals = profile.arrivals()
+    assert arrivals == profile.arrivals()  # the same seed, the same load for every contestant
+    assert (
+        arrivals != make_profile("noisy", base_rps=4, peak_rps=4, duration=1000, seed=4).arrivals()
+    )
+    # 4000 expected; a Poisson count's standard deviation is √4000 ≈ 63: within 5 of them.
+    assert abs(len(arrivals) - 4000) < 5 * 63
+    assert all(0 <= t < 1000 for t in arrivals)
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    # Exponential gaps: many shorter than the even spacing of 0.25 s (63 % of them), unlike
+    # the even profiles.
+    assert 0.55 < sum(g < 0.25 for g in gaps) / len(gaps) < 0.71

@@ -61,7 +61,7 @@ def _free_port() -> int:
 
 @contextmanager
 def _zone() -> Iterator[tuple[Zone, dict[str, str]]]:
-    timings = ZoneTimings(boot_delay=0.3, operation_delay=0.3, tick_interval=0.02)
+    timings = ZoneTimings.fast()
     local = LocalZone(timings=timings, member_network="127.201.7.0/24")
     pool = local.zone.create_pool("web", 1)
     with local:

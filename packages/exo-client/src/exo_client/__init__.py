@@ -1,6 +1,6 @@
 """Exoscale API v2 client for instance pools, on the official exoscale SDK."""
 
-from .client import ExoClient
+from .client import ExoClient, pool_health_from
 from .errors import (
     AuthError,
     BadRequestError,
@@ -44,5 +44,6 @@ __all__ = [
     "QuotaExceededError",
     "RetryPolicy",
     "UnavailableError",
+    "pool_health_from",
     "sdk_poll_interval",
 ]

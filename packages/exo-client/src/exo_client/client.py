@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import requests
@@ -295,31 +295,39 @@ class ExoClient:
         return dict(self._call("get-load-balancer", idempotent=True, id=lb_id))
 
     def pool_health(self, lb_id: str, pool_id: str) -> dict[str, bool]:
-        """{member public IP: the NLB's health check passes} over the load balancer's services
-        that target `pool_id` (openapi.json `load-balancer-service.healthcheck-status`,
-        `load-balancer-server-status`: `public-ip`, `status` success|failure). A member is
-        healthy only if every such service says so; NotFoundError when none targets the pool.
-        """
-        body = self.get_load_balancer(lb_id)
-        services = [
-            s
-            for s in body.get("services") or []
-            if (s.get("instance-pool") or {}).get("id") == pool_id
-        ]
-        if not services:
+        """{member public IP: the NLB's health check passes} (see `pool_health_from`);
+        NotFoundError when no service of the load balancer targets `pool_id`."""
+        health = pool_health_from(self.get_load_balancer(lb_id), pool_id)
+        if health is None:
             raise NotFoundError(
                 f"load balancer {lb_id} has no service for instance pool {pool_id}",
                 operation="get-load-balancer",
             )
-        health: dict[str, bool] = {}
-        for service in services:
-            for server in service.get("healthcheck-status") or []:
-                address = server.get("public-ip")
-                if address:
-                    ok = server.get("status") == "success"
-                    health[address] = health.get(address, True) and ok
         return health
 
     def list_instance_types(self) -> list[dict[str, Any]]:
         body = self._call("list-instance-types", idempotent=True)
         return list(body.get("instance-types", []))
+
+
+def pool_health_from(load_balancer: Mapping[str, Any], pool_id: str) -> dict[str, bool] | None:
+    """{member public IP: the NLB's health check passes} from a get-load-balancer body, over
+    the services that target `pool_id` (openapi.json `load-balancer-service.healthcheck-status`,
+    `load-balancer-server-status`: `public-ip`, `status` success|failure). A member is healthy
+    only if every such service says so; None when no service targets the pool.
+    """
+    services = [
+        s
+        for s in load_balancer.get("services") or []
+        if (s.get("instance-pool") or {}).get("id") == pool_id
+    ]
+    if not services:
+        return None
+    health: dict[str, bool] = {}
+    for service in services:
+        for server in service.get("healthcheck-status") or []:
+            address = server.get("public-ip")
+            if address:
+                ok = server.get("status") == "success"
+                health[address] = health.get(address, True) and ok
+    return health

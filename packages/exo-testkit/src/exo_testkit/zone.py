@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from exo_client import ClientSettings, ExoClient, RetryPolicy
-from exo_zone import LocalZone, MemberRuntime, Pool, Zone, ZoneApi, ZoneTimings
+from exo_zone import (
+    LocalZone,
+    MemberRuntime,
+    Pool,
+    Zone,
+    ZoneApi,
+    ZoneTimings,
+    random_member_network,
+)
 
-FAST_TIMINGS = ZoneTimings(boot_delay=0.3, operation_delay=0.3, tick_interval=0.02)
+FAST_TIMINGS = ZoneTimings.fast()
 
-
-def free_member_network() -> str:
-    """A loopback /24 unlikely to collide with another zone running on this machine."""
-    return f"127.{random.randint(100, 199)}.{random.randint(0, 255)}.0/24"  # noqa: S311
+#: A loopback /24 unlikely to collide with another zone running on this machine.
+free_member_network = random_member_network
 
 
 @dataclass

@@ -7,7 +7,7 @@ from .api import ZoneApi, create_zone_app
 from .catalog import INSTANCE_TYPES, InstanceType, instance_type_by_name
 from .faults import FaultPlan, OperationOutcome, OutcomeFault
 from .iam import Policy, PolicyError, load_policy
-from .local import LocalZone, new_credentials
+from .local import LocalZone, new_credentials, random_member_network
 from .records import (
     AddressPool,
     HealthCheck,
@@ -54,5 +54,6 @@ __all__ = [
     "load_policy",
     "make_server",
     "new_credentials",
+    "random_member_network",
     "serve_in_thread",
 ]

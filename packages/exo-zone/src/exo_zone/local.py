@@ -6,6 +6,7 @@ it here, so credentials, endpoint and shutdown are made one way.
 
 from __future__ import annotations
 
+import random
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,12 @@ from .runtime import MemberRuntime
 from .serving import serve_in_thread
 from .timings import ZoneTimings
 from .zone import Zone
+
+
+def random_member_network() -> str:
+    """A loopback /24 for a zone's members, unlikely to collide with another zone running on
+    this machine (a test run beside a benchmark, parallel tests): 127.100-199.x.0/24."""
+    return f"127.{random.randint(100, 199)}.{random.randint(0, 255)}.0/24"  # noqa: S311
 
 
 def new_credentials() -> tuple[str, str]:

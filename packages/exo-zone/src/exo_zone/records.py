@@ -94,7 +94,7 @@ class Operation:
     command: str
     ready_at: float
     #: zone-clock time the operation was created
-    started_at: float = 0.0
+    started_at: float
     done_when: Callable[[], bool] = lambda: True
     state: str = "pending"
     reason: str | None = None
@@ -163,6 +163,9 @@ class InstanceSnapshot:
     state: str
     instance_type: str
     created_at: datetime
+    #: zone-clock (time.monotonic unless the zone was given another clock) creation time: when
+    #: billing starts (exo-lab's billed instance-seconds), finer than `created_at`'s second
+    started_at: float
 
     @classmethod
     def of(cls, inst: Instance) -> InstanceSnapshot:
@@ -174,6 +177,7 @@ class InstanceSnapshot:
             state=inst.state,
             instance_type=inst.itype.name,
             created_at=inst.created_at,
+            started_at=inst.boot_started,
         )
 
 

@@ -1,6 +1,8 @@
 """The benchmark's arithmetic and tables: pure functions over figures and series.
 
 Kept apart from the runs so every number the suite prints can be checked on synthetic input.
+One concept over ~400 lines: the arithmetic of the non-judged sections (quality tables, faults,
+reaction, the course grader, drains, their targets); the judged sweep's is sweep.py.
 """
 
 from __future__ import annotations
@@ -249,71 +251,9 @@ def reaction_table(rows: Sequence[Mapping[str, Any]]) -> str:
 
 # -- three contestants -------------------------------------------------------------------------
 
-#: the benchmark's contestants, the reference (naive) first
+#: the course section's contestants, the reference (naive) first (the sweep's, with the
+#: reactive limit, are bench/sweep.py's)
 CONTESTANTS: tuple[str, ...] = ("naive", "seed", "exo-scaler")
-
-#: (key in the figures, label, format) — the three-way table, in order. `max_pool_size` is
-#: shown against the oracle's peak (`oracle_peak`, added by the bench to each run's figures).
-COMPARE_METRICS: tuple[tuple[str, str, str], ...] = (
-    ("theta_u", "θ_U %", ".1f"),
-    ("theta_o", "θ_O %", ".1f"),
-    ("tau_u", "τ_U %", ".1f"),
-    ("tau_o", "τ_O %", ".1f"),
-    ("instance_seconds_ratio", "instance-s / oracle", ".2f"),
-    ("max_pool_size", "max pool / oracle's peak", "d"),
-    ("scaling_actions", "scaling actions", "d"),
-    ("reversals", "reversals", "d"),
-    ("reaction_to_decision_s", "load step → decision s", ".0f"),
-    ("reaction_to_capacity_s", "load step → capacity serving s", ".0f"),
-    ("failed_requests", "failed requests", "d"),
-)
-
-
-def three_way(figures: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per metric: each contestant's value and its ratio to the naive design's.
-
-    `figures` maps a contestant (CONTESTANTS) to its run's figures; a contestant that did not
-    run is missing and its cells are None."""
-    naive = figures.get("naive", {})
-    rows = []
-    for key, label, _ in COMPARE_METRICS:
-        values = {c: figures[c].get(key) if c in figures else None for c in CONTESTANTS}
-        rows.append(
-            {
-                "metric": key,
-                "label": label,
-                "values": values,
-                "over_naive": {c: ratio(values[c], naive.get(key)) for c in CONTESTANTS[1:]},
-                "oracle_peak": {
-                    c: figures[c].get("oracle_peak") if c in figures else None for c in CONTESTANTS
-                },
-            }
-        )
-    return rows
-
-
-def three_way_table(profile: str, rows: Sequence[Mapping[str, Any]]) -> str:
-    """One table per profile: a row per metric, a column per contestant, then the ratios."""
-    headers = [
-        f"{profile}: metric",
-        *CONTESTANTS,
-        *(f"{c} / naive" for c in CONTESTANTS[1:]),
-    ]
-    specs = {key: spec for key, _, spec in COMPARE_METRICS}
-    body = []
-    for r in rows:
-        spec = specs[r["metric"]]
-        cells = []
-        for c in CONTESTANTS:
-            cell = fmt(r["values"][c], spec)
-            if r["metric"] == "max_pool_size" and r["values"][c] is not None:
-                cell += f" / {fmt(r['oracle_peak'][c], 'd')}"
-            cells.append(cell)
-        body.append(
-            [r["label"], *cells, *(fmt(r["over_naive"][c], ".2f") for c in CONTESTANTS[1:])]
-        )
-    return markdown_table(headers, body)
-
 
 # -- the course grader's criterion ----------------------------------------------------------------
 
@@ -445,80 +385,23 @@ class TargetCheck:
 
 
 def target_checks(
-    compare: Mapping[str, Mapping[str, Mapping[str, Any]]],
     *,
     course: Mapping[str, CourseVerdict] | None = None,
     signals: Mapping[str, Any] | None = None,
     evict: Mapping[str, Any] | None = None,
 ) -> list[TargetCheck]:
-    """The issue's targets against this run's figures.
+    """The targets of the course, signals and evict sections (the sweep's are
+    sweep.sweep_targets).
 
-    `compare` is {profile: {contestant: figures}}; `signals` {"injected", "scaled_by_signals"}
-    and `evict` {"failed_evicts", "left_drained"} come from the faults section; any may be
-    missing (a section not run, quick mode), which gives `met` None."""
+    `signals` {"injected", "scaled_by_signals"} and `evict` {"failed_evicts", "left_drained"}
+    come from the faults section; any may be missing (a section not run, quick mode), which
+    gives `met` None."""
     checks: list[TargetCheck] = []
     ours = "exo-scaler"
 
     def not_run(target: str, scope: str, why: str) -> None:
         checks.append(TargetCheck(target, scope, why, None))
 
-    for profile in ("step", "ramp"):
-        f = compare.get(profile, {}).get(ours)
-        if f is None:
-            not_run("instance-seconds / oracle ≤ 1.10", f"{profile}, {ours}", "not run")
-            not_run("pool never above the oracle's peak", f"{profile}, {ours}", "not run")
-            continue
-        isr = f.get("instance_seconds_ratio")
-        checks.append(
-            TargetCheck(
-                "instance-seconds / oracle ≤ 1.10",
-                f"{profile}, {ours}",
-                fmt(isr, ".2f"),
-                None if not isinstance(isr, int | float) else isr <= 1.10,
-            )
-        )
-        top, peak = f.get("max_pool_size"), f.get("oracle_peak")
-        checks.append(
-            TargetCheck(
-                "pool never above the oracle's peak",
-                f"{profile}, {ours}",
-                f"max {fmt(top, 'd')}, oracle's peak {fmt(peak, 'd')}",
-                None if top is None or peak is None else top <= peak,
-            )
-        )
-    for profile, by_contestant in compare.items():
-        f, naive = by_contestant.get(ours), by_contestant.get("naive")
-        if f is None or naive is None:
-            not_run("τ_U ≤ 0.7 × naive", profile, "not run")
-            continue
-        mine, theirs = f.get("tau_u"), naive.get("tau_u")
-        r = ratio(mine, theirs)
-        if not isinstance(mine, int | float) or not isinstance(theirs, int | float):
-            met: bool | None = None
-        else:
-            met = mine <= 0.7 * theirs
-        checks.append(
-            TargetCheck(
-                "τ_U ≤ 0.7 × naive",
-                f"{profile}, {ours}",
-                f"{fmt(mine, '.1f')} % vs naive {fmt(theirs, '.1f')} % ({fmt(r, '.2f')}×)",
-                met,
-            )
-        )
-    for profile in ("step", "ramp"):
-        f = compare.get(profile, {}).get(ours)
-        if f is None:
-            not_run("0 reversals at steady load", f"{profile}, {ours}", "not run")
-            continue
-        rev = f.get("reversals")
-        checks.append(
-            TargetCheck(
-                "0 reversals at steady load",
-                f"{profile}, {ours}",
-                fmt(rev, "d"),
-                None if rev is None else rev == 0,
-            )
-        )
     if course is None or ours not in course:
         not_run("course criterion at production timing", ours, "not run (full mode only)")
     else:

@@ -9,13 +9,14 @@ is skipped with a note, never failed.
 from __future__ import annotations
 
 import importlib.util
-import random
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from exo_zone import random_member_network
 
 from .analysis import fmt, markdown_table
 
@@ -54,11 +55,6 @@ def load_benchmark(repo: Path, relative: str) -> ModuleType:
         sys.modules.pop(name, None)
         raise
     return module
-
-
-def random_member_network() -> str:
-    """A loopback /24 unlikely to collide with another zone on this machine."""
-    return f"127.{random.randint(100, 199)}.{random.randint(0, 255)}.0/24"  # noqa: S311
 
 
 def run_components(

@@ -1,12 +1,16 @@
-"""Lab runs for the benchmark: LabRun plus what the suite observes and does during a run.
+"""Lab runs for the benchmark: one measured run with what the suite observes and does.
 
-`BenchLab` samples, once per lab second alongside LabRun's own sample: member records (first
+`BenchHooks` (hooks on the measured run, measure/loop.py) samples, once per lab second after
+the run's own sample: member records (first
 seen, running, serving behind the NLB), the RSS of every long-running process, optionally the
 members' drain state (from their admin API), and scheduled faults (API errors, a failed evict
 operation, a member kill, component restarts, Grafana signals that must never scale). For the
 course scenario it polls the API every 10 production seconds from the load's start, as the
 course's grader does. After the load it reads the scaler's decision log (exo-scaler's
 `DecisionRecord`s) and the zone's operations, so decisions are counted exactly.
+
+One concept, a benchmark lab run: the hooks, the faults they inject and the `LabOutcome` they
+leave, kept together because each fault and observation reads the same stack and clock.
 """
 
 from __future__ import annotations
@@ -28,10 +32,12 @@ from exo_client import NO_RETRY, ClientSettings, ExoApiError, ExoClient
 from exo_scaler import DecisionRecord
 from exo_zone import FaultPlan, OperationOutcome, OutcomeFault
 
-from ..load.generator import RequestResult
 from ..load.profiles import LoadProfile
+from ..measure import MeasuredRun, RunClock, RunHooks
 from ..report.run_report import Observation, RunReport
-from ..stack.run import LabRun
+from ..stack.lab_probe import LabProbe
+from ..stack.lab_stack import LabStack
+from ..stack.run import lab_hooks
 from ..stack.settings import LabSettings
 from .analysis import COURSE_POLL_EVERY, COURSE_WINDOW, Poll
 
@@ -87,25 +93,25 @@ class MemberTrack:
     serving_at: float | None = None
 
 
-class BenchLab(LabRun):
+class BenchHooks(RunHooks):
     def __init__(
         self,
-        settings: LabSettings,
+        stack: LabStack,
         events: list[FaultEvent] | None = None,
         *,
         rss_every: float = 5.0,
         watch_alerts: bool = False,
         watch_drains: bool = False,
         course_polls: bool = False,
-        settle: bool = True,
     ) -> None:
-        super().__init__(settings)
+        self.stack = stack
+        self.s = stack.s
         self.events = sorted(events or [], key=lambda e: e.at)
         self.rss_every = rss_every
         self.watch_alerts = watch_alerts
         self.watch_drains = watch_drains
         self.course_polls = course_polls
-        self.settle = settle
+        self.clock: RunClock | None = None
         #: (lab t, {member id: draining}) for the pool's running members, when watched
         self.drain_samples: list[tuple[float, dict[str, bool]]] = []
         #: the grader's polls (production seconds since the load began) and their lateness
@@ -119,27 +125,18 @@ class BenchLab(LabRun):
         self._next_rss = 0.0
         self._threads: list[threading.Thread] = []
 
-    # -- per-second hook ----------------------------------------------------------------------
+    # -- the run's hooks ----------------------------------------------------------------------
 
-    def _settle(self, start: float) -> None:
-        # The course scenario is judged within 300 s of the load's start: no scale-in to wait for.
-        if self.settle:
-            super()._settle(start)
-
-    def stop(self) -> None:
-        self._stop_polls.set()
-        if self._poller is not None:
-            self._poller.join(timeout=15)
-        super().stop()
-
-    def observe(self, t: float) -> Observation:
-        if self.course_polls and self._poller is None and self.load_start_mono is not None:
+    def started(self, clock: RunClock) -> None:
+        self.clock = clock
+        if self.course_polls:
             begins = load_begins_at(self.s.load_profile())
             self._poller = threading.Thread(
-                target=self._poll_course, args=(self.load_start_mono + begins,), daemon=True
+                target=self._poll_course, args=(clock.mono + begins,), daemon=True
             )
             self._poller.start()
-        sample = super().observe(t)
+
+    def sampled(self, t: float, observation: Observation) -> None:
         self._track_members(t)
         if self.watch_drains:
             self._sample_drains(t)
@@ -151,12 +148,19 @@ class BenchLab(LabRun):
         for event in self.events:
             if event.done_at is None and t >= event.at:
                 self._fire(event, t)
-        return sample
+
+    def finished(self) -> None:
+        self._stop_polls.set()
+        if self._poller is not None:
+            self._poller.join(timeout=15)
+        for thread in self._threads:
+            thread.join(timeout=65)
 
     def _track_members(self, t: float) -> None:
-        assert self.zone is not None
-        states = {i.id: (i.address, i.state) for i in self.zone.instance_snapshots()}
-        serving = self._serving()
+        zone = self.stack.zone
+        assert zone is not None
+        states = {i.id: (i.address, i.state) for i in zone.instance_snapshots()}
+        serving = self.stack.serving()
         for instance_id, (address, state) in states.items():
             track = self.members.get(instance_id)
             if track is None:
@@ -168,9 +172,10 @@ class BenchLab(LabRun):
 
     def _sample_drains(self, t: float) -> None:
         """Each running member's drain state, from its own admin API (the data plane)."""
-        assert self.zone is not None and self.plane is not None
-        running = [i.id for i in self.zone.members(self.pool_id) if i.state == "running"]
-        runtime = self.plane.runtime
+        zone, plane = self.stack.zone, self.stack.plane
+        assert zone is not None and plane is not None
+        running = [i.id for i in zone.members(self.stack.pool_id) if i.state == "running"]
+        runtime = plane.runtime
         states: dict[str, bool] = {}
         for instance_id in running:
             try:
@@ -188,8 +193,8 @@ class BenchLab(LabRun):
         """The course grader: list the pool's members through the API every 10 production
         seconds from the load's start, a few polls past the 300 s window. Bounded; stops with
         the lab."""
-        assert self.local_zone is not None
-        client = ExoClient(ClientSettings.from_env(self.local_zone.env), retry=NO_RETRY)
+        assert self.stack.local_zone is not None
+        client = ExoClient(ClientSettings.from_env(self.stack.local_zone.env), retry=NO_RETRY)
         every = self.s.lab(COURSE_POLL_EVERY)
         try:
             for k in range(int(COURSE_WINDOW // COURSE_POLL_EVERY) + 4):
@@ -199,7 +204,7 @@ class BenchLab(LabRun):
                 self.poll_lateness.append((time.monotonic() - due) * self.s.speed)
                 t = k * COURSE_POLL_EVERY
                 try:
-                    members = client.list_members(self.pool_id)
+                    members = client.list_members(self.stack.pool_id)
                 except ExoApiError as exc:
                     self.polls.append(Poll(t, None, error=f"{type(exc).__name__}: {exc}"[:80]))
                     continue
@@ -210,7 +215,7 @@ class BenchLab(LabRun):
 
     def _poll_alerts(self) -> None:
         try:
-            alerts = httpx.get(f"{self.prometheus_url}/api/v1/alerts", timeout=2).json()
+            alerts = httpx.get(f"{self.stack.prometheus_url}/api/v1/alerts", timeout=2).json()
         except (httpx.HTTPError, ValueError):
             return
         for alert in alerts.get("data", {}).get("alerts", []):
@@ -222,7 +227,7 @@ class BenchLab(LabRun):
     # -- RSS ----------------------------------------------------------------------------------
 
     def _sample_rss(self) -> None:
-        by_pid = {c.process.pid: c.name for c in self.children.children if c.alive()}
+        by_pid = {c.process.pid: c.name for c in self.stack.children.children if c.alive()}
         totals: dict[str, float] = {}
         me = psutil.Process()
         with contextlib.suppress(psutil.Error):
@@ -233,6 +238,8 @@ class BenchLab(LabRun):
             try:
                 tree = [child, *child.children(recursive=True)]
                 rss = sum(p.memory_info().rss for p in tree)
+                if name is None and _is_load_generator(child):
+                    name = "load"  # the measured run's own child
             except psutil.Error:
                 continue
             if name is None:
@@ -254,19 +261,20 @@ class BenchLab(LabRun):
         event.done_at = t
         try:
             if event.kind == "api-faults":
-                assert self.zone_api is not None
-                self.zone_api.faults = FaultPlan.from_json(event.plan)
+                assert self.stack.zone_api is not None
+                self.stack.zone_api.faults = FaultPlan.from_json(event.plan)
                 event.detail = json.dumps(event.plan)
             elif event.kind == "api-faults-off":
-                assert self.zone_api is not None
-                event.detail = f"{self.zone_api.faults.injected} faults injected"
+                api = self.stack.zone_api
+                assert api is not None
+                event.detail = f"{api.faults.injected} faults injected"
                 # An armed evict failure that no evict has met yet stays armed.
-                self.zone_api.faults = FaultPlan(outcome=self.zone_api.faults.outcome)
+                api.faults = FaultPlan(outcome=api.faults.outcome)
             elif event.kind == "evict-failure":
-                assert self.zone_api is not None
+                assert self.stack.zone_api is not None
                 # Added to the plan in force (API errors may be on): the next evict operation
                 # is accepted, then ends `failure` — the drained member must be resumed.
-                self.zone_api.faults.outcome = OutcomeFault(
+                self.stack.zone_api.faults.outcome = OutcomeFault(
                     OperationOutcome("failure", "unavailable"), commands=frozenset({EVICT})
                 )
                 event.detail = "the next evict operation ends in failure (unavailable)"
@@ -281,17 +289,17 @@ class BenchLab(LabRun):
         except Exception as exc:
             event.detail = f"failed: {type(exc).__name__}: {exc}"
             log.warning("fault %s %s failed: %s", event.kind, event.target, exc)
-        self.say(f"fault at t={t:.0f}s: {event.kind} {event.target} {event.detail}".rstrip())
+        self.stack.say(f"fault at t={t:.0f}s: {event.kind} {event.target} {event.detail}".rstrip())
 
     def _send_signals(self, event: FaultEvent) -> str:
         """Post Grafana payloads that must never scale (NoData, Error, state reason, the
         contact-point test) to the scaler, with its token, as Grafana would."""
-        headers = {"Authorization": f"Bearer {self.scaler_token}"}
+        headers = {"Authorization": f"Bearer {self.stack.scaler_token}"}
         for payload in event.plan.get("payloads", []):
             answer: dict[str, Any] = {"name": payload["name"], "path": payload["path"]}
             try:
                 response = httpx.post(
-                    f"{self.scaler_url}{payload['path']}",
+                    f"{self.stack.scaler_url}{payload['path']}",
                     json=payload["body"],
                     headers=headers,
                     timeout=5,
@@ -309,18 +317,18 @@ class BenchLab(LabRun):
         return f"posted {len(event.answers)} Grafana signals ({statuses})"
 
     def _kill_a_member(self) -> str:
-        assert self.zone is not None
-        running = [i for i in self.zone.members(self.pool_id) if i.state == "running"]
+        zone = self.stack.zone
+        assert zone is not None
+        running = [i for i in zone.members(self.stack.pool_id) if i.state == "running"]
         if not running:
             return "no running member to kill"
         victim = running[0]  # the oldest: it carries load since the start
-        self.zone.kill_member(victim.id)
+        zone.kill_member(victim.id)
         return f"killed {victim.name} ({victim.address})"
 
     def _restart(self, event: FaultEvent) -> None:
-        old = next(
-            (c for c in self.children.children if c.name == event.target and c.alive()), None
-        )
+        children = self.stack.children
+        old = next((c for c in children.children if c.name == event.target and c.alive()), None)
         if old is None:
             event.detail = "not running"
             return
@@ -328,12 +336,12 @@ class BenchLab(LabRun):
         argv = [str(a) for a in args] if isinstance(args, list | tuple) else [str(args)]
         if argv and argv[0].endswith("setpriv"):
             argv = argv[argv.index("--") + 1 :]
-        # Out of the list first: run_load's liveness check must not see the stopped child.
-        self.children.children.remove(old)
+        # Out of the list first: the probe's liveness check must not see the stopped child.
+        children.children.remove(old)
         stopped = time.monotonic()
-        self.children.stop(old)
-        env = self.service_env.get(event.target)  # exo-sd, exo-scaler: each its own key
-        self.children.start(event.target, argv, env=env)
+        children.stop(old)
+        env = self.stack.service_env.get(event.target)  # exo-sd, exo-scaler: each its own key
+        children.start(event.target, argv, env=env)
         event.detail = f"stopped in {time.monotonic() - stopped:.2f}s and started again"
         ready = self._readiness(event.target, argv)
         if ready is not None:
@@ -343,8 +351,8 @@ class BenchLab(LabRun):
 
     def _readiness(self, name: str, argv: list[str]) -> Callable[[], bool] | None:
         urls = {
-            "exo-scaler": f"{self.scaler_url}/healthz",
-            "prometheus": f"{self.prometheus_url}/-/ready",
+            "exo-scaler": f"{self.stack.scaler_url}/healthz",
+            "prometheus": f"{self.stack.prometheus_url}/-/ready",
         }
         if name == "exo-sd" and "--metrics-port" in argv:
             urls[name] = f"http://127.0.0.1:{argv[argv.index('--metrics-port') + 1]}/metrics"
@@ -358,8 +366,8 @@ class BenchLab(LabRun):
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
                 if ready():
-                    assert self.load_start_mono is not None
-                    event.ready_at = time.monotonic() - self.load_start_mono
+                    assert self.clock is not None
+                    event.ready_at = self.clock.since()
                     return
             time.sleep(0.05)
 
@@ -367,38 +375,38 @@ class BenchLab(LabRun):
 
     def failed_evicts(self) -> int:
         """Evict operations the zone ended in failure (the injected ones)."""
-        assert self.zone is not None
+        zone = self.stack.zone
+        assert zone is not None
         return sum(
-            1
-            for op in self.zone.operation_snapshots()
-            if op.command == EVICT and op.state == "failure"
+            1 for op in zone.operation_snapshots() if op.command == EVICT and op.state == "failure"
         )
 
     def lab_time(self, wall: float) -> float:
-        assert self.load_start_wall is not None
-        return wall - self.load_start_wall
+        assert self.clock is not None
+        return wall - self.clock.wall
 
     def operation_times(self) -> list[float]:
         """Lab time each scaling operation was created at (the zone's own clock)."""
-        assert self.zone is not None and self.load_start_mono is not None
+        zone = self.stack.zone
+        assert zone is not None and self.clock is not None
         return sorted(
-            op.started_at - self.load_start_mono
-            for op in self.zone.operation_snapshots()
+            op.started_at - self.clock.mono
+            for op in zone.operation_snapshots()
             if op.command in SCALING_COMMANDS
         )
 
     def alert_ranges(self, action: str) -> dict[str, float | None]:
         """First lab time the alert with `action` was pending and firing after the load began,
         from Prometheus' ALERTS series (resolution: one rule evaluation)."""
-        assert self.load_start_wall is not None
+        assert self.clock is not None
         step = max(0.05, self.s.lab(15) / 2)
         found: dict[str, float | None] = {"pending": None, "firing": None}
         try:
             body = httpx.get(
-                f"{self.prometheus_url}/api/v1/query_range",
+                f"{self.stack.prometheus_url}/api/v1/query_range",
                 params={
                     "query": f'ALERTS{{action="{action}"}}',
-                    "start": f"{self.load_start_wall:.3f}",
+                    "start": f"{self.clock.wall:.3f}",
                     "end": f"{time.time():.3f}",
                     "step": f"{step:.3f}",
                 },
@@ -413,10 +421,6 @@ class BenchLab(LabRun):
                 current = found[state]
                 found[state] = first if current is None else min(current, first)
         return found
-
-    def join_threads(self) -> None:
-        for thread in self._threads:
-            thread.join(timeout=65)
 
 
 @dataclass
@@ -455,45 +459,44 @@ def run_bench_lab(
     watch_drains: bool = False,
     course_polls: bool = False,
     settle: bool = True,
+    window: float | None = None,
 ) -> LabOutcome:
     started = time.monotonic()
-    lab = BenchLab(
-        settings,
-        events,
-        watch_alerts=watch_alerts,
-        watch_drains=watch_drains,
-        course_polls=course_polls,
-        settle=settle,
-    )
-    with lab:
-        lab.start()
-        results: list[RequestResult] = lab.run_load()
-        lab.join_threads()
-        alert_marks = lab.alert_ranges("scale_up")
-        report = lab.report(results)
+    with LabStack(settings) as stack:
+        stack.start()
+        bench = BenchHooks(
+            stack,
+            events,
+            watch_alerts=watch_alerts,
+            watch_drains=watch_drains,
+            course_polls=course_polls,
+        )
+        probe = LabProbe(stack)
+        run = MeasuredRun(probe, [*lab_hooks(probe), bench], settle=settle, window=window)
+        report = run.run()
+        assert run.clock is not None
+        alert_marks = bench.alert_ranges("scale_up")
         figures = report.figures()
-        # The oracle's largest count: what "never above the oracle's peak" compares with.
-        figures["oracle_peak"] = max((s.demand for s in report.samples), default=None)
         outcome = LabOutcome(
             name=name,
             settings=settings,
             report=report,
             figures=figures,
-            decisions_logged=lab.logged_decisions(),
-            operation_times=lab.operation_times(),
-            members=sorted(lab.members.values(), key=lambda m: m.seen_at),
-            events=lab.events,
-            rss_mib=lab.rss_mib,
-            reaction_floor=lab.reaction_floor(),
+            decisions_logged=stack.logged_decisions(),
+            operation_times=bench.operation_times(),
+            members=sorted(bench.members.values(), key=lambda m: m.seen_at),
+            events=bench.events,
+            rss_mib=bench.rss_mib,
+            reaction_floor=stack.reaction_floor(),
             alert_marks=alert_marks,
-            alert_active_at={k: lab.lab_time(v) for k, v in lab.alert_active_at.items()},
+            alert_active_at={k: bench.lab_time(v) for k, v in bench.alert_active_at.items()},
             wall_seconds=0.0,
-            load_start_wall=lab.load_start_wall or 0.0,
-            drain_samples=lab.drain_samples,
-            polls=list(lab.polls),
-            poll_lateness=list(lab.poll_lateness),
-            failed_evicts=lab.failed_evicts(),
-            scaler_events=scaler_events(lab.scaler_log()),
+            load_start_wall=run.clock.wall,
+            drain_samples=bench.drain_samples,
+            polls=list(bench.polls),
+            poll_lateness=list(bench.poll_lateness),
+            failed_evicts=bench.failed_evicts(),
+            scaler_events=scaler_events(stack.scaler_log()),
         )
     outcome.paths = report.write(settings.out)
     outcome.wall_seconds = time.monotonic() - started
@@ -514,6 +517,11 @@ def scaler_events(path: Path) -> dict[str, int]:
             if event:
                 counts[event] = counts.get(event, 0) + 1
     return counts
+
+
+def _is_load_generator(process: psutil.Process) -> bool:
+    command = process.cmdline()
+    return "exo_lab" in command and "load" in command
 
 
 def _parse_rfc3339(text: str) -> float:

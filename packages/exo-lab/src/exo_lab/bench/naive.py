@@ -42,6 +42,7 @@ from exo_scaler import (
     EventLog,
     Intent,
     IntentBook,
+    ParsedPayload,
     PayloadError,
     Reason,
     parse_alert_payload,
@@ -128,18 +129,26 @@ class NaiveScaler:
             }
 
 
+async def read_alerts(
+    request: Request, route: Direction | None, label: str = "action"
+) -> ParsedPayload | Response:
+    """The webhook's alerts as exo-scaler parses them, or the error answer to give (413, 4xx).
+    Shared with the reactive limit (bench/limit.py)."""
+    try:
+        raw = await read_limited(request, MAX_BODY_BYTES)
+        return parse_alert_payload(raw, label=label, route_direction=route)
+    except BodyTooLarge as exc:
+        return JSONResponse({"error": str(exc)}, status_code=413)
+    except PayloadError as exc:
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+
 def _receiver(route: Direction | None) -> Callable[[Request], Awaitable[Response]]:
     async def receive(request: Request) -> Response:
         scaler: NaiveScaler = request.app.state.scaler
-        try:
-            raw = await read_limited(request, MAX_BODY_BYTES)
-            parsed = parse_alert_payload(
-                raw, label=scaler.settings.direction_label, route_direction=route
-            )
-        except BodyTooLarge as exc:
-            return JSONResponse({"error": str(exc)}, status_code=413)
-        except PayloadError as exc:
-            return JSONResponse({"error": exc.message}, status_code=exc.status)
+        parsed = await read_alerts(request, route, scaler.settings.direction_label)
+        if isinstance(parsed, Response):
+            return parsed
         # A book per webhook: the naive design keeps nothing between webhooks.
         book = IntentBook()
         book.record(parsed.directions, route.value if route else parsed.source)
@@ -165,22 +174,37 @@ async def _metrics(request: Request) -> Response:
 WEBHOOK_PATHS = {"/webhook": None, "/up": Direction.UP, "/down": Direction.DOWN}
 
 
-def create_app(settings: NaiveSettings, client: ExoClient) -> Starlette:
+def baseline_app(
+    scaler: Any,
+    token: str,
+    receiver: Callable[[Direction | None], Callable[[Request], Awaitable[Response]]],
+    *extra: Route,
+) -> Starlette:
+    """A baseline scaler's app: exo-scaler's webhook routes behind its Bearer check, `/status`
+    from `scaler.status()`, `/healthz`, and `extra` routes. The naive scaler's and the
+    reactive limit's, so they differ from each other and from exo-scaler only in policy."""
     app = Starlette(
         routes=[
-            *(Route(p, _receiver(d), methods=["POST"]) for p, d in WEBHOOK_PATHS.items()),
+            *(Route(p, receiver(d), methods=["POST"]) for p, d in WEBHOOK_PATHS.items()),
             Route("/status", _status, methods=["GET"]),
             Route("/healthz", _healthz, methods=["GET"]),
-            Route("/metrics", _metrics, methods=["GET"]),
+            *extra,
         ]
     )
     app.add_middleware(
-        AuthMiddleware,
-        authenticator=Authenticator(settings.token),
-        protected=set(WEBHOOK_PATHS),
+        AuthMiddleware, authenticator=Authenticator(token), protected=set(WEBHOOK_PATHS)
     )
-    app.state.scaler = NaiveScaler(settings, client)
+    app.state.scaler = scaler
     return app
+
+
+def create_app(settings: NaiveSettings, client: ExoClient) -> Starlette:
+    return baseline_app(
+        NaiveScaler(settings, client),
+        settings.token,
+        _receiver,
+        Route("/metrics", _metrics, methods=["GET"]),
+    )
 
 
 @click.command()

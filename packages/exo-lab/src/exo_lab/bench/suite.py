@@ -2,11 +2,14 @@
 
 Sections, run one after the other (a 2-core machine has no room for two labs at once):
 
-- quality:    exo-scaler on the step, ramp and spike profiles, sped up (SPEC RG figures);
-- compare:    the three contestants through the same stack on the same profiles — naive
-              (exo_lab.bench.naive), seed (exo-scaler --policy step, the seed's ±1 a tick) and
-              exo-scaler (its default policy) — one table per profile, ratios to naive
-              (`--only naive` still selects it);
+- sweep:      the judged benchmark (bench/sweep.py): every scenario (steps at 1.6, 2.6, 3.5,
+              4.4 members' worth and beyond the pool's max, ramp, spike, a noisy steady load, a
+              member killed at peak, the course) for the four contestants through the same
+              stack — naive (bench/naive.py), seed (exo-scaler --policy step), exo-scaler and
+              the reactive limit (bench/limit.py) — `repeats` times each, over one evaluation
+              window per scenario; a table per scenario of medians with their spread and every
+              contestant's ratio to the limit and to naive (`--only quality|compare|naive`
+              still select it); quick mode: step at 3.5, once;
 - storm:      full mode only: every notification sent 3 times (Grafana replicas without HA
               clustering), step profile, exo-scaler and naive: where the naive design loses;
 - course:     full mode only: the course robot's scenario (one member, 10 closed-loop workers
@@ -21,11 +24,18 @@ Sections, run one after the other (a 2-core machine has no room for two labs at 
               full CPU) and the RSS of every long-running process of a lab run;
 - reaction:   load step → alert → webhook → decision → new member serving, next to the floor
               the configured timers imply; at production timings (speed 1) in full mode,
-              from a sped-up run (labelled) in quick mode.
+              from a sped-up run (labelled) in quick mode;
+- fidelity:   only with --fidelity: step at 3.5 for naive and exo-scaler at ×1 and ×10, and
+              whether ×10 reproduces ×1 within 10 % (τ_U, failed share, billed instance-s,
+              reaction).
 
 The issue's targets are printed last, each with its figure and met / not met / not measured.
 Results land in <out>/<timestamp>/ (results.json, summary.md, one folder per lab run). The exit
 status says whether the code worked, never whether a figure was good.
+
+One module for one concept, the suite's plan: which lab runs each section asks for, in what
+order, with what settings, and the CLI that chooses them. What a run observes is bench/lab.py;
+every figure and table is computed in analysis.py, sweep.py and outcomes.py.
 """
 
 from __future__ import annotations
@@ -45,6 +55,8 @@ from typing import Any
 import click
 import psutil
 
+from exo_zone import random_member_network
+
 from ..stack.settings import LabSettings
 from .analysis import (
     CONTESTANTS,
@@ -57,10 +69,8 @@ from .analysis import (
     quality_table,
     target_checks,
     targets_table,
-    three_way,
-    three_way_table,
 )
-from .components import components_markdown, find_repo, random_member_network, run_components
+from .components import components_markdown, find_repo, run_components
 from .lab import FaultEvent, LabOutcome, run_bench_lab
 from .outcomes import (
     FIXTURES_DIR,
@@ -75,18 +85,33 @@ from .outcomes import (
     reaction_markdown,
     rss_markdown,
 )
+from .sweep import (
+    CONTESTANTS as SWEEP_CONTESTANTS,
+)
+from .sweep import (
+    Scenario,
+    ScenarioResult,
+    cost_table,
+    fidelity_rows,
+    fidelity_table,
+    judged_figures,
+    judged_table,
+    sweep,
+    sweep_targets,
+)
 
-SECTIONS = ("quality", "compare", "storm", "course", "faults", "components", "reaction")
+SECTIONS = ("sweep", "storm", "course", "faults", "components", "reaction", "fidelity")
+#: what runs without --only (fidelity is its own mode: --fidelity)
+DEFAULT_SECTIONS = SECTIONS[:-1]
 #: older section names still accepted by --only
-ALIASES = {"naive": "compare"}
+ALIASES = {"naive": "sweep", "compare": "sweep", "quality": "sweep"}
 
 
 @dataclass(frozen=True)
 class BenchPlan:
     quick: bool
-    speed: float  # quality, naive and faults runs
-    duration: float  # production seconds of load per quality run
-    profiles: tuple[str, ...]
+    speed: float  # storm and faults runs (smoke speed)
+    duration: float  # production seconds of load per sweep run
     faults_duration: float
     reaction_speed: float
     reaction_duration: float
@@ -96,21 +121,41 @@ class BenchPlan:
     #: production seconds of the course profile: its workers run from 1/8 to 5/8 of it, so
     #: 640 s keeps them on for 320 s, past the grader's 300 s window
     course_duration: float = 640.0
+    #: the sweep: its speed, runs per contestant and scenario, and the production seconds the
+    #: judged window lasts past the load (the scale-in)
+    sweep_speed: float = 10.0
+    repeats: int = 3
+    tail: float = 490.0
+    #: scenario names to run (None: every scenario of the mode)
+    scenarios: tuple[str, ...] | None = None
+    #: the fidelity mode: the speeds compared (the reference first)
+    fidelity_speeds: tuple[float, float] = (1.0, 10.0)
 
     @classmethod
-    def for_mode(cls, quick: bool, course_speed: float | None = None) -> BenchPlan:
+    def for_mode(
+        cls,
+        quick: bool,
+        course_speed: float | None = None,
+        *,
+        repeats: int | None = None,
+        scenarios: tuple[str, ...] | None = None,
+    ) -> BenchPlan:
         if quick:
-            return cls(True, 20.0, 640.0, ("step",), 800.0, 20.0, 640.0, 2.5, course_speed)
+            # A smoke run: step at ×20, once per contestant, a short tail; ×20 is not judged.
+            return cls(True, 20.0, 640.0, 800.0, 20.0, 640.0, 2.5, course_speed,
+                       sweep_speed=20.0, repeats=repeats or 1, tail=240.0,
+                       scenarios=scenarios)  # fmt: skip
         return cls(
             False,
             20.0,
             1200.0,
-            ("step", "ramp", "spike"),
             1600.0,
             1.0,
             900.0,
             2.5,
             1.0 if course_speed is None else course_speed,
+            repeats=repeats or 3,
+            scenarios=scenarios,
         )
 
 
@@ -158,6 +203,7 @@ class Suite:
         }
         self.markdown: list[str] = []
         self.outcomes: dict[str, LabOutcome] = {}
+        self.sweep_results: list[ScenarioResult] = []
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -168,7 +214,7 @@ class Suite:
     def settings(self, name: str, **overrides: Any) -> LabSettings:
         values: dict[str, Any] = {
             "out": self.out / "runs" / name,
-            "speed": self.plan.speed,
+            "speed": self.plan.sweep_speed,
             "profile": "step",
             "duration": self.plan.duration,
             "min_size": 1,
@@ -193,8 +239,8 @@ class Suite:
     def run(self) -> int:
         started = time.monotonic()
         steps: list[tuple[str, Callable[[], None]]] = [
-            ("quality", self.quality),
-            ("compare", self.compare),
+            ("sweep", self.sweep),
+            ("fidelity", self.fidelity),
             ("storm", self.storm),
             ("course", self.course),
             ("faults", self.faults),
@@ -235,54 +281,83 @@ class Suite:
 
     # -- sections -----------------------------------------------------------------------------
 
-    def _quality_runs(self, scaler: str) -> dict[str, dict[str, Any]]:
-        figures = {}
-        for profile in self.plan.profiles:
-            name = f"{profile}-{scaler}"
-            outcome = self.lab(name, self.settings(name, profile=profile, scaler=scaler))
-            figures[profile] = outcome.figures
-        return figures
+    def scenarios(self) -> tuple[Scenario, ...]:
+        every = sweep(self.plan.quick)
+        if self.plan.scenarios is None:
+            return every
+        chosen = tuple(sc for sc in sweep(False) if sc.name in self.plan.scenarios)
+        return chosen or every
 
-    def quality(self) -> None:
-        figures = self._quality_runs("exo-scaler")
-        self.results["sections"]["quality"] = {
-            p: {k: v for k, v in f.items()} for p, f in figures.items()
-        }
-        self.emit(
-            f"Autoscaling quality, exo-scaler (speed ×{self.plan.speed:g}, "
-            f"{self.plan.duration:g} s of load per profile)",
-            quality_table({f"{p} / exo-scaler": f for p, f in figures.items()}),
-        )
+    def window(self, settings: LabSettings) -> float:
+        """The judged window, lab seconds from the load's start: the load, then `tail`
+        production seconds of scale-in; the same for every contestant of a scenario."""
+        return settings.load_profile().duration + settings.lab(self.plan.tail)
 
-    def compare(self) -> None:
-        """naive, seed and exo-scaler through the same stack on the same profiles."""
-        figures = {c: self._quality_runs(c) for c in CONTESTANTS}
+    def sweep(self) -> None:
+        """Every scenario for every contestant, `repeats` times, one window per scenario."""
+        plan = self.plan
+        results: list[ScenarioResult] = []
         section: dict[str, Any] = {}
-        tables = [
-            quality_table(
-                {f"{p} / {c}": figures[c][p] for p in self.plan.profiles for c in CONTESTANTS}
+        for scenario in self.scenarios():
+            result = ScenarioResult(scenario)
+            for repeat in range(plan.repeats):
+                # Contestants interleaved per repeat: a drift of the machine's load hits all.
+                for contestant in SWEEP_CONTESTANTS:
+                    name = f"{scenario.name}-{contestant}-r{repeat + 1}"
+                    settings = self.settings(
+                        name,
+                        scaler=contestant,
+                        speed=plan.sweep_speed,
+                        load_seed=repeat + 1,
+                        **scenario.overrides(),
+                    )
+                    events = None
+                    if scenario.kill_at is not None:
+                        at = scenario.kill_at * settings.load_profile().duration
+                        events = [FaultEvent(at, "kill-member")]
+                    outcome = self.lab(name, settings, events=events, window=self.window(settings))
+                    result.runs.setdefault(contestant, []).append(
+                        judged_figures(
+                            outcome.figures,
+                            max_size=settings.max_size,
+                            closed_loop=scenario.closed_loop,
+                        )
+                    )
+            results.append(result)
+            section[scenario.name] = result.to_json()
+            self.emit(
+                f"{scenario.name} — {scenario.note or scenario.profile} (speed "
+                f"×{plan.sweep_speed:g}, {plan.duration:g} s of load, window "
+                f"{plan.duration + plan.tail:g} s, {plan.repeats} run(s) per contestant)",
+                judged_table(result),
             )
-        ]
-        for profile in self.plan.profiles:
-            by_contestant = {c: figures[c][profile] for c in CONTESTANTS}
-            rows = three_way(by_contestant)
-            busy = {
-                c: pool_busy_refusals(self.outcomes[f"{profile}-{c}"].decisions_logged)
-                for c in CONTESTANTS
-            }
-            section[profile] = {"figures": by_contestant, "rows": rows, "pool_busy": busy}
-            tables.append(three_way_table(profile, rows))
-            tables.append(
-                f"Decisions that met a busy pool on {profile} (the naive design's 409s; "
-                "exo-scaler's `pool-busy` ticks, intents kept): "
-                + ", ".join(f"{c} {n}" for c, n in busy.items())
-                + "."
-            )
-        self.results["sections"]["compare"] = section
+        self.sweep_results = results
+        self.results["sections"]["sweep"] = section
+        if results:
+            self.emit("Billed cost of the members (median EUR, prices.json)", cost_table(results))
+
+    def fidelity(self) -> None:
+        """Step at 3.5 for naive and exo-scaler at ×1 and ×10: does ×10 reproduce ×1?"""
+        plan = self.plan
+        slow, fast = plan.fidelity_speeds
+        by_speed: dict[float, dict[str, list[dict[str, Any]]]] = {}
+        for repeat in range(plan.repeats):
+            for speed in (slow, fast):
+                for contestant in ("naive", "exo-scaler"):
+                    name = f"fidelity-step-{contestant}-x{speed:g}-r{repeat + 1}"
+                    settings = self.settings(name, scaler=contestant, speed=speed)
+                    outcome = self.lab(name, settings, window=self.window(settings))
+                    by_speed.setdefault(speed, {}).setdefault(contestant, []).append(
+                        judged_figures(outcome.figures, max_size=settings.max_size)
+                    )
+        rows = fidelity_rows(by_speed, slow, fast)
+        self.results["sections"]["fidelity"] = {"speeds": [slow, fast], "rows": rows}
         self.emit(
-            f"Three contestants, same stack, same profiles (speed ×{self.plan.speed:g}, "
-            f"{self.plan.duration:g} s of load per profile)",
-            "\n\n".join(tables),
+            f"Speed fidelity: ×{fast:g} against ×{slow:g} (step at 3.5, {plan.duration:g} s of "
+            f"load, {plan.repeats} run(s) each)",
+            fidelity_table(rows, slow, fast)
+            + "\n\nWithin: ×10's median is within 10 % of ×1's, or within the figure's absolute "
+            "tolerance (τ_U 2 points, failed 1 point, reaction 10 s = one ×10 sample).",
         )
 
     def course(self) -> None:
@@ -341,7 +416,9 @@ class Suite:
         figures = {}
         for scaler in ("exo-scaler", "naive"):
             name = f"storm-step-{scaler}"
-            settings = self.settings(name, scaler=scaler, notification_copies=copies)
+            settings = self.settings(
+                name, scaler=scaler, notification_copies=copies, speed=self.plan.speed
+            )
             figures[scaler] = self.lab(name, settings).figures
         rows = comparison(figures["exo-scaler"], figures["naive"])
         busy = pool_busy_refusals(self.outcomes["storm-step-naive"].decisions_logged)
@@ -396,7 +473,9 @@ class Suite:
         ]
 
     def faults(self) -> None:
-        settings = self.settings("faults-step", duration=self.plan.faults_duration)
+        settings = self.settings(
+            "faults-step", duration=self.plan.faults_duration, speed=self.plan.speed
+        )
         outcome = self.lab("faults-step", settings, events=self.fault_events(), watch_drains=True)
         section = analyse_faults(outcome)
         section["signals"] = analyse_signals(outcome) if self.repo is not None else None
@@ -419,9 +498,6 @@ class Suite:
     def targets(self) -> None:
         """The issue's targets, each with this run's figure: printed, never a failure."""
         sections = self.results["sections"]
-        compare = {
-            p: s["figures"] for p, s in sections.get("compare", {}).items() if "figures" in s
-        }
         course = sections.get("course")
         verdicts = (
             None
@@ -429,8 +505,8 @@ class Suite:
             else {c: CourseVerdict(**v) for c, v in course["verdicts"].items()}
         )
         faults = sections.get("faults") or {}
-        checks = target_checks(
-            compare, course=verdicts, signals=faults.get("signals"), evict=faults.get("evict")
+        checks = sweep_targets(self.sweep_results) + target_checks(
+            course=verdicts, signals=faults.get("signals"), evict=faults.get("evict")
         )
         self.results["targets"] = [c.to_json() for c in checks]
         note = ""
@@ -439,15 +515,20 @@ class Suite:
                 f"\n\nThe course scenario ran SPED UP (×{course['speed']:g}): its verdicts are "
                 "above, not counted against the production-timing target."
             )
-        self.emit("Targets (issue 14; figures, not tests)", targets_table(checks) + note)
+        if self.plan.quick:
+            note += (
+                f"\n\nQuick mode: one run per contestant at ×{self.plan.sweep_speed:g}, a smoke "
+                "run; its figures are not judged."
+            )
+        self.emit("Targets (issues 14 and 20; figures, not tests)", targets_table(checks) + note)
 
     def reaction(self) -> None:
         plan = self.plan
         # Quick mode: a sped-up run stands in for production timings (labelled as such), the
-        # quality section's step run when there was one.
+        # sweep's step run when there was one.
         name = "reaction-step" if plan.quick else "reaction-step-speed1"
-        if plan.quick and "step-exo-scaler" in self.outcomes:
-            name = "step-exo-scaler"
+        if plan.quick and "step-3.5-exo-scaler-r1" in self.outcomes:
+            name = "step-3.5-exo-scaler-r1"
         settings = self.settings(
             name,
             speed=plan.reaction_speed,
@@ -496,7 +577,7 @@ def _json_default(value: Any) -> Any:
 
 
 @click.command()
-@click.option("--quick", is_flag=True, help="The ~4 minute smoke run (sped-up reaction too).")
+@click.option("--quick", is_flag=True, help="The ~5 minute smoke run (sped-up reaction too).")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -505,7 +586,10 @@ def _json_default(value: Any) -> Any:
     help="Results go to OUT/<timestamp>/.",
 )
 @click.option(
-    "--only", default=",".join(SECTIONS), show_default=True, help="Comma-separated sections to run."
+    "--only",
+    default=",".join(DEFAULT_SECTIONS),
+    show_default=True,
+    help="Comma-separated sections to run.",
 )
 @click.option(
     "--repo",
@@ -520,9 +604,37 @@ def _json_default(value: Any) -> Any:
     help="Run the course scenario at this speed (default: 1, production timing, full mode "
     "only); a faster run is labelled and not counted against the target.",
 )
-def main(quick: bool, out: Path, only: str, repo: Path | None, course_speed: float | None) -> None:
+@click.option(
+    "--repeats",
+    type=click.IntRange(1, 20),
+    default=None,
+    help="Runs per contestant and scenario (medians with their spread) [default: 3; 1 in "
+    "quick mode].",
+)
+@click.option(
+    "--scenarios",
+    default=None,
+    metavar="NAME,...",
+    help=f"Only these sweep scenarios ({', '.join(sc.name for sc in sweep(False))}).",
+)
+@click.option(
+    "--fidelity",
+    is_flag=True,
+    help="Only the speed-fidelity check: step for naive and exo-scaler at ×1 and ×10, "
+    "compared against the 10 % criterion (×1 runs take ~30 minutes each).",
+)
+def main(
+    quick: bool,
+    out: Path,
+    only: str,
+    repo: Path | None,
+    course_speed: float | None,
+    repeats: int | None,
+    scenarios: str | None,
+    fidelity: bool,
+) -> None:
     """Run the benchmark suite and print its tables as it goes."""
-    named = (s.strip() for s in only.split(",") if s.strip())
+    named = (s.strip() for s in ("fidelity" if fidelity else only).split(",") if s.strip())
     sections = tuple(dict.fromkeys(ALIASES.get(s, s) for s in named))
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown or not sections:
@@ -530,13 +642,23 @@ def main(quick: bool, out: Path, only: str, repo: Path | None, course_speed: flo
             f"unknown section(s) {', '.join(unknown) or '(none)'}; known: {', '.join(SECTIONS)}",
             param_hint="--only",
         )
+    chosen = None
+    if scenarios is not None:
+        chosen = tuple(n.strip() for n in scenarios.split(",") if n.strip())
+        known = {sc.name for sc in sweep(False)}
+        if not chosen or not set(chosen) <= known:
+            raise click.BadParameter(
+                f"unknown scenario(s) {', '.join(sorted(set(chosen) - known)) or '(none)'}; "
+                f"known: {', '.join(sorted(known))}",
+                param_hint="--scenarios",
+            )
     found = find_repo(repo.resolve() if repo else Path.cwd().resolve())
     if repo is not None and found is None:
         raise click.BadParameter(f"{repo} is not the exo-autoscale repository", param_hint="--repo")
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     target = out / stamp
     click.echo(f"benchmarks ({'quick' if quick else 'full'}): {', '.join(sections)} → {target}")
-    plan = BenchPlan.for_mode(quick, course_speed)
+    plan = BenchPlan.for_mode(quick, course_speed, repeats=repeats, scenarios=chosen)
     suite = Suite(plan, target, found, sections, say=click.echo)
     status = suite.run()
     click.echo(f"\nresults: {target / 'results.json'}, {target / 'summary.md'}")

@@ -1,7 +1,7 @@
 """`exo-lab`: the local Exoscale zone, and the whole autoscaling stack on one machine.
 
 A thin click layer, one module per command: `zone` serves dataplane.standalone.serve_zone,
-`run` runs stack.run.run_lab (or target.run.run_target with --target), `load` runs
+`run` runs stack.run.run_lab (or deployment.run.run_target with --target), `load` runs
 load.generator.run_load, `up`/`down` run deployment.background and `verify`
 deployment.verify.
 

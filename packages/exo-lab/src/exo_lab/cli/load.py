@@ -20,7 +20,10 @@ from . import fail, main
 @click.option("--speed", type=click.FloatRange(0.1, 60), default=1.0, show_default=True)
 @click.option("--base-rps", type=click.FloatRange(0), default=1.0, show_default=True)
 @click.option("--peak-rps", type=click.FloatRange(0), default=20.0, show_default=True)
-@click.option("--timeout", type=click.FloatRange(0.1, 120), default=10.0, show_default=True)
+@click.option("--timeout", type=click.FloatRange(0.1, 120), default=10.0, show_default=True,
+              help="Seconds to wait for an answer (wall time).")  # fmt: skip
+@click.option("--seed", type=click.IntRange(0), default=1, show_default=True,
+              help="The noisy profile's Poisson arrivals are drawn from this seed.")  # fmt: skip
 @click.option("--progress", type=click.Path(path_type=Path), default=None,
               help="Append one JSON line per second here.")  # fmt: skip
 @click.option("--results", type=click.Path(path_type=Path), default=None,
@@ -33,6 +36,7 @@ def load(
     base_rps: float,
     peak_rps: float,
     timeout: float,
+    seed: int,
     progress: Path | None,
     results: Path | None,
 ) -> None:
@@ -40,7 +44,9 @@ def load(
     if not target.startswith(("http://", "https://")):
         raise click.BadParameter("must be an http(s) URL", param_hint="--target")
     try:
-        shape = make_profile(profile, base_rps=base_rps, peak_rps=peak_rps, duration=duration)
+        shape = make_profile(
+            profile, base_rps=base_rps, peak_rps=peak_rps, duration=duration, seed=seed
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     shape = shape.scaled(speed)

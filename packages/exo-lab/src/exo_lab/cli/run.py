@@ -8,11 +8,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
 from ..deployment.outputs import Deployment, OutputsError, read_outputs
-from ..deployment.run import TargetError, TargetSettings, run_target
+from ..deployment.probe import TargetError, TargetSettings
+from ..deployment.run import run_target
 from ..load.profiles import PROFILE_NAMES
 from ..stack.outage import OUTAGE_KINDS, MonitoringOutage
 from ..stack.run import run_lab
@@ -57,7 +59,8 @@ def _default_out() -> Path:
     type=click.Choice(SCALERS),
     default="exo-scaler",
     show_default=True,
-    help="naive: the benchmark's baseline (scale on every webhook, no tick, no drain).",
+    help="naive: the benchmark's baseline (scale on every webhook, no tick, no drain); limit: "
+    "the reactive limit (the oracle's size at the first tick after an alert).",
 )
 @click.option("--member-network", default="127.0.1.0/24", show_default=True)
 @click.option(
@@ -215,12 +218,7 @@ def run(
     except KeyboardInterrupt:
         click.echo("interrupted: every process of this run has been stopped", err=True)
         sys.exit(130)
-    figures = report.figures()
-    click.echo(
-        f"done: {figures['scaling_actions']} scaling actions, max pool "
-        f"{figures['max_pool_size']}, θ_U {figures['theta_u']:.1f} %, θ_O "
-        f"{figures['theta_o']:.1f} %, {figures['failed_requests']} failed requests"
-    )
+    click.echo(_summary(report.figures()))
     for kind, path in paths.items():
         click.echo(f"  {kind:4} {path}")
 
@@ -258,14 +256,23 @@ def _run_target(
     except KeyboardInterrupt:
         click.echo("interrupted: the load generator has been stopped", err=True)
         sys.exit(130)
-    figures = report.figures()
-    cost = report.config["cost"]
-    total = cost.get("total_eur")
+    total = report.config["cost"].get("total_eur")
     click.echo(
-        f"done: {figures['scaling_actions']} scaling actions, max pool "
-        f"{figures['max_pool_size']}, θ_U {figures['theta_u']:.1f} %, θ_O "
-        f"{figures['theta_o']:.1f} %, {figures['failed_requests']} failed requests, cost "
-        f"{'—' if total is None else f'{total:.4f} EUR'}"
+        _summary(report.figures())
+        + f", whole deployment {'—' if total is None else f'{total:.4f} EUR'}"
     )
     for kind, path in paths.items():
         click.echo(f"  {kind:4} {path}")
+
+
+def _summary(f: dict[str, Any]) -> str:
+    """The run's headline: what the client sees first, then how the pool moved."""
+    share = "—" if f["failed_share"] is None else f"{100 * f['failed_share']:.1f} %"
+    billed = f["billed_instance_seconds"]
+    eur = f["billed_cost_eur"]
+    return (
+        f"done: {f['failed_requests']} of {f['requests']} requests failed ({share}), billed "
+        f"{'—' if billed is None else f'{billed:.0f}'} instance-s"
+        f"{'' if eur is None else f' ({eur:.4f} EUR)'}, θ_U {f['theta_u']:.1f} %, "
+        f"{f['scaling_actions']} scaling actions, max pool {f['max_pool_size']}"
+    )

@@ -26,7 +26,7 @@ the comment says so.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,24 @@ class StagePlan:
     packages: float
     python: float
     shutdown: float
+
+
+def compensated(plan: StagePlan, real_start: float, speed: float) -> tuple[StagePlan, float]:
+    """The plan with slow-web's real start paid back, and what could not be paid back.
+
+    slow-web really starts in the lab (imports, the first /health) and --speed cannot divide
+    that: at ×20 a 4 s start is 80 production seconds, 4 at ×1. So a sped-up member is given
+    back `real_start × (1 − 1/speed)` lab seconds from its Python stage, then its guest boot
+    (the stages where nothing but the provisioning's CPU runs; the packages stage, at whose end
+    the exporter comes up, keeps its length): it then serves when a ×1 member would, the real
+    start counting as `real_start / speed`. The second value is the part no stage could give
+    back (lab seconds late), 0 when the compensation was whole."""
+    due = max(0.0, real_start * (1.0 - 1.0 / speed)) if speed > 1 else 0.0
+    python = max(0.0, plan.python - due)
+    due -= plan.python - python
+    guest_boot = max(0.0, plan.guest_boot - due)
+    due -= plan.guest_boot - guest_boot
+    return replace(plan, guest_boot=guest_boot, python=python), due
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ import os
 import random
 import secrets
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,7 +49,7 @@ import psutil
 
 from ..files import write_atomically
 from .cgroups import UNCAPPED, CpuUsage, MemberCgroup, V1Driver, V2Driver, detect_driver
-from .lifecycle import BURN_SCRIPT, MemberLifecycle, StagePlan
+from .lifecycle import BURN_SCRIPT, MemberLifecycle, StagePlan, compensated
 from .lock import LabLock
 from .loop_thread import LoopThread
 from .node_exporter import CpuAccount, start_exporter
@@ -95,6 +96,10 @@ class MemberSettings:
     #: stages after `running`, lab seconds. Instant by default: this object is in lab seconds
     #: and knows no speed; `exo-lab run` passes the realistic model divided by --speed.
     lifecycle: MemberLifecycle = field(default_factory=MemberLifecycle.instant)
+    #: the lab's --speed, to pay slow-web's real start back from the stages (lifecycle.
+    #: compensated) after the median start measured on this runtime's members; None: not
+    #: sped up, the real start counts as it is
+    compensate_start_at_speed: float | None = None
 
     def __post_init__(self) -> None:
         if not self.lab_prefix or "/" in self.lab_prefix or self.lab_prefix.startswith("."):
@@ -215,6 +220,10 @@ class ProcessRuntime:
         self._rng = random.Random(settings.lifecycle.seed)  # noqa: S311 (jitter, not secrets)
         #: members stopped lately, for `timeline` (bounded)
         self._gone: dict[str, Member] = {}
+        #: slow-web's real start on each member (app started → /health answers), lab seconds
+        self.app_starts: list[float] = []
+        #: per member started: lab seconds of real start no stage could pay back (compensated)
+        self.uncompensated: list[float] = []
         # Locked before anything is created: a lab refused here leaves no trace.
         self._lab_lock = LabLock(settings.runtime_dir, settings.lab_prefix)
         self._lab_lock.acquire()
@@ -296,6 +305,13 @@ class ProcessRuntime:
             read_usage = usage = MemberUsage()
         with self._lock:
             plan = settings.lifecycle.draw(self._rng)
+            if settings.compensate_start_at_speed is not None:
+                starts = self.app_starts
+                plan, short = compensated(
+                    plan, statistics.median(starts) if starts else 0.0,
+                    settings.compensate_start_at_speed,
+                )  # fmt: skip
+                self.uncompensated.append(short)
         member = Member(
             instance_id=instance_id,
             name=name,
@@ -403,6 +419,18 @@ class ProcessRuntime:
         if member is None:
             raise KeyError(instance_id)
         return dict(member.timeline)
+
+    def start_compensation(self) -> dict[str, float | int | None]:
+        """What paying slow-web's real start back did (MemberSettings.compensate_start_at_speed):
+        its median measured start, on how many members, and the most any member stayed late."""
+        with self._lock:
+            starts, short = list(self.app_starts), list(self.uncompensated)
+        return {
+            "speed": self.settings.compensate_start_at_speed,
+            "app_start_lab_s": round(statistics.median(starts), 3) if starts else None,
+            "members_measured": len(starts),
+            "uncompensated_lab_s_max": round(max(short), 3) if short else None,
+        }
 
     def plan(self, instance_id: str) -> StagePlan:
         """The durations drawn for this member's stages (lab seconds)."""
@@ -538,6 +566,10 @@ class ProcessRuntime:
             if await http_check(member.address, self.settings.web_port, "/health", 1.0) is None:
                 member.ready = True
                 member.reached("healthy")
+                with self._lock:
+                    self.app_starts.append(
+                        member.timeline["healthy"] - member.timeline["app_started"]
+                    )
                 log.info("member %s answers /health", member.name)
                 return
             await asyncio.sleep(self.settings.ready_poll_interval)

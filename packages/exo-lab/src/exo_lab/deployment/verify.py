@@ -27,6 +27,8 @@ from urllib.parse import urljoin, urlsplit
 
 import yaml
 
+from exo_client import pool_health_from
+
 from ..stack.grafana import ScalingRule, load_rules, load_webhook_route, prometheus_rule_file
 from .access import Answer, SignedApi, http_get
 from .keys import KeyReport, check_keys
@@ -132,28 +134,28 @@ def check_members_behind_nlb(t: Target) -> Check:
     listed = t.admin.list_load_balancers()
     if not listed.ok:
         return Check(name, FAIL, f"list-load-balancers answered {listed.describe()}")
-    service = None
+    health, nlb = None, ""
     for lb in listed.body.get("load-balancers", []):
         detail = t.admin.get_load_balancer(str(lb["id"]))
         if not detail.ok:
             return Check(name, FAIL, f"get-load-balancer {lb['id']} answered {detail.describe()}")
-        for svc in detail.body.get("services", []):
-            if (svc.get("instance-pool") or {}).get("id") == pool_id:
-                service = svc
-    if service is None:
+        found = pool_health_from(detail.body, pool_id)
+        if found is not None:
+            health, nlb = found, str(detail.body.get("name", lb["id"]))
+    if health is None:
         return Check(name, FAIL, f"no NLB service sends traffic to pool {pool_id}")
-    status = {s.get("public-ip"): s.get("status") for s in service.get("healthcheck-status", [])}
     problems = []
     for m in members:
         if m.get("state") != "running":
             problems.append(f"{_label(m)} is {m.get('state')}")
-        elif status.get(_ip(m)) != "success":
-            problems.append(f"{_label(m)} health check {status.get(_ip(m), 'absent')}")
+        elif not health.get(_ip(m)):
+            answer = {None: "absent", False: "failure"}[health.get(_ip(m))]
+            problems.append(f"{_label(m)} health check {answer}")
     if not members:
         problems.append("the pool has no member")
     if problems:
         return Check(name, FAIL, "; ".join(problems))
-    return Check(name, PASS, f"{len(members)} running, all 'success' on {service.get('name')}")
+    return Check(name, PASS, f"{len(members)} running, all 'success' on NLB {nlb}")
 
 
 def _active_targets(t: Target) -> tuple[list[dict[str, Any]] | None, str]:

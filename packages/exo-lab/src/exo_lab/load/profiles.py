@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 
-PROFILE_NAMES = ("step", "ramp", "spike", "course")
+PROFILE_NAMES = ("step", "ramp", "spike", "course", "noisy")
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class LoadProfile:
     #: closed-loop workers on /load instead of open-loop arrivals (the course's generator)
     closed_loop_workers: int = 0
     load_seconds: float = 10.0
+    #: Poisson arrivals around the rate, reproducible from this seed; None: evenly spaced
+    poisson_seed: int | None = None
 
     @property
     def duration(self) -> float:
@@ -41,11 +44,15 @@ class LoadProfile:
         return self.rate_at(t) > 0
 
     def arrivals(self) -> list[float]:
-        """Evenly spaced arrival times whose density follows the rate (open loop).
+        """Arrival times whose density follows the rate (open loop): evenly spaced, or a
+        Poisson process when the profile has a seed.
 
-        An arrival is due each time the integral of the rate crosses the next whole request,
-        so the offered load is exact and reproducible (no random bursts to blur the figures).
+        Evenly spaced: an arrival is due each time the integral of the rate crosses the next
+        whole request, so the offered load is exact and reproducible (no random bursts to blur
+        the figures).
         """
+        if self.poisson_seed is not None:
+            return self._poisson_arrivals(self.poisson_seed)
         times: list[float] = []
         done = 0.0  # requests offered before the current segment
         next_due = 0.5  # centre each request in its slot
@@ -69,6 +76,22 @@ class LoadProfile:
             offset += seg.duration
         return times
 
+    def _poisson_arrivals(self, seed: int) -> list[float]:
+        """A Poisson process of the profile's rate (thinning: candidates at the highest rate,
+        each kept with probability rate/highest): the bursts and lulls of independent users.
+        Bounded: candidates are drawn only within the profile's duration."""
+        rng = random.Random(seed)  # noqa: S311 (load, not secrets: reproducible on purpose)
+        highest = max((max(s.start_rps, s.end_rps) for s in self.segments), default=0.0)
+        times: list[float] = []
+        if highest <= 0:
+            return times
+        t = rng.expovariate(highest)
+        while t < self.duration:
+            if rng.random() * highest < self.rate_at(t):
+                times.append(t)
+            t += rng.expovariate(highest)
+        return times
+
     def scaled(self, speed: float) -> LoadProfile:
         """The same shape in 1/speed of the time (rates unchanged: work per request is real)."""
         return LoadProfile(
@@ -78,15 +101,21 @@ class LoadProfile:
             ),
             closed_loop_workers=self.closed_loop_workers,
             load_seconds=self.load_seconds / speed,
+            # Same rate, 1/speed of the time: a sped-up run draws 1/speed as many arrivals.
+            poisson_seed=self.poisson_seed,
         )
 
 
-def make_profile(name: str, *, base_rps: float, peak_rps: float, duration: float) -> LoadProfile:
+def make_profile(
+    name: str, *, base_rps: float, peak_rps: float, duration: float, seed: int = 1
+) -> LoadProfile:
     """Standard shapes over `duration` seconds (at production speed).
 
     step: quiet, a sudden step to the peak held for half the run, then quiet again;
     ramp: linear climb to the peak and back down; spike: a short burst in a quiet run;
-    course: 10 closed-loop workers on /load during the middle half (the course's generator).
+    course: 10 closed-loop workers on /load during the middle half (the course's generator);
+    noisy: Poisson arrivals (from `seed`) around the peak rate for the whole run, no quiet
+    part: a steady load whose bursts and lulls a scaler must not chase.
     """
     if duration <= 0 or base_rps < 0 or peak_rps < base_rps:
         raise ValueError("need duration > 0 and 0 <= base_rps <= peak_rps")
@@ -110,6 +139,10 @@ def make_profile(name: str, *, base_rps: float, peak_rps: float, duration: float
             Segment(2 * q, base_rps, base_rps),
             Segment(q, peak_rps, peak_rps),
             Segment(5 * q, base_rps, base_rps),
+        )
+    elif name == "noisy":
+        return LoadProfile(
+            name="noisy", segments=(Segment(duration, peak_rps, peak_rps),), poisson_seed=seed
         )
     elif name == "course":
         return LoadProfile(

@@ -2,6 +2,9 @@
 
 Decisions are exo-scaler's own `DecisionRecord`s, read from its log; in a report their `time`
 is lab seconds since the load started (`since_load_start`), like every sample.
+
+One concept over ~400 lines: one run's report, its figures and their three renderings (JSON,
+markdown, the timeline), kept together so every rendering shows the same figures.
 """
 
 from __future__ import annotations
@@ -17,7 +20,18 @@ from exo_scaler import DecisionRecord, Direction, Reason, action_label
 
 from ..files import write_atomically
 from ..load.generator import RequestResult, percentile
-from .quality import elasticity, reaction_times, reversals
+from .quality import (
+    FAILURE_KINDS,
+    billed_seconds,
+    demand_met_after,
+    elasticity,
+    failure_kind,
+    reaction_times,
+    reversals,
+)
+
+#: production seconds supply must hold the oracle's demand to count as meeting it (one tick)
+DEMAND_MET_HOLD = 60.0
 
 
 @dataclass
@@ -46,6 +60,16 @@ class Observation:
     pool_size: int
     supply: int
     avg_cpu: float | None
+
+
+@dataclass(frozen=True)
+class MemberLife:
+    """One pool member from create to delete (lab seconds since the load started; `deleted`
+    None: still a member when the run ended). Billed whatever its state, as Exoscale bills."""
+
+    member: str
+    created: float
+    deleted: float | None = None
 
 
 def samples_from(
@@ -95,6 +119,8 @@ class RunReport:
     samples: list[Sample]
     decisions: list[DecisionRecord]
     results: list[RequestResult] = field(default_factory=list)
+    #: every member the pool had, create to delete (billed instance-seconds); empty: unknown
+    members: list[MemberLife] = field(default_factory=list)
 
     # -- figures --------------------------------------------------------------------------
 
@@ -118,6 +144,25 @@ class RunReport:
             else {"to_decision": None, "to_capacity": None}
         )
         ok = [r.latency for r in self.results if r.ok]
+        failed = [r for r in self.results if not r.ok]
+        kinds = {k: 0 for k in FAILURE_KINDS}
+        for r in failed:
+            kinds[failure_kind(r.status, r.error)] += 1
+        start, end = samples[0].t, samples[-1].t + dt
+        billed = (
+            billed_seconds([(m.created, m.deleted) for m in self.members], start, end) * speed
+            if self.members
+            else None
+        )
+        oracle_seconds = quality.demand_seconds * speed
+        # Demand above the pool's maximum cannot be met by any scaler: met means at the cap.
+        top = int(self.config.get("max_size") or max(s.demand for s in samples))
+        met = demand_met_after(
+            [s.t for s in samples],
+            [min(s.demand, top) for s in samples],
+            [s.supply for s in samples],
+            hold=DEMAND_MET_HOLD / speed,
+        )
         scale_in = self._scale_in_windows()
         during_scale_in = [
             r for r in self.results if any(a <= r.scheduled < b for a, b in scale_in)
@@ -128,8 +173,16 @@ class RunReport:
             "tau_u": quality.tau_u,
             "tau_o": quality.tau_o,
             "instance_seconds": quality.supply_seconds * speed,
-            "oracle_instance_seconds": quality.demand_seconds * speed,
+            "serving_instance_seconds": quality.supply_seconds * speed,
+            "billed_instance_seconds": billed,
+            "oracle_instance_seconds": oracle_seconds,
             "instance_seconds_ratio": quality.instance_seconds_ratio,
+            "billed_ratio": None
+            if billed is None or not oracle_seconds
+            else billed / oracle_seconds,
+            "billed_cost_eur": _eur(billed, self.config),
+            "evaluation_window_s": (end - start) * speed,
+            "oracle_peak": max(s.demand for s in samples),
             "scaling_actions": len(actions),
             "scale_ups": sum(a.action is Direction.UP for a in actions),
             "scale_downs": sum(a.action is Direction.DOWN for a in actions),
@@ -140,7 +193,13 @@ class RunReport:
             "reaction_to_decision_s": _scaled(reaction["to_decision"], speed),
             "reaction_to_capacity_s": _scaled(reaction["to_capacity"], speed),
             "requests": len(self.results),
-            "failed_requests": sum(not r.ok for r in self.results),
+            "failed_requests": len(failed),
+            "failed_share": len(failed) / len(self.results) if self.results else None,
+            "failed_by_kind": kinds,
+            "demand_met_s": _scaled(met[0][1], speed) if met else None,
+            "demand_met": [
+                {"load_change_at": at, "met_after_s": _scaled(after, speed)} for at, after in met
+            ],
             "failed_during_scale_in": sum(not r.ok for r in during_scale_in),
             "requests_during_scale_in": len(during_scale_in),
             "latency_p50_ms": _ms(percentile(ok, 50)),
@@ -177,6 +236,7 @@ class RunReport:
             "figures": figures,
             "samples": [asdict(s) for s in self.samples],
             "decisions": [d.to_json() for d in self.decisions],
+            "members": [asdict(m) for m in self.members],
         }
         write_atomically(paths["json"], json.dumps(body, indent=2, default=_json_default))
         write_atomically(paths["md"], self.markdown(figures))
@@ -196,6 +256,7 @@ class RunReport:
             "",
             "Times below are production-equivalent seconds (lab seconds × speed).",
             "",
+            *_client_section(figures),
             "## Capacity against demand (SPEC RG elasticity metrics)",
             "",
             "| metric | value | meaning |",
@@ -204,8 +265,8 @@ class RunReport:
             f"| θ_O | {figures['theta_o']:.1f} % | surplus capacity, relative to demand |",
             f"| τ_U | {figures['tau_u']:.1f} % | share of time under-provisioned |",
             f"| τ_O | {figures['tau_o']:.1f} % | share of time over-provisioned |",
-            f"| instance-seconds / oracle | {figures['instance_seconds_ratio']:.2f} | cost "
-            "against a perfect autoscaler |",
+            f"| serving instance-seconds / oracle | {figures['instance_seconds_ratio']:.2f} | "
+            "capacity in rotation against a perfect autoscaler's (not the bill: see above) |",
             f"| scaling actions | {figures['scaling_actions']} "
             f"({figures['scale_ups']} up, {figures['scale_downs']} down) | |",
             f"| reversals | {figures['reversals']} | an action undone within 3 ticks |",
@@ -230,6 +291,7 @@ class RunReport:
                 *[f"| {k} | {v:g} |" for k, v in floor.items()],
                 "",
             ]
+        lines += [*_deployment_section(c), *_cost_section(c)]
         lines += [
             "## Requests",
             "",
@@ -255,6 +317,83 @@ class RunReport:
             "",
         ]
         return "\n".join(lines)
+
+
+def _client_section(f: dict[str, Any]) -> list[str]:
+    """What the client judges: failed requests, served latency, the bill, demand met."""
+    share = f.get("failed_share")
+    kinds = ", ".join(f"{n} {k}" for k, n in (f.get("failed_by_kind") or {}).items() if n)
+    ratio = f.get("billed_ratio")
+    cost = f.get("billed_cost_eur")
+    return [
+        "## What the client sees",
+        "",
+        "| figure | value | how |",
+        "| --- | --- | --- |",
+        f"| failed requests | {f['failed_requests']} of {f['requests']} "
+        f"({'—' if share is None else f'{100 * share:.1f} %'}) | {kinds or 'none'} |",
+        f"| p95 of served requests | {_fmt(f['latency_p95_ms'])} ms | from each request's "
+        "scheduled time |",
+        f"| billed instance-seconds | {_fmt(f.get('billed_instance_seconds'))} "
+        f"({'—' if ratio is None else f'{ratio:.2f}'} × the oracle's) | every member from "
+        "create to delete, whatever its state |",
+        f"| cost of the members | {'—' if cost is None else f'{cost:.4f} EUR'} | billed "
+        "instance-seconds at prices.json's member price |",
+        f"| serving instance-seconds | {_fmt(f.get('serving_instance_seconds'))} | members in "
+        "the NLB's rotation |",
+        f"| load change → demand met | {_fmt(f.get('demand_met_s'))} s | supply ≥ the oracle's "
+        f"demand (at most the pool's max) for {DEMAND_MET_HOLD:g} s |",
+        "",
+    ]
+
+
+def _deployment_section(c: dict[str, Any]) -> list[str]:
+    """Where each series came from, for a run against a deployment (`run --target`)."""
+    target = c.get("target")
+    if not target:
+        return []
+    return [
+        "## The deployment under test",
+        "",
+        f"{'A lab started with `exo-lab up`' if target.get('lab') else 'A deployment'} "
+        f"at {target.get('app_url')} (pool `{target.get('instance_pool_id')}`).",
+        "",
+        "| series | from |",
+        "| --- | --- |",
+        "| offered / served load, latency | the open-loop generator (this machine) |",
+        "| pool size | the API: get-instance-pool, every second |",
+        "| members serving | the API: the NLB's healthcheck-status, every second |",
+        f"| average CPU | the monitor's Prometheus: `{c.get('cpu_expression')}` |",
+        f"| decisions | {c.get('decisions_source')} |",
+        f"| oracle | calibration ({c.get('calibration', {}).get('source')}): "
+        f"{c.get('work_ms')} ms CPU per request, {c.get('member_cores')} cores per member |",
+        "",
+    ]
+
+
+def _cost_section(c: dict[str, Any]) -> list[str]:
+    cost = c.get("cost")
+    if not cost:
+        return []
+
+    def eur(value: Any) -> str:
+        return "—" if value is None else f"{value:.4f} EUR"
+
+    return [
+        "## What the run cost",
+        "",
+        "Production-equivalent seconds (seconds × speed), at the prices of "
+        "`cost_estimate_eur_per_hour` (Terraform, from infra/terraform/prices.json).",
+        "",
+        "| item | amount | EUR/h | EUR |",
+        "| --- | --- | --- | --- |",
+        f"| pool members (billed) | {cost.get('instance_seconds', 0):.0f} instance-seconds | "
+        f"{cost.get('pool_member_eur_per_hour')} | {eur(cost.get('members_eur'))} |",
+        f"| monitor + NLB | {cost.get('run_seconds', 0):.0f} s | "
+        f"{cost.get('monitor_and_nlb_eur_per_hour')} | {eur(cost.get('fixed_eur'))} |",
+        f"| **total** | | | **{eur(cost.get('total_eur'))}** |",
+        "",
+    ]
 
 
 def plot_timeline(report: RunReport, path: Path) -> None:
@@ -301,6 +440,12 @@ def plot_timeline(report: RunReport, path: Path) -> None:
     fig.savefig(tmp, dpi=90)
     plt.close(fig)
     tmp.replace(path)
+
+
+def _eur(billed: float | None, config: dict[str, Any]) -> float | None:
+    """Billed instance-seconds at the member's price (Terraform's, prices.json), or None."""
+    price = (config.get("cost_estimate_eur_per_hour") or {}).get("pool_member")
+    return None if billed is None or price is None else billed / 3600 * float(price)
 
 
 def _scaled(value: float | None, speed: float) -> float | None:

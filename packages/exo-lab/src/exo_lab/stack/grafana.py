@@ -26,8 +26,6 @@ from .grafana_checks import ProvisioningError as ProvisioningError  # callers ca
 log = logging.getLogger(__name__)
 
 _OPERATORS = {"gt": ">", "lt": "<"}
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _RANGE = re.compile(r"\[(\d+(?:ms|s|m|h|d))\]")
 #: the alert's value as Alertmanager templates it into an annotation
 VALUE_ANNOTATION = {"value": "{{ $value }}"}
@@ -50,18 +48,9 @@ def query_template(expr: str) -> str:
     return f"{{{{ with query `{expr}` }}}}{{{{ . | first | value | {_DECIMAL} }}}}{{{{ end }}}}"
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in a Prometheus/Grafana duration such as `1m`, `15s`, `1m30s`, `500ms`."""
-    text = str(text).strip()
-    pos, total = 0, 0.0
-    for match in _DURATION.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or not text:
-        raise ProvisioningError(f"not a duration: {text!r}")
-    return total
+#: Seconds in a Prometheus/Grafana duration (`1m`, `15s`, `1m30s`, `500ms`): model.ParseDuration,
+#: as Grafana parses `interval`, `for` and the policy's timers (grafana_checks.py).
+parse_duration = checks.prom_duration
 
 
 def format_duration(seconds: float) -> str:

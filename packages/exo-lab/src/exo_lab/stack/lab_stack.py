@@ -1,7 +1,8 @@
 """The lab stack, up: the zone with its members and NLB in this process, the real Prometheus
 and Alertmanager, exo-sd and exo-scaler as children, all wired as `render` says.
 
-`LabStack` is the bring-up and the tear-down; a measured run (`run.LabRun`) builds on it.
+`LabStack` is the bring-up and the tear-down, and what the lab's probe (`lab_probe.py`) and the
+benchmark read from it; the measured run (`measure/loop.py`) samples it through `LabProbe`.
 Every production duration is divided by the settings' `speed`.
 """
 
@@ -12,11 +13,13 @@ import logging
 import secrets
 import sys
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
+from urllib.parse import urlsplit
 
 import httpx
 import yaml
 
+from exo_scaler import DecisionRecord, read_decision_log
 from exo_zone import LocalZone, Zone, ZoneApi
 
 from ..dataplane import DataPlane
@@ -35,6 +38,7 @@ from .grafana import (
     scale_expression,
 )
 from .iam_role import RolePolicyError, render_role_policy
+from .outage import OutageDriver
 from .processes import ChildProcesses, find_binary, free_port, wait_for
 from .settings import LabError, LabSettings
 
@@ -151,6 +155,7 @@ class LabStack:
                 stop_timeout=max(1.0, s.lab(t.drain) + 1.0),
                 use_cgroups=s.use_cgroups,
                 lifecycle=t.member.scaled(s.speed),
+                compensate_start_at_speed=s.speed,
             )
         )
         local = self.local_zone = LocalZone(
@@ -247,13 +252,14 @@ class LabStack:
             ),
             env=self.service_env["exo-sd"],
         )
-        scaler = (
-            render.naive_scaler_command(s, files, self.pool_id, ports.scaler)
-            if s.scaler == "naive"
-            else render.exo_scaler_command(
+        if s.scaler == "naive":
+            scaler = render.naive_scaler_command(s, files, self.pool_id, ports.scaler)
+        elif s.scaler == "limit":
+            scaler = render.limit_scaler_command(s, files, self.pool_id, ports.scaler)
+        else:
+            scaler = render.exo_scaler_command(
                 _console_script("exo-scaler"), s, files, self.pool_id, self.nlb_id, ports.scaler
             )
-        )
         self.children.start("exo-scaler", scaler, env=self.service_env["exo-scaler"])
 
     def _wait_members_serving(self) -> None:
@@ -263,7 +269,7 @@ class LabStack:
 
         def members_serving() -> bool:
             self.children.check_alive()
-            return sum(self._serving().values()) >= s.initial_size
+            return sum(self.serving().values()) >= s.initial_size
 
         wait_for(members_serving, "pool members behind the NLB", budget)
 
@@ -282,7 +288,8 @@ class LabStack:
                  "Prometheus scraping the pool", 60)  # fmt: skip
         self.say(f"stack ready: NLB {self.nlb_url}, Prometheus {self.prometheus_url}")
 
-    def _serving(self) -> dict[str, bool]:
+    def serving(self) -> dict[str, bool]:
+        """{member address: in the NLB's rotation}, as the balancer's health checks see it."""
         assert self.plane is not None and self.plane.nlb is not None
         health: dict[str, bool] = self.plane.nlb.health(self.service_id)
         return health
@@ -295,15 +302,61 @@ class LabStack:
             if t["labels"].get("job") == "pool" and t["health"] == "up"
         )
 
-    def _query_cpu(self) -> float | None:
-        try:
-            body = httpx.get(
-                f"{self.prometheus_url}/api/v1/query", params={"query": self.cpu_expr}, timeout=2
-            ).json()
-            result = body["data"]["result"]
-            return float(result[0]["value"][1]) if result else None
-        except (httpx.HTTPError, KeyError, ValueError, IndexError):
+    # -- what a run reads from the stack --------------------------------------------------
+
+    def scaler_log(self) -> Path:
+        return self.out / "logs" / "exo-scaler.log"
+
+    def logged_decisions(self) -> list[DecisionRecord]:
+        """Every decision the scaler logged, as written (wall-clock times).
+
+        Read from the log, not by polling /status: a loaded machine can stretch a sampling pass
+        past a sped-up tick.
+        """
+        path = self.scaler_log()
+        return read_decision_log(path) if path.exists() else []
+
+    def reaction_floor(self) -> dict[str, float]:
+        """The least time the configured timers allow from a load step to new capacity."""
+        rules = self.rules or load_rules(self.s.provisioning)
+        route = self.route or load_webhook_route(self.s.provisioning)
+        return render.reaction_floor(self.s.timings, rules, route)
+
+    def outage_driver(self) -> OutageDriver | None:
+        """`--monitoring-outage` on this stack's Prometheus (stack/outage.py), or None."""
+        outage = self.s.monitoring_outage
+        if outage is None:
             return None
+        files = self.files
+        port = urlsplit(self.prometheus_url).port
+        binary = find_binary("prometheus")
+        assert port is not None and binary is not None
+
+        def child() -> list[Any]:
+            return [c for c in self.children.children if c.name == "prometheus"]
+
+        def stop() -> None:
+            for found in child():
+                self.children.stop(found)
+                self.children.children.remove(found)
+
+        def start() -> None:
+            command = render.prometheus_command(binary, self.s, files, port)
+            self.children.start("prometheus", command)
+
+        def write(config: dict[str, Any]) -> None:
+            write_atomically(files.prometheus_config, yaml.safe_dump(config, sort_keys=False))
+
+        return OutageDriver(
+            outage,
+            self.s.speed,
+            config=yaml.safe_load(files.prometheus_config.read_text()),
+            write_config=write,
+            prometheus_pid=lambda: next((c.process.pid for c in child() if c.alive()), None),
+            stop_prometheus=stop,
+            start_prometheus=start,
+            say=self.say,
+        )
 
     def stop(self) -> None:
         self.children.stop_all()

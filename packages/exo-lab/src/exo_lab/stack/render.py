@@ -61,6 +61,11 @@ class StackFiles:
         return self.out / "secrets" / "member-admin-token"
 
     @property
+    def oracle_schedule(self) -> Path:
+        """The oracle's size over the run, for the reactive limit (written as the load starts)."""
+        return self.out / "oracle-schedule.json"
+
+    @property
     def load_progress(self) -> Path:
         return self.out / "load-progress.jsonl"
 
@@ -226,30 +231,18 @@ def naive_scaler_command(
     ]  # fmt: skip
 
 
-def load_command(settings: LabSettings, files: StackFiles, nlb_url: str) -> list[str]:
+def limit_scaler_command(
+    settings: LabSettings, files: StackFiles, pool_id: str, port: int
+) -> list[str]:
+    """The reactive limit (bench/limit.py), ticking as exo-scaler does."""
     s = settings
     return [
-        sys.executable,
-        "-m",
-        "exo_lab",
-        "load",
-        "--target",
-        nlb_url,
-        "--profile",
-        s.profile,
-        "--duration",
-        f"{s.duration:g}",
-        "--speed",
-        f"{s.speed:g}",
-        "--base-rps",
-        f"{s.base_members * s.member_rps_at_line:g}",
-        "--peak-rps",
-        f"{s.peak_members * s.member_rps_at_line:g}",
-        "--progress",
-        str(files.load_progress),
-        "--results",
-        str(files.load_results),
-    ]
+        sys.executable, "-m", "exo_lab.bench.limit", "--pool", pool_id,
+        "--schedule", str(files.oracle_schedule),
+        "--min", str(s.min_size), "--max", str(s.max_size),
+        "--interval", f"{s.lab(s.timings.tick):g}",
+        "--host", "127.0.0.1", "--port", str(port), "--token-file", str(files.scaler_token),
+    ]  # fmt: skip
 
 
 def reaction_floor(

@@ -9,13 +9,16 @@ from pathlib import Path
 from exo_zone import AddressPool, HealthCheck, ZoneTimings, instance_type_by_name
 
 from ..dataplane.lifecycle import MemberLifecycle
-from ..load.profiles import LoadProfile, make_profile
+from ..load.plan import LoadPlan
+from ..load.profiles import LoadProfile
+from ..report.quality import member_rps_at_line
 from .iam_role import POLICY_FILES
 from .outage import MonitoringOutage
 
 #: the benchmark's contestants: exo-scaler (its default policy), "seed" (exo-scaler with
-#: `--policy step`, the seed's literal ±1 a tick) and "naive" (exo_lab.bench.naive)
-SCALERS = ("exo-scaler", "seed", "naive")
+#: `--policy step`, the seed's literal ±1 a tick), "naive" (exo_lab.bench.naive) and "limit",
+#: the reactive limit (exo_lab.bench.limit: the oracle's size at the first tick after an alert)
+SCALERS = ("exo-scaler", "seed", "naive", "limit")
 TIMING_MODELS = ("realistic", "fast")
 
 
@@ -126,12 +129,15 @@ class LabSettings:
     timings: ProductionTimings = field(default_factory=ProductionTimings)
     use_cgroups: bool = True
     progress: Callable[[str], None] | None = None
-    #: one of SCALERS: "exo-scaler" (the product), "seed" or "naive" (the benchmark's baselines)
+    #: one of SCALERS: "exo-scaler" (the product), "seed", "naive" or "limit" (the benchmark's
+    #: baselines and bound)
     scaler: str = "exo-scaler"
     #: every notification sent this many times (Grafana replicas without HA clustering)
     notification_copies: int = 1
     #: take the monitoring data away mid-run (stack/outage.py), or None
     monitoring_outage: MonitoringOutage | None = None
+    #: the noisy profile's Poisson seed (the benchmark's repeats draw another one each)
+    load_seed: int = 1
 
     def __post_init__(self) -> None:
         if self.speed <= 0 or self.speed > 60:
@@ -171,12 +177,21 @@ class LabSettings:
     @property
     def member_rps_at_line(self) -> float:
         """Requests per second one member carries at the 80 % CPU line."""
-        return self.member_cores * 0.8 * 1000 / self.work_ms
+        return member_rps_at_line(self.member_cores, self.work_ms)
+
+    def load_plan(self, url: str) -> LoadPlan:
+        """The load this run offers to `url`."""
+        return LoadPlan.in_members(
+            url,
+            self.profile,
+            duration=self.duration,
+            speed=self.speed,
+            base_members=self.base_members,
+            peak_members=self.peak_members,
+            member_rps=self.member_rps_at_line,
+            seed=self.load_seed,
+        )
 
     def load_profile(self) -> LoadProfile:
-        return make_profile(
-            self.profile,
-            base_rps=self.base_members * self.member_rps_at_line,
-            peak_rps=self.peak_members * self.member_rps_at_line,
-            duration=self.duration,
-        ).scaled(self.speed)
+        """The load's shape in lab seconds."""
+        return self.load_plan(url="").shape()

@@ -1,0 +1,188 @@
+"""The judged benchmark's arithmetic on constructed runs: medians and spread, the table with
+ratios to the reactive limit and to naive, targets with both sides, and the fidelity check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from exo_lab.bench.sweep import (
+    Scenario,
+    ScenarioResult,
+    faithful,
+    fidelity_rows,
+    fidelity_table,
+    judged_cell,
+    judged_figures,
+    judged_table,
+    spread,
+    sweep,
+    sweep_targets,
+)
+
+
+def test_spread_is_the_median_with_min_and_max_of_the_defined_runs() -> None:
+    s = spread([30.0, 10.0, 20.0, None])
+    assert s is not None
+    assert (s.median, s.low, s.high, s.n, s.missing) == (20.0, 10.0, 30.0, 3, 1)
+    assert spread([None, None]) is None
+    assert spread([4.0, 2.0]).median == 3.0  # type: ignore[union-attr]
+
+
+def test_judged_cell_shows_spread_and_missing_runs() -> None:
+    assert judged_cell(spread([1.0, 2.0, 3.0]), ".1f") == "2.0 [1.0–3.0]"
+    assert judged_cell(spread([5.0, 5.0, 5.0]), ".0f") == "5"
+    assert judged_cell(spread([100.0, None, 140.0]), ".0f") == "120 [100–140] (2 of 3)"
+    assert judged_cell(None, ".0f") == "—"
+
+
+def test_judged_figures_in_percent_and_against_the_capped_peak() -> None:
+    raw = {"failed_share": 0.25, "max_pool_size": 5, "oracle_peak": 7, "tau_u": 40.0}
+    judged = judged_figures(raw, max_size=5)
+    assert judged["failed_pct"] == 25.0
+    assert judged["max_over_peak"] == 1.0  # the oracle's 7 capped at the pool's 5
+    closed = judged_figures(raw, max_size=5, closed_loop=True)
+    assert closed["tau_u"] is None and closed["failed_pct"] == 25.0
+
+
+def _runs(**by_contestant: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    return dict(by_contestant)
+
+
+def _result(scenario: Scenario) -> ScenarioResult:
+    base = {"theta_u": 10.0, "latency_p95_ms": 900.0, "max_over_peak": 1.0, "reversals": 0}
+    return ScenarioResult(
+        scenario,
+        _runs(
+            naive=[
+                {**base, "tau_u": t, "failed_pct": 30.0, "billed_ratio": 1.4, "demand_met_s": 400.0}
+                for t in (40.0, 50.0, 60.0)
+            ],
+            seed=[
+                {
+                    **base,
+                    "tau_u": 55.0,
+                    "failed_pct": 35.0,
+                    "billed_ratio": 1.2,
+                    "demand_met_s": None,
+                }
+            ]
+            * 3,
+            **{
+                "exo-scaler": [
+                    {
+                        **base,
+                        "tau_u": t,
+                        "failed_pct": 20.0,
+                        "billed_ratio": 1.05,
+                        "demand_met_s": 300.0,
+                    }
+                    for t in (30.0, 32.0, 34.0)
+                ],
+                "limit": [
+                    {
+                        **base,
+                        "tau_u": 20.0,
+                        "failed_pct": 10.0,
+                        "billed_ratio": 1.0,
+                        "demand_met_s": 250.0,
+                    }
+                ]
+                * 3,
+            },
+        ),
+    )
+
+
+def test_judged_table_gives_medians_spread_and_ratios_to_the_limit_and_naive() -> None:
+    table = judged_table(_result(Scenario("step-3.5", "step", 3.5)))
+    lines = table.splitlines()
+    assert lines[0] == (
+        "| step-3.5: figure | naive | seed | exo-scaler | limit | seed ÷ limit | "
+        "exo-scaler ÷ limit | naive ÷ limit | seed ÷ naive | exo-scaler ÷ naive | limit ÷ naive |"
+    )
+    tau = next(line for line in lines if line.startswith("| τ_U"))
+    # naive median 50 [40–60]; exo-scaler 32 [30–34]; ratios 32/20 = 1.60, 32/50 = 0.64.
+    assert tau == (
+        "| τ_U % | 50.0 [40.0–60.0] | 55.0 | 32.0 [30.0–34.0] | 20.0 | 2.75 | 1.60 | 2.50 | "
+        "1.10 | 0.64 | 0.40 |"
+    )
+    met = next(line for line in lines if line.startswith("| load change"))
+    assert "| — |" in met  # seed never met demand: no median, no ratio
+
+
+def test_targets_with_both_sides() -> None:
+    checks = {(c.target, c.scope): c for c in sweep_targets([_result(sweep(True)[0])])}
+    cost = checks["billed instance-s ≤ 1.10 × reactive limit's, with demand met", "step-3.5"]
+    assert cost.met is True  # 1.05 ≤ 1.10 and demand met in every run
+    assert checks["τ_U ≤ 0.7 × naive", "step-3.5"].met is True  # 32 ≤ 35
+    assert checks["load change → demand met ≤ 1.5 × reactive limit's", "step-3.5"].met is True
+    assert checks["failed requests % ≤ naive's", "step-3.5"].met is True
+
+
+def test_a_cost_target_is_not_met_without_demand_met() -> None:
+    result = _result(sweep(True)[0])
+    for run in result.runs["exo-scaler"]:
+        run["demand_met_s"] = None  # cheap because it never met demand
+    checks = {(c.target, c.scope): c for c in sweep_targets([result])}
+    cost = checks["billed instance-s ≤ 1.10 × reactive limit's, with demand met", "step-3.5"]
+    assert cost.met is False and "demand met NO" in cost.figure
+    assert checks["load change → demand met ≤ 1.5 × reactive limit's", "step-3.5"].met is False
+
+
+def test_a_figure_no_contestant_can_move_is_shown_not_targeted() -> None:
+    spike = next(sc for sc in sweep(False) if sc.name == "spike-3.5")
+    checks = {(c.target, c.scope): c for c in sweep_targets([_result(spike)])}
+    assert ("τ_U ≤ 0.7 × naive", "spike-3.5") not in checks
+    assert checks["τ_U shown, not targeted", "spike-3.5"].met is None
+    assert "(shown, not targeted)" in judged_table(_result(spike))
+
+
+def test_the_sweep_has_every_height_and_scenario_the_issue_asks_for() -> None:
+    names = [sc.name for sc in sweep(False)]
+    assert names[:5] == ["step-1.6", "step-2.6", "step-3.5", "step-4.4", "step-6.5"]
+    assert {"ramp-3.5", "spike-3.5", "noisy-1.25", "kill-3.5", "course"} <= set(names)
+    beyond = next(sc for sc in sweep(False) if sc.name == "step-6.5")
+    assert beyond.peak_members > beyond.max_size
+    assert [sc.name for sc in sweep(True)] == ["step-3.5"]
+
+
+def test_fidelity_uses_ten_percent_or_the_absolute_tolerance() -> None:
+    assert faithful(100.0, 109.0, 0.0) is True
+    assert faithful(100.0, 111.0, 0.0) is False
+    assert faithful(0.5, 1.4, 1.0) is True  # a share near zero: within one point
+    assert faithful(None, 3.0, 1.0) is None
+
+
+def test_fidelity_rows_compare_medians_per_contestant() -> None:
+    by_speed = {
+        1.0: {
+            "naive": [
+                {
+                    "tau_u": 40.0,
+                    "failed_pct": 20.0,
+                    "billed_instance_seconds": 3000.0,
+                    "reaction_to_capacity_s": 200.0,
+                }
+            ]
+        },
+        10.0: {
+            "naive": [
+                {
+                    "tau_u": t,
+                    "failed_pct": 30.0,
+                    "billed_instance_seconds": 3100.0,
+                    "reaction_to_capacity_s": 215.0,
+                }
+                for t in (41.0, 43.0, 60.0)
+            ]
+        },
+    }
+    rows = {r["figure"]: r for r in fidelity_rows(by_speed, 1.0, 10.0)}
+    assert rows["tau_u"]["fast"] == 43.0 and rows["tau_u"]["passed"] is True  # 7.5 %
+    assert rows["failed_pct"]["passed"] is False  # +50 %, far past one point
+    assert rows["billed_instance_seconds"]["difference_pct"] == pytest.approx(100 / 30)
+    assert rows["reaction_to_capacity_s"]["passed"] is True  # 15 s: 7.5 %
+    table = fidelity_table(list(rows.values()), 1.0, 10.0)
+    assert "| OUTSIDE |" in table and "| within |" in table
