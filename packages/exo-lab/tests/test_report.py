@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from exo_lab.files import AppendedLines
 from exo_lab.load.generator import RequestResult
 from exo_lab.report.run_report import RunReport, Sample, since_load_start
-from exo_scaler import DecisionRecord, Direction, Reason, read_decision_log
+from exo_scaler import Capped, DecisionRecord, Direction, Reason, Wish, read_decision_log
 
 
 def decision(t: float, action: str, before: int, after: int, reason: str) -> DecisionRecord:
@@ -131,3 +132,22 @@ def test_a_followed_log_gives_each_complete_line_once(tmp_path: Path) -> None:
     assert follow.read() == ['{"b": 2}', "INFO plain"]
     log.write_text("new\n")  # replaced by a shorter file: read from its start
     assert follow.read() == ["new"]
+
+
+def test_the_decision_table_shows_the_wish_and_each_cap_that_changed_it(tmp_path: Path) -> None:
+    """Issue 19: the reader sees what the strategy wanted and which caps moved it, in order."""
+    wish = Wish(Direction.UP, 6, "demand", need=6)
+    capped = (Capped("bounds", 6, 5, "max is 5"), Capped("quota", 5, 4, "1 left"))
+    report = synthetic_run()
+    report.decisions = [
+        replace(report.decisions[0], to_size=4, wish=wish, capped_by=capped),
+        replace(
+            report.decisions[1],
+            wish=Wish(Direction.UP, 3, "cpu", fallback="arrivals is stale"),
+        ),
+    ]
+    md = report.write(tmp_path / "out")["md"].read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| 16.0 ") or
+            line.startswith("| 22.0 ")]  # fmt: skip
+    assert rows[0] == "| 16.0 | up | 1 → 4 | 6, need 6 | bounds 6→5; quota 5→4 | scaled |"
+    assert rows[1] == "| 22.0 | up | 2 → 3 | 3, CPU fallback: arrivals is stale | – | scaled |"

@@ -304,11 +304,11 @@ class RunReport:
             "",
             "## Decisions",
             "",
-            "| t (lab s) | action | size | reason |",
-            "| --- | --- | --- | --- |",
+            "| t (lab s) | action | size | wish | capped by | reason |",
+            "| --- | --- | --- | --- | --- | --- |",
             *[
                 f"| {d.wall_time:.1f} | {action_label(d.action)} | {d.from_size} → {d.to_size} "
-                f"| {d.reason} |"
+                f"| {_wish_cell(d)} | {_caps_cell(d)} | {d.reason} |"
                 for d in self.decisions
                 if d.reason is not Reason.NO_INTENT
             ],
@@ -317,6 +317,26 @@ class RunReport:
             "",
         ]
         return "\n".join(lines)
+
+
+def _wish_cell(d: DecisionRecord) -> str:
+    """The strategy's wish: its size, the demand's need or why it fell back to CPU."""
+    wish = d.wish
+    if wish is None:
+        return "–"
+    parts = [str(wish.size)]
+    if wish.need is not None:
+        parts.append(f"need {wish.need}")
+    if wish.fallback:
+        parts.append(f"CPU fallback: {wish.fallback}")
+    return ", ".join(parts).replace("|", "/")
+
+
+def _caps_cell(d: DecisionRecord) -> str:
+    """Each cap that changed the wish, in order: `name from→to`."""
+    if not d.capped_by:
+        return "–"
+    return "; ".join(f"{c.cap} {c.from_size}→{c.to_size}" for c in d.capped_by)
 
 
 def _client_section(f: dict[str, Any]) -> list[str]:
