@@ -91,9 +91,25 @@ def test_members_provisioning_count_as_capacity(settings: ScalerSettings) -> Non
     # 5 asked for, 3 of them still provisioning: the need (5) is covered, the alert firing on
     # the 2 serving adds nothing.
     held = decide(settings, UP, 5, signals(worth(4.4), 2), warming=3, provisioning=3)
-    assert (held.to_size, held.reason) == (5, Reason.WARMING_UP)
+    assert (held.to_size, held.reason) == (5, Reason.AT_NEED)
+    assert held.wish is not None and "3 of them not serving yet" in held.wish.why
     more = decide(settings, UP, 5, signals(worth(6.5), 2), warming=3, provisioning=3)
     assert (more.to_size, more.reason) == (7, Reason.SCALED)  # the need says more: 7
+
+
+def test_an_alert_on_a_pool_that_covers_the_need_adds_nothing(settings: ScalerSettings) -> None:
+    # The 4th member serves and is measured: CPU 70 % on 4 (below the rule), but the alert
+    # still fires on the 1 m rate window that ends as the load falls, or on the three serving
+    # while the fourth boots. The need (4) is the pool: no +1 for the alert (it went 4 -> 5).
+    stale = decide(settings, UP, 4, signals(worth(3.5), 4, cpu=70.0))
+    assert (stale.to_size, stale.reason) == (4, Reason.AT_NEED)
+    assert stale.wish is not None and "the pool of 4 covers it" in stale.wish.why
+    booting = decide(settings, UP, 4, signals(worth(3.5), 3, cpu=85.0), provisioning=1)
+    assert (booting.to_size, booting.reason) == (4, Reason.AT_NEED)
+    assert booting.wish is not None and "1 of them not serving yet" in booting.wish.why
+    # Every member serving over the 80 % line: CPU alone asks for more (ceil(4 × 85 / 70)).
+    hot = decide(settings, UP, 4, signals(worth(3.5), 4, cpu=85.0))
+    assert (hot.to_size, hot.reason) == (5, Reason.SCALED)
 
 
 def test_scale_in_from_the_largest_need_over_the_window(settings: ScalerSettings) -> None:
@@ -204,7 +220,11 @@ def test_a_member_dying_under_load_does_not_make_the_estimate_jump(
     if retries:
         assert after.held_by == seen  # it would have said 9 (70 req/s counted)
     wish = demand(inputs(settings, UP, 5, signals(arrivals, 3), history=(seen,)))
-    assert wish.size == 6  # the alert fired: +1; CPU on the 3 serving says ceil(4.2) = 5
+    # CPU on the 3 serving says ceil(3 × 99 / 70) = 5 too: the pool of 5 covers it. The two
+    # lost are the pool's to replace (an instance pool keeps its size: exo-zone's
+    # kill_member), so adding for them would overshoot once they are back.
+    assert (wish.size, wish.desired) == (5, 5)
+    assert "covers it" in wish.why
 
 
 def test_a_pool_we_scaled_in_is_not_a_member_lost(settings: ScalerSettings) -> None:

@@ -96,6 +96,31 @@ def test_a_value_sent_before_the_warm_up_ended_does_not_end_it(
     assert (tick(scaler).to_size, target.size) == (6, 6)
 
 
+def test_a_value_evaluated_before_the_warm_up_ended_does_not_end_it(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink
+) -> None:
+    """A value re-sent long after its evaluation arrives late, not fresh: the signals'
+    evaluation time, not the arrival, says what the window measured."""
+    settings = make_settings(max_size=10, warm_up=70.0)
+    target = ScriptedTarget(size=2, serving_now=2)
+    scaler, clock = scaler_with(settings, target, sink)
+    scaler.record_intents((UP,), "test", {UP: 99.0})
+    assert tick(scaler).to_size == 4
+    clock.now += 60
+    target.serving_now = 4
+    assert tick(scaler).reason is Reason.NO_INTENT
+    served_at = clock.now
+    clock.now += 100  # arrives 100 s after they served, evaluated 40 s after
+    resent = {"cpu": 99.0, "evaluated_at": served_at + 40}
+    scaler.record_intents((UP,), "test", {UP: 99.0}, signals={UP: resent})
+    stale = tick(scaler)
+    assert (stale.reason, stale.warming, target.size) == (Reason.WARMING_UP, 2, 4)
+    clock.now += 10
+    fresh = {"cpu": 99.0, "evaluated_at": served_at + 75}
+    scaler.record_intents((UP,), "test", {UP: 99.0}, signals={UP: fresh})
+    assert (tick(scaler).to_size, target.size) == (6, 6)
+
+
 def test_a_member_that_never_serves_cannot_block_scaling(
     make_settings: Callable[..., ScalerSettings], sink: EventSink
 ) -> None:

@@ -5,10 +5,14 @@ The clock is the scaler's wall clock (`time.time`, the clock intents are stamped
 a scale-up from F to N members, the scale-up warms until one of these ends it:
 
 1. its members all serve (the NLB's health check passes, or without --nlb the VM runs) — seen
-   at `ready_at`, read each tick until then — and then an up intent's value arrives at least
-   --warm-up seconds after `ready_at` (a value from earlier averages a rate window taken, in
-   part, before they took load); an up intent without a value (a bare GET /up) has nothing
-   to measure, so the time alone ends it;
+   at `ready_at`, read each tick until then — and then an up intent's value was taken at
+   least --warm-up seconds after `ready_at` (a value from earlier averages a rate window
+   taken, in part, before they took load); an up intent without a value (a bare GET /up) has
+   nothing to measure, so the time alone ends it. A value is taken when its request arrived
+   or, where the signals say when they were evaluated, then: a notifier re-sends a firing
+   alert's values up to its resend delay after evaluating them (30–60 s), so arrival alone
+   ended warm-ups on a window that still averaged the load before the members served, and
+   the next step went past the need;
 2. --warm-up-limit seconds pass since the scale-up (a member that never serves must not block
    scaling);
 3. the pool is back at or below F (the operation failed, or someone scaled in);
@@ -79,7 +83,7 @@ class WarmUpTracker:
             elif serving is not None:
                 warming = min(asked, wanted - serving)
         up = next((i for i in intents if i.direction is Direction.UP), None)
-        measured_at = None if up is None else (up.value_at if up.value is not None else now)
+        measured_at = None if up is None else _measured_at(up, now)
         if (
             warm.ready_at is not None
             and measured_at is not None
@@ -116,3 +120,14 @@ class WarmUpTracker:
             return None
         return {"since": warm.since, "from": warm.from_size, "to": warm.to_size,
                 "ready_at": warm.ready_at, "serving_from": serving_from}  # fmt: skip
+
+
+def _measured_at(up: Intent, now: float) -> float | None:
+    """When the up intent's measurement was taken: the older of the value's arrival and the
+    signals' evaluation (the value kept may be an older request's than the signals)."""
+    if up.value is None:
+        return now
+    evaluated = up.signals.get("evaluated_at") if up.signals else None
+    if up.value_at is None or evaluated is None or evaluated <= 0:
+        return up.value_at
+    return min(up.value_at, evaluated)

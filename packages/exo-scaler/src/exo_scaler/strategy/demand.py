@@ -11,7 +11,12 @@ a total, so members still provisioning count as capacity: the pool reaches the n
 provisioning round, and the warm-up cap holds further steps until a need says more.
 
 - Up: from one member the first step is to 2 (the course grader polls for exactly 2); once
-  that operation has ended, to the need (at least +1: the alert fired).
+  that operation has ended, to the need. Nothing more when the pool, members provisioning
+  included, already covers the need and what CPU says: the CPU rule keeps firing on the
+  members that serve while others boot, and for up to its 1 m rate window after the load
+  falls, and neither is a new need (an unconditional +1 went 4 → 5 on need 4, above the
+  oracle's peak). Where every member serves, an alert over 80 % already asks for more
+  through the CPU floor (ceil(n × 80 / 70) > n).
 - Down: to the largest need seen over the scale-in window (5 ticks: 300 s at the 60 s tick),
   never while shedding (the CPU work arriving, arrivals × cpu_per_request, exceeds what the
   serving members' cores carry) or while members of our last scale-up are not serving yet.
@@ -150,7 +155,11 @@ def demand(inputs: Inputs) -> Wish:
     if direction is Direction.UP:
         if size <= 1:
             return wish(2, f"{said}; from one member, 2 first", desired=max(floor, 2))
-        return wish(max(floor, size + 1), said, desired=floor)
+        if floor <= size:
+            booting = inputs.provisioning
+            boot = f", {booting} of them not serving yet," if booting else ""
+            return wish(size, f"{said}; the pool of {size}{boot} covers it", desired=floor)
+        return wish(floor, said, desired=floor)
     if found.shedding:
         return wish(size, f"{said}; shedding, no scale-in")
     if inputs.provisioning:
