@@ -112,13 +112,37 @@ def test_judged_table_gives_medians_spread_and_ratios_to_the_limit_and_naive() -
     assert "| — |" in met  # seed never met demand: no median, no ratio
 
 
-def test_targets_with_both_sides() -> None:
+def test_step_targets_have_both_sides() -> None:
+    """Issue 21's step row: τ_U and failed % against the limit *and* naive, demand met against
+    the limit's time, billed against the oracle with demand met, the peak from both sides."""
     checks = {(c.target, c.scope): c for c in sweep_targets([_result(sweep(True)[0])])}
-    cost = checks["billed instance-s ≤ 1.10 × reactive limit's, with demand met", "step-3.5"]
-    assert cost.met is True  # 1.05 ≤ 1.10 and demand met in every run
-    assert checks["τ_U ≤ 0.7 × naive", "step-3.5"].met is True  # 32 ≤ 35
-    assert checks["load change → demand met ≤ 1.5 × reactive limit's", "step-3.5"].met is True
-    assert checks["failed requests % ≤ naive's", "step-3.5"].met is True
+    tau = checks["τ_U ≤ 1.2 × reactive limit's and ≤ naive's", "step-3.5"]
+    assert tau.met is False and tau.figure == "32.0 vs limit 20.0, naive 50.0"  # 32 > 24
+    failed = checks["failed requests % ≤ 1.2 × reactive limit's and ≤ naive's", "step-3.5"]
+    assert failed.met is False  # 20 > 1.2 × 10, though ≤ naive's 30
+    met = checks["load change → demand met ≤ 1.15 × reactive limit's", "step-3.5"]
+    assert met.met is False  # 300 > 287.5
+    assert checks["billed instance-s ≤ 1.15 × oracle's, with demand met", "step-3.5"].met is True
+    assert checks["pool never above the oracle's peak, and reaches it", "step-3.5"].met is True
+    assert checks["stretch: failed requests % ≤ 0.8 × naive's", "step-3.5"].met is True  # 20 ≤ 24
+
+
+def test_a_step_target_is_met_near_the_limit() -> None:
+    result = _result(sweep(True)[0])
+    for run in result.runs["exo-scaler"]:
+        run.update(tau_u=23.0, failed_pct=11.5, demand_met_s=280.0)
+    checks = {(c.target, c.scope): c.met for c in sweep_targets([result])}
+    assert checks["τ_U ≤ 1.2 × reactive limit's and ≤ naive's", "step-3.5"] is True
+    assert checks["failed requests % ≤ 1.2 × reactive limit's and ≤ naive's", "step-3.5"] is True
+    assert checks["load change → demand met ≤ 1.15 × reactive limit's", "step-3.5"] is True
+
+
+def test_one_run_above_the_peak_misses_the_peak_target() -> None:
+    result = _result(sweep(True)[0])
+    result.runs["exo-scaler"][1]["max_over_peak"] = 1.25  # 5 members on a need of 4, once
+    checks = {(c.target, c.scope): c for c in sweep_targets([result])}
+    peak = checks["pool never above the oracle's peak, and reaches it", "step-3.5"]
+    assert peak.met is False and "[1.00–1.25]" in peak.figure
 
 
 def test_a_cost_target_is_not_met_without_demand_met() -> None:
@@ -126,17 +150,36 @@ def test_a_cost_target_is_not_met_without_demand_met() -> None:
     for run in result.runs["exo-scaler"]:
         run["demand_met_s"] = None  # cheap because it never met demand
     checks = {(c.target, c.scope): c for c in sweep_targets([result])}
-    cost = checks["billed instance-s ≤ 1.10 × reactive limit's, with demand met", "step-3.5"]
+    cost = checks["billed instance-s ≤ 1.15 × oracle's, with demand met", "step-3.5"]
     assert cost.met is False and "demand met NO" in cost.figure
-    assert checks["load change → demand met ≤ 1.5 × reactive limit's", "step-3.5"].met is False
+    assert checks["load change → demand met ≤ 1.15 × reactive limit's", "step-3.5"].met is False
 
 
 def test_a_figure_no_contestant_can_move_is_shown_not_targeted() -> None:
     spike = next(sc for sc in sweep(False) if sc.name == "spike-3.5")
-    checks = {(c.target, c.scope): c for c in sweep_targets([_result(spike)])}
-    assert ("τ_U ≤ 0.7 × naive", "spike-3.5") not in checks
+    result = _result(spike)
+    for run in result.runs["exo-scaler"]:
+        run.update(scale_ups=1, back_to_min_s=420.0)
+    checks = {(c.target, c.scope): c for c in sweep_targets([result])}
+    assert not any(t.startswith("τ_U ≤") and s == "spike-3.5" for t, s in checks)
     assert checks["τ_U shown, not targeted", "spike-3.5"].met is None
-    assert "(shown, not targeted)" in judged_table(_result(spike))
+    assert checks["at most one scale-up; back at min within 600 s", "spike-3.5"].met is True
+    assert "(shown, not targeted)" in judged_table(result)
+    result.runs["exo-scaler"][0]["scale_ups"] = 2  # 1 → 2, then the need: two
+    checks = {(c.target, c.scope): c for c in sweep_targets([result])}
+    assert checks["at most one scale-up; back at min within 600 s", "spike-3.5"].met is False
+
+
+def test_beyond_the_max_is_judged_on_one_round_and_no_flapping() -> None:
+    beyond = next(sc for sc in sweep(False) if sc.name == "step-6.5")
+    result = _result(beyond)
+    for run in result.runs["exo-scaler"]:
+        run.update(scale_ups=2)
+    target = "reaches the max in one round (≤ 2 scale-ups), no flapping"
+    assert {(c.target, c.scope): c for c in sweep_targets([result])}[target, "step-6.5"].met
+    result.runs["exo-scaler"][2].update(scale_ups=4, reversals=1)
+    checks = {(c.target, c.scope): c for c in sweep_targets([result])}
+    assert checks[target, "step-6.5"].met is False
 
 
 def test_the_sweep_has_every_height_and_scenario_the_issue_asks_for() -> None:

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from exo_lab.load.generator import RequestResult
-from exo_lab.report.quality import billed_seconds, demand_met_after, failure_kind
+from exo_lab.report.quality import (
+    back_at_min_after,
+    billed_seconds,
+    demand_met_after,
+    failure_kind,
+)
 from exo_lab.report.run_report import MemberLife, RunReport, Sample
 
 
@@ -63,6 +68,18 @@ def test_demand_never_met_and_a_second_rise_judged_on_its_own() -> None:
     assert demand_met_after(times, demand, supply, hold=1.0) == [(1.0, 1.0), (4.0, None)]
     with pytest.raises(ValueError, match="sampled together"):
         demand_met_after(times, demand, supply[:-1], hold=1.0)
+
+
+def test_back_at_min_counts_from_the_load_end_to_the_pool_at_min_for_good() -> None:
+    times = [float(t) for t in range(10)]
+    demand = [1, 3, 3, 3, 1, 1, 1, 1, 1, 1]  # the load ends at t=4
+    # At min at t=6 for a moment, back up, at min for good from t=8.
+    pool = [1, 2, 3, 3, 3, 2, 1, 2, 1, 1]
+    assert back_at_min_after(times, demand, pool, min_size=1) == 4.0
+    assert back_at_min_after(times, demand, [*pool[:-1], 2], min_size=1) is None  # not back
+    assert back_at_min_after(times, [1] * 10, pool, min_size=1) is None  # demand never fell
+    with pytest.raises(ValueError, match="sampled together"):
+        back_at_min_after(times, demand, pool[:-1], min_size=1)
 
 
 def _sample(t: float, demand: int, supply: int) -> Sample:

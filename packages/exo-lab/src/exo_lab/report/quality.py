@@ -187,6 +187,24 @@ def demand_met_after(
     return met
 
 
+def back_at_min_after(
+    times: Sequence[float], demand: Sequence[int], pool: Sequence[int], *, min_size: int
+) -> float | None:
+    """From the last fall of demand (the load's end) to the pool at `min_size` for good: the
+    first sample from which every later one is at or below it. None if demand never falls or
+    the pool is not back at the end of the series. Seconds are those of `times`."""
+    if not len(times) == len(demand) == len(pool):
+        raise ValueError("times, demand and pool must be sampled together")
+    falls = [i for i in range(1, len(times)) if demand[i] < demand[i - 1]]
+    if not falls or pool[-1] > min_size:
+        return None
+    last = falls[-1]
+    back = len(times) - 1
+    while back > last and pool[back - 1] <= min_size:
+        back -= 1
+    return times[back] - times[last]
+
+
 # -- the oracle's size over a run (the reactive limit's knowledge) ---------------------------------
 
 

@@ -22,6 +22,7 @@ from ..files import write_atomically
 from ..load.generator import RequestResult, percentile
 from .quality import (
     FAILURE_KINDS,
+    back_at_min_after,
     billed_seconds,
     demand_met_after,
     elasticity,
@@ -163,6 +164,17 @@ class RunReport:
             [s.supply for s in samples],
             hold=DEMAND_MET_HOLD / speed,
         )
+        low = self.config.get("min_size")
+        back = (
+            None
+            if low is None
+            else back_at_min_after(
+                [s.t for s in samples],
+                [s.demand for s in samples],
+                [s.pool_size for s in samples],
+                min_size=int(low),
+            )
+        )
         scale_in = self._scale_in_windows()
         during_scale_in = [
             r for r in self.results if any(a <= r.scheduled < b for a, b in scale_in)
@@ -200,6 +212,7 @@ class RunReport:
             "demand_met": [
                 {"load_change_at": at, "met_after_s": _scaled(after, speed)} for at, after in met
             ],
+            "back_to_min_s": _scaled(back, speed),
             "failed_during_scale_in": sum(not r.ok for r in during_scale_in),
             "requests_during_scale_in": len(during_scale_in),
             "latency_p50_ms": _ms(percentile(ok, 50)),
@@ -363,6 +376,8 @@ def _client_section(f: dict[str, Any]) -> list[str]:
         "the NLB's rotation |",
         f"| load change → demand met | {_fmt(f.get('demand_met_s'))} s | supply ≥ the oracle's "
         f"demand (at most the pool's max) for {DEMAND_MET_HOLD:g} s |",
+        f"| load end → pool back at min | {_fmt(f.get('back_to_min_s'))} s | from the last "
+        "fall of demand to the pool at its minimum for good |",
         "",
     ]
 
