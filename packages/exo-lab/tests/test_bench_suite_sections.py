@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -77,6 +78,26 @@ def test_sweep_runs_every_contestant_per_repeat_over_one_window(tmp_path: Path) 
     assert all(e[0].kind == "kill-member" and e[0].at == pytest.approx(54.0) for e in kills)
     section = suite.results["sections"]["sweep"]["step-2.6"]
     assert section["spreads"]["limit"]["failed_pct"]["median"] == pytest.approx(10.0)
+
+
+def test_a_sweep_cut_short_keeps_every_scenario_it_finished(tmp_path: Path) -> None:
+    plan = BenchPlan.for_mode(False, repeats=1, scenarios=("step-2.6", "step-3.5"))
+    suite, _ = _sweep_suite(tmp_path, plan, "sweep")
+    stub = suite.lab
+
+    def lab(name: str, settings: LabSettings, **kwargs: Any) -> Any:
+        if name.startswith("step-3.5"):
+            raise KeyboardInterrupt  # the session ends mid-scenario
+        return stub(name, settings, **kwargs)
+
+    suite.lab = lab  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        suite.sweep()
+    summary = (tmp_path / "summary.md").read_text()
+    assert "partial: the suite is still running" in summary
+    assert "| step-2.6: figure |" in summary and "step-3.5:" not in summary
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["partial"] is True and list(results["sections"]["sweep"]) == ["step-2.6"]
 
 
 def test_quick_mode_sweeps_the_step_once_per_contestant_at_smoke_speed(tmp_path: Path) -> None:

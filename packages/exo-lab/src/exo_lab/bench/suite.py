@@ -265,17 +265,26 @@ class Suite:
         self.write()
         return 1 if self.results["errors"] else 0
 
-    def write(self) -> None:
+    def write(self, *, partial: bool = False) -> None:
+        """summary.md and results.json; `partial` after each scenario of the sweep, so that a
+        suite cut short (hours of runs) keeps every scenario it finished."""
         self.out.mkdir(parents=True, exist_ok=True)
         m = self.results["machine"]
+        wall = self.results.get("wall_seconds")
         head = [
             f"# Benchmark results ({self.results['mode']} mode)",
             "",
             f"Date {self.results['date']}; machine: {m['nproc']} usable CPUs ({m['cpu_model']}), "
             f"{m['memory_gib']} GiB memory, Linux {m['kernel']}, Python {m['python']}; "
-            f"suite wall time {self.results['wall_seconds']:.0f} s.",
+            + (
+                "**partial: the suite is still running** (or was cut short): the sections "
+                "below are those finished."
+                if partial or wall is None
+                else f"suite wall time {wall:.0f} s."
+            ),
             "",
         ]
+        self.results["partial"] = partial
         _write(self.out / "summary.md", "\n".join(head + self.markdown))
         _write(self.out / "results.json", json.dumps(self.results, indent=2, default=_json_default))
 
@@ -331,6 +340,8 @@ class Suite:
                 f"{plan.duration + plan.tail:g} s, {plan.repeats} run(s) per contestant)",
                 judged_table(result),
             )
+            self.results["sections"]["sweep"] = section
+            self.write(partial=True)
         self.sweep_results = results
         self.results["sections"]["sweep"] = section
         if results:
