@@ -92,7 +92,7 @@ def test_members_provisioning_count_as_capacity(settings: ScalerSettings) -> Non
     # the 2 serving adds nothing.
     held = decide(settings, UP, 5, signals(worth(4.4), 2), warming=3, provisioning=3)
     assert (held.to_size, held.reason) == (5, Reason.AT_NEED)
-    assert held.wish is not None and "3 of them not serving yet" in held.wish.why
+    assert held.wish is not None and "3 of them warming" in held.wish.why
     more = decide(settings, UP, 5, signals(worth(6.5), 2), warming=3, provisioning=3)
     assert (more.to_size, more.reason) == (7, Reason.SCALED)  # the need says more: 7
 
@@ -104,9 +104,13 @@ def test_an_alert_on_a_pool_that_covers_the_need_adds_nothing(settings: ScalerSe
     stale = decide(settings, UP, 4, signals(worth(3.5), 4, cpu=70.0))
     assert (stale.to_size, stale.reason) == (4, Reason.AT_NEED)
     assert stale.wish is not None and "the pool of 4 covers it" in stale.wish.why
-    booting = decide(settings, UP, 4, signals(worth(3.5), 3, cpu=85.0), provisioning=1)
+    booting = decide(settings, UP, 4, signals(worth(3.5), 3, cpu=85.0), warming=1, provisioning=1)
     assert (booting.to_size, booting.reason) == (4, Reason.AT_NEED)
-    assert booting.wish is not None and "1 of them not serving yet" in booting.wish.why
+    assert booting.wish is not None and "1 of them warming" in booting.wish.why
+    # The same fourth member, past --warm-up-limit and still not serving: lost, +1.
+    lost = decide(settings, UP, 4, signals(worth(3.5), 3, cpu=85.0))
+    assert (lost.to_size, lost.reason) == (5, Reason.SCALED)
+    assert lost.wish is not None and "1 of 4 neither serve nor warm" in lost.wish.why
     # Every member serving over the 80 % line: CPU alone asks for more (ceil(4 × 85 / 70)).
     hot = decide(settings, UP, 4, signals(worth(3.5), 4, cpu=85.0))
     assert (hot.to_size, hot.reason) == (5, Reason.SCALED)
@@ -220,11 +224,10 @@ def test_a_member_dying_under_load_does_not_make_the_estimate_jump(
     if retries:
         assert after.held_by == seen  # it would have said 9 (70 req/s counted)
     wish = demand(inputs(settings, UP, 5, signals(arrivals, 3), history=(seen,)))
-    # CPU on the 3 serving says ceil(3 × 99 / 70) = 5 too: the pool of 5 covers it. The two
-    # lost are the pool's to replace (an instance pool keeps its size: exo-zone's
-    # kill_member), so adding for them would overshoot once they are back.
-    assert (wish.size, wish.desired) == (5, 5)
-    assert "covers it" in wish.why
+    # The need stays 5, but only 3 of the 5 serve and none warms: the capacity is short, so
+    # the alert adds one (an instance pool does not replace a crashed app on a running VM).
+    assert (wish.size, wish.desired) == (6, 6)
+    assert "2 of 5 neither serve nor warm: +1" in wish.why
 
 
 def test_a_pool_we_scaled_in_is_not_a_member_lost(settings: ScalerSettings) -> None:

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Callable
 
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry
 
 from exo_client import AuthError, ConflictError, QuotaExceededError
@@ -118,6 +119,48 @@ def test_a_value_evaluated_before_the_warm_up_ended_does_not_end_it(
     clock.now += 10
     fresh = {"cpu": 99.0, "evaluated_at": served_at + 75}
     scaler.record_intents((UP,), "test", {UP: 99.0}, signals={UP: fresh})
+    assert (tick(scaler).to_size, target.size) == (6, 6)
+
+
+def test_the_larger_value_keeps_its_own_evaluation_time(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink
+) -> None:
+    """Two requests in one tick: a re-sent 99 % evaluated before the members served and a
+    fresh 90 %. The kept value is the 99 %, so its time is its evaluation's, not the fresh
+    one's: the warm-up does not end on it."""
+    settings = make_settings(max_size=10, warm_up=70.0)
+    target = ScriptedTarget(size=2, serving_now=2)
+    scaler, clock = scaler_with(settings, target, sink)
+    scaler.record_intents((UP,), "test", {UP: 99.0})
+    assert tick(scaler).to_size == 4
+    clock.now += 60
+    target.serving_now = 4
+    assert tick(scaler).reason is Reason.NO_INTENT
+    served_at = clock.now
+    clock.now += 100
+    old = {"cpu": 99.0, "evaluated_at": served_at - 5}
+    fresh = {"cpu": 90.0, "evaluated_at": served_at + 80}
+    scaler.record_intents((UP,), "test", {UP: 99.0}, signals={UP: old})
+    scaler.record_intents((UP,), "test", {UP: 90.0}, signals={UP: fresh})
+    held = tick(scaler)
+    assert (held.reason, held.warming, target.size) == (Reason.WARMING_UP, 2, 4)
+
+
+@pytest.mark.parametrize("evaluated_at", [0.0, None])
+def test_without_an_evaluation_time_a_value_counts_from_its_arrival(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink, evaluated_at: float | None
+) -> None:
+    settings = make_settings(max_size=10, warm_up=70.0)
+    target = ScriptedTarget(size=2, serving_now=2)
+    scaler, clock = scaler_with(settings, target, sink)
+    scaler.record_intents((UP,), "test", {UP: 99.0})
+    assert tick(scaler).to_size == 4
+    clock.now += 60
+    target.serving_now = 4
+    assert tick(scaler).reason is Reason.NO_INTENT
+    clock.now += 75
+    carried = {"cpu": 99.0} if evaluated_at is None else {"cpu": 99.0, "evaluated_at": 0.0}
+    scaler.record_intents((UP,), "test", {UP: 99.0}, signals={UP: carried})
     assert (tick(scaler).to_size, target.size) == (6, 6)
 
 

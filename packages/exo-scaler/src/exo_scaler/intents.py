@@ -30,9 +30,11 @@ class Intent:
     # The largest measured value the requests carried (the alert's CPU, say), None if none
     # did: the proportional policy sizes its step from it.
     value: float | None = None
-    # When the request carrying `value` arrived: a value older than a scale-up's members
-    # serving does not measure them (Scaler's warm-up). Of two values the larger is kept with
-    # its time, even if older: at worst the warm-up ends a tick later, never too early.
+    # When `value` was measured: the evaluation time its request carried (the signals'
+    # `evaluated_at`: a notifier re-sends a firing alert's values 30–60 s after evaluating
+    # them), else the request's arrival. A value older than a scale-up's members serving
+    # does not measure them (warmup.py). Of two values the larger is kept with its time, even
+    # if older: at worst the warm-up ends a tick later, never too early.
     value_at: float | None = None
     # The demand signals (settings.SIGNAL_NAMES) of the request evaluated last, and when that
     # request arrived: their age is now − `evaluated_at`, else now − `signals_at`.
@@ -183,9 +185,10 @@ class IntentBook:
                 seen = self._pending.get(direction)
                 value = values.get(direction)
                 carried = dict(signals.get(direction) or {})
+                evaluated = carried.get("evaluated_at") or now  # 0: unknown
                 arrived = Intent(
                     direction, now, now, source, value=value,
-                    value_at=None if value is None else now,
+                    value_at=None if value is None else min(now, evaluated),
                     signals=carried, signals_at=now if carried else None,
                 )  # fmt: skip
                 self._pending[direction] = arrived if seen is None else seen.merged(arrived)

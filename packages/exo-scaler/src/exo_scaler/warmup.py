@@ -83,7 +83,7 @@ class WarmUpTracker:
             elif serving is not None:
                 warming = min(asked, wanted - serving)
         up = next((i for i in intents if i.direction is Direction.UP), None)
-        measured_at = None if up is None else _measured_at(up, now)
+        measured_at = None if up is None else (up.value_at if up.value is not None else now)
         if (
             warm.ready_at is not None
             and measured_at is not None
@@ -120,14 +120,3 @@ class WarmUpTracker:
             return None
         return {"since": warm.since, "from": warm.from_size, "to": warm.to_size,
                 "ready_at": warm.ready_at, "serving_from": serving_from}  # fmt: skip
-
-
-def _measured_at(up: Intent, now: float) -> float | None:
-    """When the up intent's measurement was taken: the older of the value's arrival and the
-    signals' evaluation (the value kept may be an older request's than the signals)."""
-    if up.value is None:
-        return now
-    evaluated = up.signals.get("evaluated_at") if up.signals else None
-    if up.value_at is None or evaluated is None or evaluated <= 0:
-        return up.value_at
-    return min(up.value_at, evaluated)

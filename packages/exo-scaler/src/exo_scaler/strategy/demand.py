@@ -7,16 +7,21 @@ the CPU-seconds one served request costs do:
     need = ceil(arrivals × cpu_per_request ÷ (member_cores × target_utilisation))
 
 never below what the CPU value itself says (ceil(serving × cpu ÷ --target-value)). The need is
-a total, so members still provisioning count as capacity: the pool reaches the need in one
-provisioning round, and the warm-up cap holds further steps until a need says more.
+a total, so members of our last scale-up not measured yet (warming: booting, or serving but
+not in a value yet) count as capacity: the pool reaches the need in one provisioning round,
+and holds there until a need says more.
 
 - Up: from one member the first step is to 2 (the course grader polls for exactly 2); once
-  that operation has ended, to the need. Nothing more when the pool, members provisioning
-  included, already covers the need and what CPU says: the CPU rule keeps firing on the
-  members that serve while others boot, and for up to its 1 m rate window after the load
-  falls, and neither is a new need (an unconditional +1 went 4 → 5 on need 4, above the
-  oracle's peak). Where every member serves, an alert over 80 % already asks for more
-  through the CPU floor (ceil(n × 80 / 70) > n).
+  that operation has ended, to the need. Nothing more when the capacity — the members the
+  signals saw serving plus ours warming — covers the need and what CPU says: the CPU rule
+  keeps firing on the members that serve while others boot, and for up to its 1 m rate
+  window after the load falls, and neither is a new need (an unconditional +1 went 4 → 5 on
+  a need of 4, above the oracle's peak). Members that neither serve nor warm are lost (an
+  app that crashed on a running VM, which an instance pool does not replace; a member that
+  never served within --warm-up-limit): while they leave the capacity short of the need,
+  an alert adds one, so the pool cannot stay short for good. (A member the pool itself
+  replaces looks the same until its replacement serves: that +1 is the price of not
+  telling the two apart.)
 - Down: to the largest need seen over the scale-in window (5 ticks: 300 s at the 60 s tick),
   never while shedding (the CPU work arriving, arrivals × cpu_per_request, exceeds what the
   serving members' cores carry) or while members of our last scale-up are not serving yet.
@@ -155,10 +160,14 @@ def demand(inputs: Inputs) -> Wish:
     if direction is Direction.UP:
         if size <= 1:
             return wish(2, f"{said}; from one member, 2 first", desired=max(floor, 2))
+        capacity = min(size, found.serving + inputs.warming)
+        if floor <= capacity:
+            warming = f", {inputs.warming} of them warming," if inputs.warming else ""
+            return wish(size, f"{said}; the pool of {size}{warming} covers it", desired=floor)
         if floor <= size:
-            booting = inputs.provisioning
-            boot = f", {booting} of them not serving yet," if booting else ""
-            return wish(size, f"{said}; the pool of {size}{boot} covers it", desired=floor)
+            lost = size - capacity
+            return wish(size + 1, f"{said}; {lost} of {size} neither serve nor warm: +1",
+                        desired=size + 1)  # fmt: skip
         return wish(floor, said, desired=floor)
     if found.shedding:
         return wish(size, f"{said}; shedding, no scale-in")
