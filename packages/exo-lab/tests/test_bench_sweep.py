@@ -164,6 +164,7 @@ def test_a_figure_no_contestant_can_move_is_shown_not_targeted() -> None:
     assert not any(t.startswith("τ_U ≤") and s == "spike-3.5" for t, s in checks)
     assert checks["τ_U shown, not targeted", "spike-3.5"].met is None
     assert checks["at most one scale-up; back at min within 600 s", "spike-3.5"].met is True
+    assert checks["failed requests % ≤ naive's", "spike-3.5"].met is True  # 20 ≤ 30: the other side
     assert "(shown, not targeted)" in judged_table(result)
     result.runs["exo-scaler"][0]["scale_ups"] = 2  # 1 → 2, then the need: two
     checks = {(c.target, c.scope): c for c in sweep_targets([result])}
@@ -229,3 +230,15 @@ def test_fidelity_rows_compare_medians_per_contestant() -> None:
     assert rows["reaction_to_capacity_s"]["passed"] is True  # 15 s: 7.5 %
     table = fidelity_table(list(rows.values()), 1.0, 10.0)
     assert "| OUTSIDE |" in table and "| within |" in table
+
+
+def test_the_table_marks_exactly_what_the_goal_targets() -> None:
+    step = judged_table(_result(sweep(True)[0])).splitlines()
+    assert next(x for x in step if x.startswith("| max pool")).startswith(
+        "| max pool / oracle's peak |"
+    )
+    assert next(x for x in step if x.startswith("| reversals")).startswith(
+        "| reversals (shown, not targeted) |"
+    )
+    noisy = next(sc for sc in sweep(False) if sc.name == "noisy-1.25")
+    assert noisy.judged_on == ("reversals",)

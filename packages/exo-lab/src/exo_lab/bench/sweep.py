@@ -39,6 +39,19 @@ JUDGED: tuple[tuple[str, str, str], ...] = (
 )
 
 
+#: goal → the figures sweep_targets judges (issue 21's table); every other row of a scenario's
+#: table is shown, not targeted. The course's criterion is the course section's.
+JUDGED_ON: dict[str, tuple[str, ...]] = {
+    "step": ("max_over_peak", "tau_u", "failed_pct", "demand_met_s", "billed_ratio"),
+    "beyond-max": ("max_over_peak", "scale_ups", "reversals"),
+    "ramp": ("max_over_peak", "tau_u"),
+    "spike": ("scale_ups", "back_to_min_s", "failed_pct"),
+    "noisy": ("reversals",),
+    "kill": ("tau_u", "failed_pct"),
+    "course": (),
+}
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One load on the pool. Heights are members' worth at the 80 % line (3.5: the oracle
@@ -53,12 +66,14 @@ class Scenario:
     max_size: int = 5
     kill_at: float | None = None
     closed_loop: bool = False
-    #: what the scenario is judged on (JUDGED keys); the others are shown, not targeted
-    judged_on: tuple[str, ...] = ("tau_u", "failed_pct", "billed_ratio", "demand_met_s")
     note: str = ""
-    #: which row of issue 21's target table applies: step, beyond-max, ramp, spike, noisy,
-    #: kill, course (sweep_targets)
+    #: which row of issue 21's target table applies (JUDGED_ON, sweep_targets)
     goal: str = "step"
+
+    @property
+    def judged_on(self) -> tuple[str, ...]:
+        """The figures its targets are on (JUDGED keys); the others are shown, not targeted."""
+        return JUDGED_ON[self.goal]
 
     def overrides(self) -> dict[str, Any]:
         """LabSettings fields for this scenario."""
@@ -93,7 +108,6 @@ def sweep(quick: bool) -> tuple[Scenario, ...]:
             "spike-3.5",
             "spike",
             3.5,
-            judged_on=("failed_pct", "billed_ratio", "scale_ups", "back_to_min_s"),
             goal="spike",
             note="the burst is shorter than the reaction floor: τ_U, θ_U and demand met are "
             "shown, not targeted (no reactive scaler can move them)",
@@ -104,7 +118,6 @@ def sweep(quick: bool) -> tuple[Scenario, ...]:
             1.25,
             base_members=1.25,
             initial_size=2,
-            judged_on=("reversals", "failed_pct", "billed_ratio"),
             goal="noisy",
             note="Poisson arrivals around 50 % CPU on the oracle's 2 members, from the start: "
             "a scaler should not move",
@@ -114,7 +127,6 @@ def sweep(quick: bool) -> tuple[Scenario, ...]:
             "step",
             3.5,
             kill_at=0.45,
-            judged_on=("tau_u", "failed_pct"),
             goal="kill",
             note="step to 3.5, the oldest member killed at 45 % of the load (at the peak)",
         ),
@@ -123,7 +135,6 @@ def sweep(quick: bool) -> tuple[Scenario, ...]:
             "course",
             1.0,
             closed_loop=True,
-            judged_on=("failed_pct",),
             goal="course",
             note="the course's 10 closed-loop workers on /load; the oracle is not defined for "
             "a closed loop: τ_U, θ_U, demand met and billed / oracle are not shown, and the "
@@ -381,8 +392,9 @@ def sweep_targets(results: Sequence[ScenarioResult]) -> list[TargetCheck]:
     - beyond the max: the max reached in every run, in one round after the first step to 2
       (≤ 2 scale-ups), 0 reversals;
     - ramp: τ_U ≤ naive's, never above the oracle's peak;
-    - spike: at most one scale-up, back at min within 600 s of the load's end (τ_U shown,
-      not targeted: the burst is shorter than the reaction floor);
+    - spike: at most one scale-up, back at min within 600 s of the load's end, failed
+      requests % ≤ naive's (τ_U shown, not targeted: the burst is shorter than the reaction
+      floor);
     - noisy steady load: 0 reversals;
     - a member killed at the peak: τ_U and failed requests % ≤ 1.2 × the limit's and ≤ naive's.
     The course's criterion is the course section's (analysis.target_checks).
@@ -414,6 +426,12 @@ def sweep_targets(results: Sequence[ScenarioResult]) -> list[TargetCheck]:
             )
             checks.append(TargetCheck("at most one scale-up; back at min within 600 s", sc.name,
                                       figure, met))  # fmt: skip
+            # The other side: a scaler that never moves passes the line above.
+            mine, theirs = _median(ours.get("failed_pct")), _median(naive.get("failed_pct"))
+            checks.append(TargetCheck(
+                "failed requests % ≤ naive's", sc.name,
+                f"{fmt(mine, '.1f')} % vs naive {fmt(theirs, '.1f')} %",
+                None if mine is None or theirs is None else mine <= theirs))  # fmt: skip
         elif sc.goal == "noisy":
             flips = ours.get("reversals")
             checks.append(TargetCheck("0 reversals on a steady noisy load", sc.name,
