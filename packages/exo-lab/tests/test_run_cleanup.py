@@ -23,7 +23,9 @@ PROVISIONING = Path(__file__).resolve().parents[3] / "grafana-provisioning"
 
 def start_run(out: Path, network: str) -> tuple[subprocess.Popen[bytes], Path]:
     console = out.parent / f"{out.name}.console"
-    command = [sys.executable, "-m", "exo_lab", "run", "--speed", "20", "--duration", "400"]
+    # A load far longer than the test (200 lab s): the signal must find the run running even
+    # on a loaded machine, where looking for its members can take as long as a short run.
+    command = [sys.executable, "-m", "exo_lab", "run", "--speed", "20", "--duration", "4000"]
     command += ["--member-network", network, "--provisioning", str(PROVISIONING)]
     command += ["--out", str(out)]
     with console.open("wb") as handle:
