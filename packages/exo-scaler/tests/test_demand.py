@@ -116,6 +116,15 @@ def test_an_alert_on_a_pool_that_covers_the_need_adds_nothing(settings: ScalerSe
     assert (hot.to_size, hot.reason) == (5, Reason.SCALED)
 
 
+def test_a_stale_cpu_value_is_no_floor_while_ours_warm(settings: ScalerSettings) -> None:
+    # The four just serve, not measured yet: 75 % averages a window that began before they
+    # took load. The need (4) stands; CPU would say ceil(4 × 75 / 70) = 5.
+    warm = decide(settings, UP, 4, signals(worth(3.5), 4, cpu=75.0), warming=3)
+    assert (warm.to_size, warm.reason) == (4, Reason.AT_NEED)
+    measured = decide(settings, UP, 4, signals(worth(3.5), 4, cpu=75.0))
+    assert (measured.to_size, measured.reason) == (5, Reason.SCALED)
+
+
 def test_scale_in_from_the_largest_need_over_the_window(settings: ScalerSettings) -> None:
     quiet = signals(worth(1.5), 4, cpu=15.0)
     history = (Seen(NOW - 200, 4, 4, False, 4), Seen(NOW - 100, 3, 4, False, 4))
