@@ -100,6 +100,44 @@ def test_a_sweep_cut_short_keeps_every_scenario_it_finished(tmp_path: Path) -> N
     assert results["partial"] is True and list(results["sections"]["sweep"]) == ["step-2.6"]
 
 
+def _kept_report(folder: Path, name: str, **config: Any) -> None:
+    run = folder / "runs" / name
+    run.mkdir(parents=True)
+    figures = {"tau_u": 99.0, "failed_share": 0.5, "max_pool_size": 4, "oracle_peak": 4}
+    (run / "report.json").write_text(json.dumps({"config": config, "figures": figures}))
+
+
+def test_resume_reuses_the_runs_made_with_the_same_settings(tmp_path: Path) -> None:
+    plan = BenchPlan.for_mode(False, repeats=1, scenarios=("step-2.6",))
+    same = {"profile": "step", "speed": 10.0, "duration_s": 1200.0, "peak_members": 2.6,
+            "scaler": "naive", "load_seed": 1, "max_size": 5}  # fmt: skip
+    _kept_report(tmp_path, "step-2.6-naive-r1", **same)
+    _kept_report(tmp_path, "step-2.6-seed-r1", **{**same, "scaler": "seed", "speed": 20.0})
+    (tmp_path / "runs" / "step-2.6-limit-r1").mkdir()
+    (tmp_path / "runs" / "step-2.6-limit-r1" / "report.json").write_text("{not json")
+    asked: list[str] = []
+    suite = Suite(plan, tmp_path, None, ("sweep",), say=str, resume=True)
+
+    def lab(name: str, settings: LabSettings, **kwargs: Any) -> Any:
+        asked.append(name)
+        figures = {"tau_u": 10.0, "failed_share": 0.1, "max_pool_size": 4, "oracle_peak": 4}
+        return SimpleNamespace(figures=figures)
+
+    suite.lab = lab  # type: ignore[method-assign]
+    suite.sweep()
+    # naive's kept run is reused; seed's was made at another speed, limit's cannot be read.
+    assert asked == ["step-2.6-seed-r1", "step-2.6-exo-scaler-r1", "step-2.6-limit-r1"]
+    assert suite.results["reused_runs"] == ["step-2.6-naive-r1"]
+    spreads = suite.results["sections"]["sweep"]["step-2.6"]["spreads"]
+    assert spreads["naive"]["tau_u"]["median"] == 99.0
+    # Without --resume, nothing is reused.
+    fresh = Suite(plan, tmp_path, None, ("sweep",), say=str)
+    fresh.lab = lab  # type: ignore[method-assign]
+    asked.clear()
+    fresh.sweep()
+    assert len(asked) == 4
+
+
 def test_quick_mode_sweeps_the_step_once_per_contestant_at_smoke_speed(tmp_path: Path) -> None:
     suite, asked = _sweep_suite(tmp_path, BenchPlan.for_mode(True), "sweep")
     suite.sweep()
@@ -127,3 +165,13 @@ def test_unknown_scenarios_are_refused_before_anything_runs(tmp_path: Path) -> N
     assert result.exit_code == 2
     assert "unknown scenario(s) step-9" in result.output
     assert not any(tmp_path.iterdir())
+
+
+def test_resume_needs_a_benchmark_folder(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from exo_lab.bench.suite import main
+
+    result = CliRunner().invoke(main, ["--only", "sweep", "--resume", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "holds no runs/ folder of a benchmark" in result.output

@@ -43,6 +43,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 import traceback
@@ -159,6 +160,52 @@ class BenchPlan:
         )
 
 
+#: what a kept run's report.json must agree on with the run asked for (the name carries the
+#: scenario, contestant and repeat; keys an older report lacks are not compared)
+RESUME_KEYS: dict[str, str] = {
+    "profile": "profile",
+    "speed": "speed",
+    "duration_s": "duration",
+    "min_size": "min_size",
+    "max_size": "max_size",
+    "peak_members": "peak_members",
+    "base_members": "base_members",
+    "initial_size": "initial_size",
+    "scaler": "scaler",
+    "load_seed": "load_seed",
+}
+
+
+def reusable_figures(report: Path, settings: LabSettings) -> dict[str, Any] | None:
+    """A finished run's figures when its report was made with these settings; None when
+    there is no such report, it cannot be read, or a setting differs."""
+    try:
+        body = json.loads(report.read_text())
+        config, figures = body["config"], body["figures"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(config, dict) or not isinstance(figures, dict):
+        return None
+    for key, field_name in RESUME_KEYS.items():
+        if key in config and config[key] != getattr(settings, field_name):
+            return None
+    return figures
+
+
+def commit_of(repo: Path | None) -> str | None:
+    """The repository's commit (and `+dirty` with uncommitted changes), None without git."""
+    if repo is None:
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10, check=True)  # fmt: skip
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain"],
+                               capture_output=True, text=True, timeout=10, check=True)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def machine() -> dict[str, Any]:
     model = ""
     try:
@@ -186,8 +233,11 @@ class Suite:
         repo: Path | None,
         sections: tuple[str, ...],
         say: Callable[[str], None] = print,
+        *,
+        resume: bool = False,
     ) -> None:
         self.plan = plan
+        self.resume = resume
         self.out = out
         self.repo = repo
         self.sections = sections
@@ -197,6 +247,7 @@ class Suite:
             "mode": "quick" if plan.quick else "full",
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": machine(),
+            "commit": commit_of(repo),
             "plan": asdict(plan),
             "sections": {},
             "errors": {},
@@ -226,6 +277,17 @@ class Suite:
         }
         values.update(overrides)
         return LabSettings(**values)
+
+    def judged_run(self, name: str, settings: LabSettings, **kwargs: Any) -> dict[str, Any]:
+        """The figures of one sweep or fidelity run: with `resume`, those of the run of the
+        same name already in the folder when its settings match; else a new lab run."""
+        if self.resume:
+            kept = reusable_figures(self.out / "runs" / name / "report.json", settings)
+            if kept is not None:
+                self.say(f"  [{name}] reused (report.json of the same settings)")
+                self.results.setdefault("reused_runs", []).append(name)
+                return kept
+        return self.lab(name, settings, **kwargs).figures
 
     def lab(self, name: str, settings: LabSettings, **kwargs: Any) -> LabOutcome:
         """One lab run, or the same run's outcome when another section already made it."""
@@ -324,10 +386,12 @@ class Suite:
                     if scenario.kill_at is not None:
                         at = scenario.kill_at * settings.load_profile().duration
                         events = [FaultEvent(at, "kill-member")]
-                    outcome = self.lab(name, settings, events=events, window=self.window(settings))
+                    figures = self.judged_run(
+                        name, settings, events=events, window=self.window(settings)
+                    )
                     result.runs.setdefault(contestant, []).append(
                         judged_figures(
-                            outcome.figures,
+                            figures,
                             max_size=settings.max_size,
                             closed_loop=scenario.closed_loop,
                         )
@@ -357,9 +421,9 @@ class Suite:
                 for contestant in ("naive", "exo-scaler"):
                     name = f"fidelity-step-{contestant}-x{speed:g}-r{repeat + 1}"
                     settings = self.settings(name, scaler=contestant, speed=speed)
-                    outcome = self.lab(name, settings, window=self.window(settings))
+                    figures = self.judged_run(name, settings, window=self.window(settings))
                     by_speed.setdefault(speed, {}).setdefault(contestant, []).append(
-                        judged_figures(outcome.figures, max_size=settings.max_size)
+                        judged_figures(figures, max_size=settings.max_size)
                     )
         rows = fidelity_rows(by_speed, slow, fast)
         self.results["sections"]["fidelity"] = {"speeds": [slow, fast], "rows": rows}
@@ -632,6 +696,14 @@ def _json_default(value: Any) -> Any:
     help=f"Only these sweep scenarios ({', '.join(sc.name for sc in sweep(False))}).",
 )
 @click.option(
+    "--resume",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=None,
+    help="Write into this earlier results folder (OUT/<timestamp>) and reuse each sweep or "
+    "fidelity run whose report.json was made with the same settings: a sweep cut short, or "
+    "split over several sittings, completes there. Resume with the same commit.",
+)
+@click.option(
     "--fidelity",
     is_flag=True,
     help="Only the speed-fidelity check: step for naive and exo-scaler at ×1 and ×10, "
@@ -645,6 +717,7 @@ def main(
     course_speed: float | None,
     repeats: int | None,
     scenarios: str | None,
+    resume: Path | None,
     fidelity: bool,
 ) -> None:
     """Run the benchmark suite and print its tables as it goes."""
@@ -669,11 +742,15 @@ def main(
     found = find_repo(repo.resolve() if repo else Path.cwd().resolve())
     if repo is not None and found is None:
         raise click.BadParameter(f"{repo} is not the exo-autoscale repository", param_hint="--repo")
+    if resume is not None and not (resume / "runs").is_dir():
+        raise click.BadParameter(
+            f"{resume} holds no runs/ folder of a benchmark", param_hint="--resume"
+        )
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    target = out / stamp
+    target = resume if resume is not None else out / stamp
     click.echo(f"benchmarks ({'quick' if quick else 'full'}): {', '.join(sections)} → {target}")
     plan = BenchPlan.for_mode(quick, course_speed, repeats=repeats, scenarios=chosen)
-    suite = Suite(plan, target, found, sections, say=click.echo)
+    suite = Suite(plan, target, found, sections, say=click.echo, resume=resume is not None)
     status = suite.run()
     click.echo(f"\nresults: {target / 'results.json'}, {target / 'summary.md'}")
     sys.exit(status)
