@@ -16,7 +16,7 @@ from exo_scaler.record import DecisionRecord
 from exo_scaler.settings import ScalerSettings
 from exo_scaler.strategy.base import Inputs
 from exo_scaler.strategy.demand import Seen, demand, estimate, growth_limit
-from exo_scaler.target import PoolStatus
+from exo_scaler.target import Member, MemberState, PoolStatus
 
 UP, DOWN = Direction.UP, Direction.DOWN
 NOW = 1_764_870_000.0
@@ -114,6 +114,21 @@ def test_an_alert_on_a_pool_that_covers_the_need_adds_nothing(settings: ScalerSe
     # Every member serving over the 80 % line: CPU alone asks for more (ceil(4 × 85 / 70)).
     hot = decide(settings, UP, 4, signals(worth(3.5), 4, cpu=85.0))
     assert (hot.to_size, hot.reason) == (5, Reason.SCALED)
+
+
+def test_a_member_the_nlb_passes_but_the_signals_miss_is_capacity(
+    settings: ScalerSettings,
+) -> None:
+    # Seen at ×10: 1 → 2 → 4; the NLB passes the original and one new member, two of ours
+    # still boot (warming 2), and the signals, a scrape behind, still count 1 serving. That
+    # is 4 of 4, not "1 of 4 lost".
+    states = [MemberState.SERVING] * 2 + [MemberState.WARMING] * 2
+    members = tuple(Member(f"m{i}", state) for i, state in enumerate(states))
+    status = PoolStatus(4, "running", members=members)
+    found = evaluate((intent(UP, signals(worth(3.5), 1)),), status, settings, now=NOW,
+                     warming=2, provisioning=2)  # fmt: skip
+    assert (found.to_size, found.reason) == (4, Reason.AT_NEED)
+    assert found.wish is not None and "covers it" in found.wish.why
 
 
 def test_a_stale_cpu_value_is_no_floor_while_ours_warm(settings: ScalerSettings) -> None:

@@ -164,7 +164,11 @@ def demand(inputs: Inputs) -> Wish:
     if direction is Direction.UP:
         if size <= 1:
             return wish(2, f"{said}; from one member, 2 first", desired=max(floor, 2))
-        capacity = min(size, found.serving + inputs.warming)
+        # Serving: the fresher of the signals' count and the NLB's, read this tick while a
+        # scale-up warms (the signals lag a new member by a scrape and an evaluation, and
+        # `warming` counts only ours the NLB does not pass yet).
+        seen = max(found.serving, inputs.status.serving or 0)
+        capacity = min(size, seen + inputs.warming)
         if floor <= capacity:
             warming = f", {inputs.warming} of them warming," if inputs.warming else ""
             return wish(size, f"{said}; the pool of {size}{warming} covers it", desired=floor)
