@@ -106,6 +106,7 @@ class ScriptedTarget:
     serving_reads: int = 0  # status reads that asked for the members
     quota: int | None = None  # instances the organisation may still create; None: unlimited
     quota_refusal: Exception | None = None
+    endings: list[OnEnd] = field(default_factory=list)  # of the operations not ended yet
 
     @property
     def pool_id(self) -> str:
@@ -133,12 +134,20 @@ class ScriptedTarget:
         return PoolStatus(self.size, self.state, error_reason=self.error_reason,
                           members=listed, quota_room=room, quota_error=why)  # fmt: skip
 
-    async def grow(self, to: int) -> Launched:
+    async def grow(self, to: int, *, on_end: OnEnd | None = None) -> Launched:
         if self.refuse is not None:
             raise self.refuse
         self.scaled.append((self.size, to))
         self.size = to
+        if on_end is not None:
+            self.endings.append(on_end)
         return Launched("op")
+
+    async def end_operations(self, result: str) -> None:
+        """Our operations end with `result`: each `on_end` a verb was given is told."""
+        endings, self.endings = self.endings, []
+        for on_end in endings:
+            await on_end(result)
 
     async def evict(self, members: Sequence[Member], *, on_end: OnEnd | None = None) -> Launched:
         if self.refuse is not None:

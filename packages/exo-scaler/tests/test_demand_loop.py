@@ -106,3 +106,84 @@ def test_a_stale_or_valueless_alert_falls_back_to_the_cpu_policy_and_says_so(
     assert dropped.wish.fallback == "no arrivals, cpu_per_request, serving signal"
     [line] = [d for d in sink.of("decision") if d["tick"] == 2]
     assert line["wish"]["fallback"] == dropped.wish.fallback and line["signals"] is None
+
+
+def test_the_2_first_step_goes_on_to_the_need_as_soon_as_its_operation_ends(
+    make_settings: Callable[..., ScalerSettings],
+    sink: EventSink,
+    fixture_bytes: Callable[[str], bytes],
+) -> None:
+    # A 60 s tick that never comes here: only the end of the operation can move the pool on.
+    settings = make_settings(policy="demand", max_size=10, interval=60)
+    target = ScriptedTarget(size=1, serving_now=1)
+    app = create_app(settings, target, events=sink.log())
+    scaler: Scaler = app.state.scaler
+    client = TestClient(app)
+    body = payload(fixture_bytes, "grafana_demand_up.json")
+    assert client.post("/webhook", content=body, headers=BEARER).status_code == 200
+
+    async def scenario() -> None:
+        first = await scaler.tick()
+        assert (first.from_size, first.to_size, first.reason) == (1, 2, Reason.SCALED)
+        assert first.wish is not None and first.wish.then == 5
+        # Until it ends, nothing more: the grader's poll must be able to see the 2.
+        await asyncio.sleep(0.01)
+        assert target.scaled == [(1, 2)] and scaler._follow_up is None
+        await target.end_operations("success")
+        assert scaler._follow_up is not None
+        after = await scaler._follow_up
+        assert after is not None
+        assert (after.from_size, after.to_size, after.reason) == (2, 5, Reason.SCALED)
+        assert after.wish is not None and after.wish.then is None  # one follow-up, no chain
+        await target.end_operations("success")
+        assert scaler._follow_up is not None and (await scaler._follow_up) is after
+
+    asyncio.run(scenario())
+    assert target.scaled == [(1, 2), (2, 5)]
+    first, after = sink.records()
+    assert (first.tick, first.follow_up) == (1, False)
+    assert (after.tick, after.follow_up) == (1, True)  # the same tick's second half
+    assert DecisionRecord.from_json(after.to_line()) == after
+    assert DecisionRecord.from_json(first.to_line()).wish == first.wish
+
+
+def test_no_follow_up_when_the_2_first_operation_fails_or_2_is_the_need(
+    make_settings: Callable[..., ScalerSettings],
+    sink: EventSink,
+    fixture_bytes: Callable[[str], bytes],
+) -> None:
+    settings = make_settings(policy="demand", max_size=10, interval=60)
+    target = ScriptedTarget(size=1, serving_now=1)
+    app = create_app(settings, target, events=sink.log())
+    scaler: Scaler = app.state.scaler
+    client = TestClient(app)
+
+    def webhook(**values: float) -> None:
+        body = payload(fixture_bytes, "grafana_demand_up.json", **values)
+        assert client.post("/webhook", content=body, headers=BEARER).status_code == 200
+
+    async def failed() -> None:
+        await scaler.tick()
+        await target.end_operations("failure")
+        await asyncio.sleep(0.01)
+
+    webhook()
+    asyncio.run(failed())
+    # The pool is as the failed operation left it; the next tick decides from a new read.
+    assert target.scaled == [(1, 2)] and scaler._follow_up is None
+    assert scaler.intents.pending() == ()
+
+    # 1.6 members' worth (0.1 CPU-s a request, 1 core at 70 %): the need is 2, no second step.
+    target.size = 1
+    webhook(arrivals=11.2)
+
+    async def at_two() -> None:
+        decision = await scaler.tick()
+        assert decision.to_size == 2 and decision.wish is not None
+        assert (decision.wish.need, decision.wish.then) == (2, None)
+        await target.end_operations("success")
+        await asyncio.sleep(0.01)
+
+    asyncio.run(at_two())
+    assert target.scaled == [(1, 2), (1, 2)] and scaler._follow_up is None
+    assert [r.follow_up for r in sink.records()] == [False, False]

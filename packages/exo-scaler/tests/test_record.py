@@ -168,7 +168,9 @@ def test_the_wish_and_the_caps_are_in_the_line() -> None:
         "need": None,
         "fallback": None,
         "shedding": False,
+        "then": None,
     }
+    assert line["follow_up"] is False
     assert line["capped_by"] == [
         {"cap": "step-limit", "from": 1, "to": 2, "detail": "at most -1 a tick"}
     ]

@@ -51,12 +51,15 @@ class Actuator:
         """What /status shows: our preparation, then the target's operation."""
         return self.preparing or self.target.in_flight
 
-    async def act(self, decision: Decision, status: PoolStatus) -> Launched:
-        """Start what `decision` asks for; ExoApiError when nothing was started."""
+    async def act(
+        self, decision: Decision, status: PoolStatus, *, on_grown: OnEnd | None = None
+    ) -> Launched:
+        """Start what `decision` asks for; ExoApiError when nothing was started. `on_grown`
+        is told how a scale-up's operation ended."""
         if decision.action is None or decision.to_size is None or decision.from_size is None:
             raise ValueError(f"nothing to do in a {decision.reason} decision")
         if decision.action is Direction.UP:
-            return await self.target.grow(decision.to_size)
+            return await self.target.grow(decision.to_size, on_end=on_grown)
         self.preparing = InFlight(
             Direction.DOWN, "selecting", self.clock(), decision.from_size, decision.to_size
         )

@@ -146,9 +146,9 @@ class ExoPoolTarget:
 
     # -- the two verbs -------------------------------------------------------------------------
 
-    async def grow(self, to: int) -> Launched:
+    async def grow(self, to: int, *, on_end: OnEnd | None = None) -> Launched:
         return await self._launch(Direction.UP, to, (), lambda: self.client.scale_pool(
-            self.pool_id, to))  # fmt: skip
+            self.pool_id, to), on_end)  # fmt: skip
 
     async def evict(self, members: Sequence[Member], *, on_end: OnEnd | None = None) -> Launched:
         ids = [m.id for m in members]

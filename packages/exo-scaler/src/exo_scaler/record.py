@@ -51,6 +51,9 @@ class DecisionRecord:
     # Added with the caps (issue 19); absent from older lines (None and ()).
     wish: Wish | None = None  # the strategy's, before the caps
     capped_by: tuple[Capped, ...] = ()  # each cap that changed the wish, in order
+    # Taken when the operation of the tick's first step ended, not at a tick (the demand
+    # policy's 2 first, then the need); absent from older lines.
+    follow_up: bool = False
 
     @classmethod
     def of(
@@ -63,6 +66,7 @@ class DecisionRecord:
         operation_id: str | None = None,
         members: Iterable[str] = (),
         dry_run: bool = False,
+        follow_up: bool = False,
     ) -> DecisionRecord:
         """The record of an evaluated (and maybe acted on) decision: the one place the scaler
         builds one."""
@@ -85,6 +89,7 @@ class DecisionRecord:
             warming=decision.warming,
             wish=decision.wish,
             capped_by=decision.capped_by,
+            follow_up=follow_up,
         )
 
     @property
@@ -117,6 +122,7 @@ class DecisionRecord:
             if self.wish is None or not self.wish.signals
             else dict(self.wish.signals),
             "signals_age": None if self.wish is None else self.wish.signals_age,
+            "follow_up": self.follow_up,
         }
 
     def to_line(self) -> str:
@@ -158,6 +164,7 @@ class DecisionRecord:
                 warming=_typed(data, "warming", int, 0),
                 wish=_wish(data, measured, desired),
                 capped_by=tuple(_capped(c) for c in _list(data, "capped_by", dict)),
+                follow_up=_typed(data, "follow_up", bool, False),
             )
         except DecisionLogError:
             raise
@@ -250,6 +257,7 @@ def _wish(data: Mapping[str, Any], measured: float | None, desired: int | None) 
         signals={str(k): float(v) for k, v in signals.items()},
         signals_age=_optional_number(data, "signals_age"),
         shedding=_typed(value, "shedding", bool, False),
+        then=_size(value, "then"),
     )
 
 

@@ -21,12 +21,12 @@ from .acting import Actuator
 from .conditions import Conditions
 from .decision import Decision, Direction, Reason, action_label, evaluate
 from .events import EventLog
-from .intents import IntentBook, fresh_intents
+from .intents import Intent, IntentBook, fresh_intents
 from .metrics import ScalerMetrics
 from .record import DecisionRecord
 from .settings import ScalerSettings
 from .strategy import NeedWindow
-from .target import InFlight, Launched, PoolStatus, PoolTarget
+from .target import InFlight, Launched, OnEnd, PoolStatus, PoolTarget
 from .warmup import WarmUpTracker
 
 log = logging.getLogger("exo_scaler")
@@ -64,6 +64,9 @@ class Scaler:
         self.needs = NeedWindow()  # the demand policy's, for scale-in
         self.conditions = Conditions(settings.unhealthy_after)
         self._quota_error: str | None = None
+        # A tick and a follow-up never interleave their read, decision and call.
+        self._deciding = asyncio.Lock()
+        self._follow_up: asyncio.Task[Decision | None] | None = None
 
     @property
     def in_flight(self) -> InFlight | None:
@@ -108,12 +111,17 @@ class Scaler:
             next_at = max(next_at + interval, loop.time())
 
     async def tick(self) -> Decision:
+        async with self._deciding:
+            return await self._decide(follow_up=False)
+
+    async def _decide(self, *, follow_up: bool) -> Decision:
         now = self.clock()
         taken, stale = fresh_intents(self.intents.take(), now, self.settings.intent_ttl)
         for intent in stale:  # a sustained alert re-sends long before --carry-ticks
             self.metrics.intents_expired.labels(intent.direction.value).inc()
-        self.ticks += 1
-        self.last_tick = now
+        if not follow_up:
+            self.ticks += 1
+            self.last_tick = now
         launched: Launched | None = None
         wants = {i.direction for i in taken}
         try:
@@ -134,7 +142,7 @@ class Scaler:
                                 history=history)  # fmt: skip
             self.needs.remember(decision.wish, now, status.size)
             if decision.acts:
-                decision, launched = await self._act(decision, status)
+                decision, launched = await self._act(decision, status, taken)
             if decision.reason is Reason.SCALED:
                 assert decision.action is not None and decision.to_size is not None
                 self.warm_up.scaled(decision.action, status.size, decision.to_size, now)
@@ -142,8 +150,43 @@ class Scaler:
             # Kept for the first tick that can act (the pool stays busy about a minute per
             # member on Exoscale, so dropping them would lose whole steps); --carry-ticks bounds it.
             self.intents.restore(taken)
-        self._record(decision, launched)
+        self._record(decision, launched, follow_up=follow_up)
         return decision
+
+    def _then(self, decision: Decision, taken: tuple[Intent, ...]) -> OnEnd | None:
+        """For a first step that is not the whole way (the demand policy's 2 first): go on
+        as soon as its operation ends in success. On Exoscale that is when the pool has
+        converged — the new member `running` (exo_zone/timings.py) — so a poll of running
+        members sees the 2 for at least the next members' boot, and the need is not a tick
+        (60 s) late. The tick's intents are put back for it, merged with any newer one."""
+        wish = decision.wish
+        if (
+            wish is None
+            or wish.then is None
+            or decision.action is not Direction.UP
+            or decision.to_size is None
+            or wish.then <= decision.to_size
+        ):
+            return None
+        ups = tuple(i for i in taken if i.direction is Direction.UP)
+
+        async def on_end(result: str) -> None:
+            if result != "success":
+                return  # the next tick reads the pool as it is and decides again
+            self.intents.restore(ups)
+            # Called before the target clears its operation: the follow-up runs after.
+            self._follow_up = asyncio.create_task(self._go_on())
+
+        return on_end
+
+    async def _go_on(self) -> Decision | None:
+        await asyncio.sleep(0)
+        try:
+            async with self._deciding:
+                return await self._decide(follow_up=True)
+        except Exception:
+            log.exception("follow-up failed; the next tick decides")
+            return None
 
     def _observe(self, status: PoolStatus, now: float) -> None:
         """What the status read says beyond the decision: conditions and the quota."""
@@ -161,10 +204,11 @@ class Scaler:
             self._quota_error = status.quota_error
 
     async def _act(
-        self, decision: Decision, status: PoolStatus
+        self, decision: Decision, status: PoolStatus, taken: tuple[Intent, ...]
     ) -> tuple[Decision, Launched | None]:
         try:
-            return decision, await self.actuator.act(decision, status)
+            on_grown = self._then(decision, taken)
+            return decision, await self.actuator.act(decision, status, on_grown=on_grown)
         except QuotaExceededError as exc:
             # Not busy: the next tick would be refused the same way (exo_client.errors).
             return decision.with_failure(Reason.QUOTA, str(exc)), None
@@ -173,7 +217,9 @@ class Scaler:
         except ExoApiError as exc:
             return decision.with_failure(Reason.API_ERROR, str(exc)), None
 
-    def _record(self, decision: Decision, launched: Launched | None) -> None:
+    def _record(
+        self, decision: Decision, launched: Launched | None, *, follow_up: bool = False
+    ) -> None:
         record = DecisionRecord.of(
             decision,
             wall_time=self.clock(),
@@ -182,6 +228,7 @@ class Scaler:
             operation_id=launched.operation_id if launched else None,
             members=launched.members if launched else (),
             dry_run=self.settings.dry_run,
+            follow_up=follow_up,
         )
         self.decisions.append(record)
         self.metrics.decisions.labels(action_label(decision.action), decision.reason.value).inc()
@@ -192,4 +239,8 @@ class Scaler:
         return [r for r in self.decisions if since is None or r.wall_time >= since]
 
     async def close(self) -> None:
+        if self._follow_up is not None:
+            self._follow_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._follow_up
         await self.target.close()

@@ -148,9 +148,11 @@ class PoolTarget(Protocol):
         status instead."""
         ...
 
-    async def grow(self, to: int) -> Launched:
+    async def grow(self, to: int, *, on_end: OnEnd | None = None) -> Launched:
         """Ask for `to` members; ExoApiError (ConflictError on a busy pool) when nothing was
-        started. Until the operation ends, `in_flight` is set."""
+        started. Until the operation ends, `in_flight` is set; `on_end` is awaited with its
+        result before `in_flight` clears (the demand policy's 2-first step goes on from
+        there)."""
         ...
 
     async def evict(self, members: Sequence[Member], *, on_end: OnEnd | None = None) -> Launched:

@@ -33,11 +33,14 @@ class Wish:
     signals: Mapping[str, float] = field(default_factory=dict, hash=False)
     signals_age: float | None = None
     shedding: bool = False
+    # A first step that is not the whole way (the demand policy's 2 first): the size to go
+    # on to as soon as that step's operation has ended, without waiting for the next tick.
+    then: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"direction": self.direction.value, "size": self.size, "why": self.why,
                 "need": self.need, "fallback": self.fallback,
-                "shedding": self.shedding}  # fmt: skip
+                "shedding": self.shedding, "then": self.then}  # fmt: skip
 
 
 @dataclass(frozen=True)

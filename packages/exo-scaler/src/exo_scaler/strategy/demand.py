@@ -157,13 +157,17 @@ def demand(inputs: Inputs) -> Wish:
     floor = found.need if inputs.warming else max(found.need, cpu_need(inputs, found.serving))
     said = _said(found, signals["cpu_per_request"])
 
-    def wish(to: int, why: str, desired: int | None = None) -> Wish:
+    def wish(to: int, why: str, desired: int | None = None, then: int | None = None) -> Wish:
         return Wish(direction, to, why, inputs.intent.value, desired, found.need,
-                    signals=signals, signals_age=found.age, shedding=found.shedding)  # fmt: skip
+                    signals=signals, signals_age=found.age, shedding=found.shedding,
+                    then=then)  # fmt: skip
 
     if direction is Direction.UP:
         if size <= 1:
-            return wish(2, f"{said}; from one member, 2 first", desired=max(floor, 2))
+            then = floor if floor > 2 else None
+            more = f", then {then} once that operation has ended" if then else ""
+            return wish(2, f"{said}; from one member, 2 first{more}", desired=max(floor, 2),
+                        then=then)  # fmt: skip
         # Serving: the fresher of the signals' count and the NLB's, read this tick while a
         # scale-up warms (the signals lag a new member by a scrape and an evaluation, and
         # `warming` counts only ours the NLB does not pass yet).
