@@ -11,8 +11,9 @@ a total, so members of our last scale-up not measured yet (warming: booting, or 
 not in a value yet) count as capacity: the pool reaches the need in one provisioning round,
 and holds there until a need says more.
 
-- Up: from one member the first step is to 2 (the course grader polls for exactly 2); once
-  that operation has ended, to the need. Nothing more when the capacity — the members the
+- Up: from one member the first step is to 2 (the course grader polls for exactly 2); as
+  soon as that operation has ended, to the need (the wish's `then`; the loop's follow-up,
+  scaler.py). Nothing more when the capacity — the members the
   signals saw serving plus ours warming — covers the need and what CPU says: the CPU rule
   keeps firing on the members that serve while others boot, and for up to its 1 m rate
   window after the load falls, and neither is a new need (an unconditional +1 went 4 → 5 on
