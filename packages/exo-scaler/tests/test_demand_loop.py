@@ -187,3 +187,72 @@ def test_no_follow_up_when_the_2_first_operation_fails_or_2_is_the_need(
     asyncio.run(at_two())
     assert target.scaled == [(1, 2), (1, 2)] and scaler._follow_up is None
     assert [r.follow_up for r in sink.records()] == [False, False]
+
+
+def test_no_follow_up_after_a_down_alert_a_tick_that_came_first_a_cap_or_the_stop(
+    make_settings: Callable[..., ScalerSettings],
+    sink: EventSink,
+    fixture_bytes: Callable[[str], bytes],
+) -> None:
+    def scaler_on(**overrides: Any) -> tuple[Scaler, ScriptedTarget, TestClient]:
+        settings = make_settings(policy="demand", interval=60, **{"max_size": 10, **overrides})
+        target = ScriptedTarget(size=1, serving_now=1)
+        app = create_app(settings, target, events=sink.log())
+        return app.state.scaler, target, TestClient(app)
+
+    def post(client: TestClient, name: str) -> None:
+        body = payload(fixture_bytes, name)
+        assert client.post("/webhook", content=body, headers=BEARER).status_code == 200
+
+    # The load fell while the pool grew: a down intent waits, so no going on up.
+    scaler, target, client = scaler_on()
+    post(client, "grafana_demand_up.json")
+
+    async def fell() -> None:
+        await scaler.tick()
+        post(client, "grafana_demand_down.json")
+        await target.end_operations("success")
+        await asyncio.sleep(0.01)
+
+    asyncio.run(fell())
+    assert target.scaled == [(1, 2)] and scaler._follow_up is None
+    assert [i.direction.value for i in scaler.intents.pending()] == ["down"]
+
+    # A tick took the lock first: it decided on the intents, the follow-up records nothing.
+    scaler, target, client = scaler_on()
+    post(client, "grafana_demand_up.json")
+
+    async def tick_first() -> None:
+        await scaler.tick()
+        await target.end_operations("success")
+        await scaler.tick()  # before the follow-up's first step
+        assert scaler._follow_up is not None and (await scaler._follow_up) is None
+
+    before = len(sink.records())
+    asyncio.run(tick_first())
+    assert target.scaled == [(1, 2), (2, 5)]
+    assert [r.follow_up for r in sink.records()[before:]] == [False, False]
+
+    # --max 2 held the first step: the second would be held the same way.
+    scaler, target, client = scaler_on(max_size=2)
+    post(client, "grafana_demand_up.json")
+
+    async def capped() -> None:
+        first = await scaler.tick()
+        assert (first.to_size, first.wish and first.wish.then) == (2, 5)
+        assert target.endings == []  # no follow-up was asked for
+
+    asyncio.run(capped())
+
+    # The loop stopped: an operation that ends now starts nothing.
+    scaler, target, client = scaler_on()
+    post(client, "grafana_demand_up.json")
+
+    async def stopped() -> None:
+        await scaler.tick()
+        await scaler.close()
+        await target.end_operations("success")
+        await asyncio.sleep(0.01)
+
+    asyncio.run(stopped())
+    assert target.scaled == [(1, 2)] and scaler._follow_up is None

@@ -22,7 +22,7 @@ class ScalerMetrics:
         self.registry = registry
         self.decisions = Counter(
             "exo_scaler_decisions_total",
-            "Scaling decisions, one per tick.",
+            "Scaling decisions: one per tick, and the 2-first step's follow-up.",
             ["action", "reason"],
             registry=registry,
         )

@@ -67,6 +67,7 @@ class Scaler:
         # A tick and a follow-up never interleave their read, decision and call.
         self._deciding = asyncio.Lock()
         self._follow_up: asyncio.Task[Decision | None] | None = None
+        self.closing = False  # the loop stopped: no follow-up may start a call
 
     @property
     def in_flight(self) -> InFlight | None:
@@ -99,16 +100,19 @@ class Scaler:
         loop = asyncio.get_running_loop()
         interval = self.settings.interval
         next_at = loop.time() + interval
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=max(0.0, next_at - loop.time()))
-                return
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("tick failed; the loop goes on")
-            # Missed ticks (a long drain, a slow API) are skipped, not bunched up.
-            next_at = max(next_at + interval, loop.time())
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=max(0.0, next_at - loop.time()))
+                    return
+                try:
+                    await self.tick()
+                except Exception:
+                    log.exception("tick failed; the loop goes on")
+                # Missed ticks (a long drain, a slow API) are skipped, not bunched up.
+                next_at = max(next_at + interval, loop.time())
+        finally:
+            self.closing = True  # whatever ended the loop, no follow-up may start a call
 
     async def tick(self) -> Decision:
         async with self._deciding:
@@ -165,24 +169,31 @@ class Scaler:
             or wish.then is None
             or decision.action is not Direction.UP
             or decision.to_size is None
-            or wish.then <= decision.to_size
+            # a cap (max, quota) that held the first step also holds the second
+            or min(wish.then, self.settings.max_size) <= decision.to_size
         ):
             return None
         ups = tuple(i for i in taken if i.direction is Direction.UP)
+        tick = self.ticks
 
         async def on_end(result: str) -> None:
-            if result != "success":
+            if result != "success" or self.closing:
                 return  # the next tick reads the pool as it is and decides again
+            if any(i.direction is Direction.DOWN for i in self.intents.pending()):
+                return  # the load fell while the pool grew: not a time to go on up
             self.intents.restore(ups)
-            # Called before the target clears its operation: the follow-up runs after.
-            self._follow_up = asyncio.create_task(self._go_on())
+            # Awaited before the target clears its operation (and with no await between
+            # that and the clearing), so the task's first step comes after it.
+            self._follow_up = asyncio.create_task(self._go_on(tick))
 
         return on_end
 
-    async def _go_on(self) -> Decision | None:
+    async def _go_on(self, tick: int) -> Decision | None:
         await asyncio.sleep(0)
         try:
             async with self._deciding:
+                if self.closing or self.ticks != tick:
+                    return None  # a tick came first and took the intents: it decided
                 return await self._decide(follow_up=True)
         except Exception:
             log.exception("follow-up failed; the next tick decides")
@@ -239,6 +250,7 @@ class Scaler:
         return [r for r in self.decisions if since is None or r.wall_time >= since]
 
     async def close(self) -> None:
+        self.closing = True
         if self._follow_up is not None:
             self._follow_up.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
