@@ -108,19 +108,30 @@ def test_a_stale_or_valueless_alert_falls_back_to_the_cpu_policy_and_says_so(
     assert line["wish"]["fallback"] == dropped.wish.fallback and line["signals"] is None
 
 
+def on_one_member(
+    make_settings: Callable[..., ScalerSettings], sink: EventSink, **overrides: Any
+) -> tuple[Scaler, ScriptedTarget, TestClient]:
+    """A demand scaler on a pool of one serving member, with a 60 s tick that never comes
+    here: only the end of an operation can move the pool on between the ticks run by hand."""
+    settings = make_settings(policy="demand", interval=60, **{"max_size": 10, **overrides})
+    target = ScriptedTarget(size=1, serving_now=1)
+    app = create_app(settings, target, events=sink.log())
+    return app.state.scaler, target, TestClient(app)
+
+
+def post(client: TestClient, fixture_bytes: Callable[[str], bytes], name: str,
+         **values: float) -> None:  # fmt: skip
+    body = payload(fixture_bytes, name, **values)
+    assert client.post("/webhook", content=body, headers=BEARER).status_code == 200
+
+
 def test_the_2_first_step_goes_on_to_the_need_as_soon_as_its_operation_ends(
     make_settings: Callable[..., ScalerSettings],
     sink: EventSink,
     fixture_bytes: Callable[[str], bytes],
 ) -> None:
-    # A 60 s tick that never comes here: only the end of the operation can move the pool on.
-    settings = make_settings(policy="demand", max_size=10, interval=60)
-    target = ScriptedTarget(size=1, serving_now=1)
-    app = create_app(settings, target, events=sink.log())
-    scaler: Scaler = app.state.scaler
-    client = TestClient(app)
-    body = payload(fixture_bytes, "grafana_demand_up.json")
-    assert client.post("/webhook", content=body, headers=BEARER).status_code == 200
+    scaler, target, client = on_one_member(make_settings, sink)
+    post(client, fixture_bytes, "grafana_demand_up.json")
 
     async def scenario() -> None:
         first = await scaler.tick()
@@ -152,15 +163,10 @@ def test_no_follow_up_when_the_2_first_operation_fails_or_2_is_the_need(
     sink: EventSink,
     fixture_bytes: Callable[[str], bytes],
 ) -> None:
-    settings = make_settings(policy="demand", max_size=10, interval=60)
-    target = ScriptedTarget(size=1, serving_now=1)
-    app = create_app(settings, target, events=sink.log())
-    scaler: Scaler = app.state.scaler
-    client = TestClient(app)
+    scaler, target, client = on_one_member(make_settings, sink)
 
     def webhook(**values: float) -> None:
-        body = payload(fixture_bytes, "grafana_demand_up.json", **values)
-        assert client.post("/webhook", content=body, headers=BEARER).status_code == 200
+        post(client, fixture_bytes, "grafana_demand_up.json", **values)
 
     async def failed() -> None:
         await scaler.tick()
@@ -194,23 +200,13 @@ def test_no_follow_up_after_a_down_alert_a_tick_that_came_first_a_cap_or_the_sto
     sink: EventSink,
     fixture_bytes: Callable[[str], bytes],
 ) -> None:
-    def scaler_on(**overrides: Any) -> tuple[Scaler, ScriptedTarget, TestClient]:
-        settings = make_settings(policy="demand", interval=60, **{"max_size": 10, **overrides})
-        target = ScriptedTarget(size=1, serving_now=1)
-        app = create_app(settings, target, events=sink.log())
-        return app.state.scaler, target, TestClient(app)
-
-    def post(client: TestClient, name: str) -> None:
-        body = payload(fixture_bytes, name)
-        assert client.post("/webhook", content=body, headers=BEARER).status_code == 200
-
     # The load fell while the pool grew: a down intent waits, so no going on up.
-    scaler, target, client = scaler_on()
-    post(client, "grafana_demand_up.json")
+    scaler, target, client = on_one_member(make_settings, sink)
+    post(client, fixture_bytes, "grafana_demand_up.json")
 
     async def fell() -> None:
         await scaler.tick()
-        post(client, "grafana_demand_down.json")
+        post(client, fixture_bytes, "grafana_demand_down.json")
         await target.end_operations("success")
         await asyncio.sleep(0.01)
 
@@ -219,8 +215,8 @@ def test_no_follow_up_after_a_down_alert_a_tick_that_came_first_a_cap_or_the_sto
     assert [i.direction.value for i in scaler.intents.pending()] == ["down"]
 
     # A tick took the lock first: it decided on the intents, the follow-up records nothing.
-    scaler, target, client = scaler_on()
-    post(client, "grafana_demand_up.json")
+    scaler, target, client = on_one_member(make_settings, sink)
+    post(client, fixture_bytes, "grafana_demand_up.json")
 
     async def tick_first() -> None:
         await scaler.tick()
@@ -234,8 +230,8 @@ def test_no_follow_up_after_a_down_alert_a_tick_that_came_first_a_cap_or_the_sto
     assert [r.follow_up for r in sink.records()[before:]] == [False, False]
 
     # --max 2 held the first step: the second would be held the same way.
-    scaler, target, client = scaler_on(max_size=2)
-    post(client, "grafana_demand_up.json")
+    scaler, target, client = on_one_member(make_settings, sink, max_size=2)
+    post(client, fixture_bytes, "grafana_demand_up.json")
 
     async def capped() -> None:
         first = await scaler.tick()
@@ -245,8 +241,8 @@ def test_no_follow_up_after_a_down_alert_a_tick_that_came_first_a_cap_or_the_sto
     asyncio.run(capped())
 
     # The loop stopped: an operation that ends now starts nothing.
-    scaler, target, client = scaler_on()
-    post(client, "grafana_demand_up.json")
+    scaler, target, client = on_one_member(make_settings, sink)
+    post(client, fixture_bytes, "grafana_demand_up.json")
 
     async def stopped() -> None:
         await scaler.tick()
