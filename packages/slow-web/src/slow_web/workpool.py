@@ -18,6 +18,9 @@ logger = logging.getLogger("slow_web.workpool")
 
 T = TypeVar("T")
 
+# How long stop() waits for the burns it terminated to be failed by the executor.
+_SETTLE_SECONDS = 5.0
+
 
 class Overloaded(Exception):
     """Every worker is busy and the waiting queue is full."""
@@ -50,6 +53,7 @@ class WorkPool:
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
         self._abandon: asyncio.Event | None = None
+        self._burns: set[asyncio.Future[BurnResult]] = set()
         self.admitted = 0
         self.running = 0
 
@@ -107,6 +111,7 @@ class WorkPool:
             raise
         # The slot is released when the worker is done, not when the caller stops waiting:
         # a cancelled or abandoned request must not let another burn start on a busy CPU.
+        self._burns.add(future)
         future.add_done_callback(self._on_burn_done)
         try:
             result = await self._until_abandoned(asyncio.shield(future))
@@ -142,6 +147,7 @@ class WorkPool:
             self._abandon.clear()
 
     def _on_burn_done(self, future: asyncio.Future[BurnResult]) -> None:
+        self._burns.discard(future)
         self._release()
         # Mark the outcome as seen: an abandoned burn's error must not be logged as lost.
         if not future.cancelled():
@@ -173,6 +179,12 @@ class WorkPool:
             if process.is_alive():
                 process.terminate()
         await asyncio.to_thread(_join_all, processes)
+        # The executor's own thread fails the terminated burns a moment later; a burn that
+        # fails after the event loop has stopped is logged as a lost error, so wait for them.
+        if self._burns:
+            await asyncio.wait(set(self._burns), timeout=_SETTLE_SECONDS)
+        for unsettled in list(self._burns):
+            unsettled.cancel()
 
 
 def _join_all(processes: list[multiprocessing.process.BaseProcess]) -> None:
