@@ -99,3 +99,29 @@ def test_the_webhook_records_intents_behind_the_token_for_the_next_tick(tmp_path
             assert [i.direction for i in scaler.book.pending()] == [UP]
             status = httpx.get(f"{url}/status", timeout=5).json()
             assert status["scaler"] == "reactive-limit" and status["armed"] is False
+
+
+def test_the_limit_ticks_on_a_fixed_grid_however_long_a_tick_takes(tmp_path: Path) -> None:
+    """The benchmark puts the load at a phase of this grid; a slow tick must not shift it."""
+    import threading
+
+    settings = LimitSettings(pool="p", token="t", schedule=tmp_path / "none.json", interval=0.1)
+    with running_zone({"web": 1}) as rz:
+        scaler = LimitScaler(settings, ExoClient(rz.settings, retry=NO_RETRY))
+        began: list[float] = []
+
+        def slow_tick() -> None:
+            began.append(time.monotonic())
+            time.sleep(0.04)
+
+        scaler.tick = slow_tick  # type: ignore[method-assign]
+        stop = threading.Event()
+        ticker = threading.Thread(target=scaler.run_ticks, args=(stop,), daemon=True)
+        ticker.start()
+        deadline = time.monotonic() + 10
+        while len(began) < 11 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stop.set()
+        ticker.join(timeout=5)
+    # Ten gaps of one interval each, not of an interval plus the tick's 40 ms.
+    assert (began[10] - began[0]) / 10 == pytest.approx(0.1, abs=0.015)

@@ -74,6 +74,11 @@ def test_sweep_runs_every_contestant_per_repeat_over_one_window(tmp_path: Path) 
     assert {s.peak_members for name, s, _ in asked if name.startswith("step-2.6")} == {2.6}
     # The repeats draw other Poisson seeds; the kill scenario kills a member at 45 % of its load.
     assert {s.load_seed for _, s, _ in asked} == {1, 2, 3}
+    # Each repeat starts the load at another third of the tick; naive has no tick.
+    phases = {(s.scaler, s.load_seed): s.tick_phase for n, s, _ in asked if "step" in n}
+    assert [phases["exo-scaler", r] for r in (1, 2, 3)] == pytest.approx([0, 1 / 3, 2 / 3])
+    assert [phases["limit", r] for r in (1, 2, 3)] == [phases["seed", r] for r in (1, 2, 3)]
+    assert {phases["naive", r] for r in (1, 2, 3)} == {None}
     kills = [k["events"] for name, _, k in asked if name.startswith("kill")]
     assert all(e[0].kind == "kill-member" and e[0].at == pytest.approx(54.0) for e in kills)
     section = suite.results["sections"]["sweep"]["step-2.6"]
@@ -113,6 +118,8 @@ def test_resume_reuses_the_runs_made_with_the_same_settings(tmp_path: Path) -> N
             "scaler": "naive", "load_seed": 1, "max_size": 5}  # fmt: skip
     _kept_report(tmp_path, "step-2.6-naive-r1", **same)
     _kept_report(tmp_path, "step-2.6-seed-r1", **{**same, "scaler": "seed", "speed": 20.0})
+    # A run made before the repeats were put at a phase of the tick (no `tick_phase`).
+    _kept_report(tmp_path, "step-2.6-exo-scaler-r1", **{**same, "scaler": "exo-scaler"})
     (tmp_path / "runs" / "step-2.6-limit-r1").mkdir()
     (tmp_path / "runs" / "step-2.6-limit-r1" / "report.json").write_text("{not json")
     asked: list[str] = []
@@ -125,7 +132,8 @@ def test_resume_reuses_the_runs_made_with_the_same_settings(tmp_path: Path) -> N
 
     suite.lab = lab  # type: ignore[method-assign]
     suite.sweep()
-    # naive's kept run is reused; seed's was made at another speed, limit's cannot be read.
+    # naive's kept run is reused (it has no tick); seed's was made at another speed,
+    # exo-scaler's at no phase of its tick, limit's cannot be read.
     assert asked == ["step-2.6-seed-r1", "step-2.6-exo-scaler-r1", "step-2.6-limit-r1"]
     assert suite.results["reused_runs"] == ["step-2.6-naive-r1"]
     spreads = suite.results["sections"]["sweep"]["step-2.6"]["spreads"]

@@ -79,6 +79,9 @@ class Recorder(RunHooks):
     def __init__(self) -> None:
         self.calls: list[Any] = []
 
+    def before_load(self) -> None:
+        self.calls.append("before_load")
+
     def started(self, clock: RunClock) -> None:
         self.calls.append("started")
 
@@ -92,7 +95,7 @@ class Recorder(RunHooks):
 def test_a_run_samples_each_second_within_its_window_and_reports(tmp_path: Path, url: str) -> None:
     probe, hooks = CountingProbe(tmp_path, url), Recorder()
     report = MeasuredRun(probe, [hooks], window=4.0).run()
-    assert hooks.calls[0] == "started" and hooks.calls[-1] == "finished"
+    assert hooks.calls[:2] == ["before_load", "started"] and hooks.calls[-1] == "finished"
     assert [s.t for s in report.samples] == [0, 1, 2, 3]  # the window's seconds, once each
     assert all(r.scheduled < 4.0 for r in report.results) and report.results
     f = report.figures()

@@ -155,7 +155,12 @@ class LimitScaler:
 
     def run_ticks(self, stop: threading.Event) -> None:
         """Tick every `interval` seconds until `stop` is set (bounded by it, as every loop)."""
-        while not stop.wait(self.settings.interval):
+        # A fixed grid, as exo-scaler's loop: a tick's own time must not push the next ones
+        # (the benchmark puts the load at a phase of this grid).
+        interval = self.settings.interval
+        next_at = time.monotonic() + interval
+        while not stop.wait(max(0.0, next_at - time.monotonic())):
+            next_at = max(next_at + interval, time.monotonic())
             try:
                 self.tick()
             except Exception:  # a tick that failed is logged; the next one tries again

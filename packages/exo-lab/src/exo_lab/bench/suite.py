@@ -58,7 +58,7 @@ import psutil
 
 from exo_zone import random_member_network
 
-from ..stack.settings import LabSettings
+from ..stack.settings import TICKING_SCALERS, LabSettings
 from .analysis import (
     CONTESTANTS,
     CourseVerdict,
@@ -173,7 +173,11 @@ RESUME_KEYS: dict[str, str] = {
     "initial_size": "initial_size",
     "scaler": "scaler",
     "load_seed": "load_seed",
+    "tick_phase": "tick_phase",
 }
+
+#: keys whose absence from an older report means this value (those runs had no such setting)
+RESUME_ABSENT_MEANS: dict[str, Any] = {"tick_phase": None}
 
 
 def reusable_figures(report: Path, settings: LabSettings) -> dict[str, Any] | None:
@@ -187,7 +191,9 @@ def reusable_figures(report: Path, settings: LabSettings) -> dict[str, Any] | No
     if not isinstance(config, dict) or not isinstance(figures, dict):
         return None
     for key, field_name in RESUME_KEYS.items():
-        if key in config and config[key] != getattr(settings, field_name):
+        if key not in config and key not in RESUME_ABSENT_MEANS:
+            continue
+        if config.get(key, RESUME_ABSENT_MEANS.get(key)) != getattr(settings, field_name):
             return None
     return figures
 
@@ -380,6 +386,10 @@ class Suite:
                         scaler=contestant,
                         speed=plan.sweep_speed,
                         load_seed=repeat + 1,
+                        # The repeats spread over the tick's phase (stack/tick_phase.py).
+                        tick_phase=(
+                            repeat / plan.repeats if contestant in TICKING_SCALERS else None
+                        ),
                         **scenario.overrides(),
                     )
                     events = None

@@ -32,6 +32,9 @@ class RunFailed(RuntimeError):
 class RunHooks:
     """What a caller adds to a run; every method is optional (override what you need)."""
 
+    def before_load(self) -> None:
+        """Just before the load generator starts (it may wait, e.g. for a tick's phase)."""
+
     def started(self, clock: RunClock) -> None:
         """The load generator was just started."""
 
@@ -86,6 +89,8 @@ class MeasuredRun:
         )
         children = ChildProcesses(p.out / "logs")
         try:
+            for hook in self.hooks:
+                hook.before_load()
             child = children.start("load", plan.command(self._progress_file, self._results_file))
             clock = self.clock = RunClock(time.monotonic(), time.time())
             for hook in self.hooks:

@@ -124,6 +124,13 @@ class LabProbe:
             "initial_size": s.initial_size,
             "scaler": s.scaler,
             "load_seed": s.load_seed,
+            "tick_phase": s.tick_phase,
+            # measured: production seconds from the scaler's tick to the load's start
+            "load_after_tick_s": (
+                None
+                if self.stack.load_after_tick is None
+                else round(self.stack.load_after_tick * s.speed, 2)
+            ),
             "cpu_cap": plane.runtime.cpu_cap if plane else "unknown",
             "tick_seconds": t.tick,
             "scale_in_window_s": t.health_interval * (t.health_retries + 1) + t.drain,
@@ -172,6 +179,21 @@ class OutageHook(RunHooks):
     def finished(self) -> None:
         if self.driver is not None:
             self.driver.restore()  # an outage longer than the run ends with it
+
+
+class TickPhaseHook(RunHooks):
+    """The settings' `tick_phase`: the load starts at that phase of the scaler's tick."""
+
+    def __init__(self, stack: LabStack) -> None:
+        self.stack = stack
+
+    def before_load(self) -> None:
+        self.stack.align_to_tick()
+
+    def started(self, clock: RunClock) -> None:
+        alignment = self.stack.tick_alignment
+        if alignment is not None:
+            self.stack.load_after_tick = clock.mono - alignment.tick_seen_monotonic
 
 
 class OracleScheduleHook(RunHooks):

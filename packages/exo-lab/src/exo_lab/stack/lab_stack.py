@@ -40,7 +40,8 @@ from .grafana import (
 from .iam_role import RolePolicyError, render_role_policy
 from .outage import OutageDriver
 from .processes import ChildProcesses, find_binary, free_port, wait_for
-from .settings import LabError, LabSettings
+from .settings import TICKING_SCALERS, LabError, LabSettings
+from .tick_phase import TickAlignment, align_to_tick
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,10 @@ class LabStack:
         self.cpu_expr = ""
         self.rules: list[ScalingRule] = []
         self.route: WebhookRoute | None = None
+        #: where the load was put against the scaler's tick (settings' tick_phase), or None
+        self.tick_alignment: TickAlignment | None = None
+        #: lab seconds from the tick seen to the load's start (set as the load starts)
+        self.load_after_tick: float | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -130,6 +135,16 @@ class LabStack:
         self.say("starting Alertmanager, Prometheus, exo-sd and exo-scaler")
         self._start_children(prometheus, alertmanager, ports)
         self._wait_ready()
+
+    def align_to_tick(self) -> TickAlignment | None:
+        """Return at the settings' phase of the scaler's tick; call just before the load."""
+        s = self.s
+        if s.tick_phase is None or s.scaler not in TICKING_SCALERS:
+            return None
+        self.tick_alignment = align_to_tick(
+            f"{self.scaler_url}/status", s.lab(s.timings.tick), s.tick_phase
+        )
+        return self.tick_alignment
 
     def _load_provisioning(self) -> None:
         s = self.s

@@ -9,16 +9,18 @@ from ..dataplane.lock import LabBusyError
 from ..measure import MeasuredRun, RunFailed, RunHooks
 from ..report.run_report import RunReport
 from .grafana import ProvisioningError
-from .lab_probe import LabProbe, OracleScheduleHook, OutageHook
+from .lab_probe import LabProbe, OracleScheduleHook, OutageHook, TickPhaseHook
 from .lab_stack import LabStack
 from .processes import ChildExited
 from .settings import LabError, LabSettings
 
 
 def lab_hooks(probe: LabProbe) -> list[RunHooks]:
-    """The hooks a lab run has: the monitoring outage and the reactive limit's schedule, when
-    the settings ask for them."""
+    """The hooks a lab run has: the load's phase against the tick, the monitoring outage and
+    the reactive limit's schedule, when the settings ask for them."""
     hooks: list[RunHooks] = []
+    if probe.s.tick_phase is not None:
+        hooks.append(TickPhaseHook(probe.stack))
     if probe.s.monitoring_outage is not None:
         hooks.append(OutageHook(probe.stack))
     if probe.s.scaler == "limit":

@@ -19,6 +19,8 @@ from .outage import MonitoringOutage
 #: `--policy step`, the seed's literal ±1 a tick), "naive" (exo_lab.bench.naive) and "limit",
 #: the reactive limit (exo_lab.bench.limit: the oracle's size at the first tick after an alert)
 SCALERS = ("exo-scaler", "seed", "naive", "limit")
+#: the contestants that act at a tick (naive acts on each webhook at once)
+TICKING_SCALERS = ("exo-scaler", "seed", "limit")
 TIMING_MODELS = ("realistic", "fast")
 
 
@@ -138,6 +140,11 @@ class LabSettings:
     monitoring_outage: MonitoringOutage | None = None
     #: the noisy profile's Poisson seed (the benchmark's repeats draw another one each)
     load_seed: int = 1
+    #: start the load this fraction of a tick after one of the scaler's ticks, or None (as
+    #: soon as the stack is ready). The stack's start-up takes about as long in every run, so
+    #: without it every repeat meets the tick at the same phase; the benchmark spreads its
+    #: repeats over the phase instead. Ignored for a scaler without a tick (naive).
+    tick_phase: float | None = None
 
     def __post_init__(self) -> None:
         if self.speed <= 0 or self.speed > 60:
@@ -150,6 +157,8 @@ class LabSettings:
             raise LabError("need 0 <= base load <= peak load")
         if self.scaler not in SCALERS:
             raise LabError(f"scaler must be one of {', '.join(SCALERS)}")
+        if self.tick_phase is not None and not 0 <= self.tick_phase < 1:
+            raise LabError("the tick phase must be within [0, 1)")
         if not 1 <= self.notification_copies <= 10:
             raise LabError("notification copies must be within [1, 10]")
         try:
