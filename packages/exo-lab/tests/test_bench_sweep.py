@@ -192,6 +192,11 @@ def test_the_sweep_has_every_height_and_scenario_the_issue_asks_for() -> None:
     assert [sc.name for sc in sweep(True)] == ["step-3.5"]
 
 
+def test_only_a_load_that_changes_from_a_pool_at_its_minimum_is_put_at_tick_phases() -> None:
+    # noisy starts at its steady level on 2 members: an idle wait before it could scale in.
+    assert [sc.name for sc in sweep(False) if not sc.phased] == ["noisy-1.25"]
+
+
 def test_fidelity_uses_ten_percent_or_the_absolute_tolerance() -> None:
     assert faithful(100.0, 109.0, 0.0) is True
     assert faithful(100.0, 111.0, 0.0) is False

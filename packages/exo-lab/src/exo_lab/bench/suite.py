@@ -161,7 +161,8 @@ class BenchPlan:
 
 
 #: what a kept run's report.json must agree on with the run asked for (the name carries the
-#: scenario, contestant and repeat; keys an older report lacks are not compared)
+#: scenario, contestant and repeat; keys an older report lacks are not compared, but for those
+#: in RESUME_ABSENT_MEANS)
 RESUME_KEYS: dict[str, str] = {
     "profile": "profile",
     "speed": "speed",
@@ -388,7 +389,9 @@ class Suite:
                         load_seed=repeat + 1,
                         # The repeats spread over the tick's phase (stack/tick_phase.py).
                         tick_phase=(
-                            repeat / plan.repeats if contestant in TICKING_SCALERS else None
+                            repeat / plan.repeats
+                            if scenario.phased and contestant in TICKING_SCALERS
+                            else None
                         ),
                         **scenario.overrides(),
                     )

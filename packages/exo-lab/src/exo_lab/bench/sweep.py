@@ -75,6 +75,15 @@ class Scenario:
         """The figures its targets are on (JUDGED keys); the others are shown, not targeted."""
         return JUDGED_ON[self.goal]
 
+    @property
+    def phased(self) -> bool:
+        """Whether the repeats start the load at spread phases of the tick: when the load
+        changes from quiet on a pool at its minimum. The wait for the phase is idle, which a
+        pool at its minimum sits out unchanged; a pool above it (noisy-1.25) could be scaled
+        in by an idle alert before its load, and a load with no change has no moment for a
+        tick to meet."""
+        return self.base_members < self.peak_members and self.initial_size == 1
+
     def overrides(self) -> dict[str, Any]:
         """LabSettings fields for this scenario."""
         return {
