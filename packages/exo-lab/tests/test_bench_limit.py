@@ -4,6 +4,7 @@ real lab zone over the signed API."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -103,8 +104,6 @@ def test_the_webhook_records_intents_behind_the_token_for_the_next_tick(tmp_path
 
 def test_the_limit_ticks_on_a_fixed_grid_however_long_a_tick_takes(tmp_path: Path) -> None:
     """The benchmark puts the load at a phase of this grid; a slow tick must not shift it."""
-    import threading
-
     settings = LimitSettings(pool="p", token="t", schedule=tmp_path / "none.json", interval=0.1)
     with running_zone({"web": 1}) as rz:
         scaler = LimitScaler(settings, ExoClient(rz.settings, retry=NO_RETRY))

@@ -13,7 +13,9 @@ async def _abandon_a_running_burn_then_stop(pool: WorkPool) -> None:
     await pool.start()
     async with pool.admission():
         request = asyncio.create_task(pool.burn(30))
-        while pool.running == 0:
+        for _ in range(1000):  # at most 10 s for the worker to pick the burn up
+            if pool.running:
+                break
             await asyncio.sleep(0.01)
         pool.abandon()
         with pytest.raises(Abandoned):
