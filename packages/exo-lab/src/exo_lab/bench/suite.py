@@ -30,8 +30,10 @@ Sections, run one after the other (a 2-core machine has no room for two labs at 
               reaction).
 
 The issue's targets are printed last, each with its figure and met / not met / not measured.
-Results land in <out>/<timestamp>/ (results.json, summary.md, one folder per lab run). The exit
-status says whether the code worked, never whether a figure was good.
+Results land in <out>/<timestamp>/ (results.json, summary.md, one folder per lab run); with
+`--keep DIR`, each sweep and fidelity run's settings and figures are kept in DIR too, and runs
+kept there with the same settings are reused (bench/kept.py). The exit status says whether
+the code worked, never whether a figure was good.
 
 One module for one concept, the suite's plan: which lab runs each section asks for, in what
 order, with what settings, and the CLI that chooses them. What a run observes is bench/lab.py;
@@ -72,6 +74,7 @@ from .analysis import (
     targets_table,
 )
 from .components import components_markdown, find_repo, run_components
+from .kept import keep_run
 from .lab import FaultEvent, LabOutcome, run_bench_lab
 from .outcomes import (
     FIXTURES_DIR,
@@ -242,9 +245,11 @@ class Suite:
         say: Callable[[str], None] = print,
         *,
         resume: bool = False,
+        keep: Path | None = None,
     ) -> None:
         self.plan = plan
         self.resume = resume
+        self.keep = keep
         self.out = out
         self.repo = repo
         self.sections = sections
@@ -259,6 +264,9 @@ class Suite:
             "sections": {},
             "errors": {},
         }
+        #: the commit the resumed folder's runs were made at (its results.json, before this
+        #: suite writes over it): what a run reused from there is kept with
+        self.resumed_commit = _commit_in(out / "results.json") if resume else None
         self.markdown: list[str] = []
         self.outcomes: dict[str, LabOutcome] = {}
         self.sweep_results: list[ScenarioResult] = []
@@ -286,15 +294,33 @@ class Suite:
         return LabSettings(**values)
 
     def judged_run(self, name: str, settings: LabSettings, **kwargs: Any) -> dict[str, Any]:
-        """The figures of one sweep or fidelity run: with `resume`, those of the run of the
-        same name already in the folder when its settings match; else a new lab run."""
-        if self.resume:
-            kept = reusable_figures(self.out / "runs" / name / "report.json", settings)
+        """The figures of one sweep or fidelity run: those of the run of the same name kept in
+        `keep`, or with `resume` already in the folder, when its settings match; else a new lab
+        run. With `keep`, a run not kept there yet is kept."""
+        report = self.out / "runs" / name / "report.json"
+        kept_at = None if self.keep is None else self.keep / "runs" / name / "report.json"
+        if kept_at is not None:
+            kept = reusable_figures(kept_at, settings)
             if kept is not None:
-                self.say(f"  [{name}] reused (report.json of the same settings)")
-                self.results.setdefault("reused_runs", []).append(name)
+                self.say(f"  [{name}] reused (kept in {self.keep} with the same settings)")
+                self.results.setdefault("kept_runs", []).append(name)
                 return kept
-        return self.lab(name, settings, **kwargs).figures
+        commit = self.results["commit"]
+        figures = reusable_figures(report, settings) if self.resume else None
+        if figures is not None:
+            self.say(f"  [{name}] reused (report.json of the same settings)")
+            self.results.setdefault("reused_runs", []).append(name)
+            commit = self.resumed_commit
+        else:
+            figures = self.lab(name, settings, **kwargs).figures
+        if kept_at is not None:
+            try:
+                keep_run(report, kept_at, commit=commit, machine=self.results["machine"])
+            except (OSError, ValueError) as exc:
+                # The figures still count in this sitting's tables; only the keeping failed.
+                self.say(f"  [{name}] not kept: {exc}")
+                self.results["errors"].setdefault("keep", []).append(f"{name}: {exc}")
+        return figures
 
     def lab(self, name: str, settings: LabSettings, **kwargs: Any) -> LabOutcome:
         """One lab run, or the same run's outcome when another section already made it."""
@@ -655,6 +681,15 @@ class Suite:
 # -- analysis of one outcome -------------------------------------------------------------------
 
 
+def _commit_in(results: Path) -> str | None:
+    """The commit an earlier suite recorded in its results.json; None when it cannot say."""
+    try:
+        commit = json.loads(results.read_text()).get("commit")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return commit if isinstance(commit, str) else None
+
+
 def _write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
@@ -717,6 +752,15 @@ def _json_default(value: Any) -> Any:
     "split over several sittings, completes there. Resume with the same commit.",
 )
 @click.option(
+    "--keep",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Keep each sweep and fidelity run's settings and figures (report.json without its "
+    "time series, with the commit) in KEEP/runs/<run>/, and reuse a run kept there with the "
+    "same settings: a sweep split over sittings or machines prints as one. The judged runs "
+    "behind docs/benchmarks.md are kept in docs/bench-runs/.",
+)
+@click.option(
     "--fidelity",
     is_flag=True,
     help="Only the speed-fidelity check: step for naive and exo-scaler at ×1 and ×10, "
@@ -731,6 +775,7 @@ def main(
     repeats: int | None,
     scenarios: str | None,
     resume: Path | None,
+    keep: Path | None,
     fidelity: bool,
 ) -> None:
     """Run the benchmark suite and print its tables as it goes."""
@@ -763,7 +808,9 @@ def main(
     target = resume if resume is not None else out / stamp
     click.echo(f"benchmarks ({'quick' if quick else 'full'}): {', '.join(sections)} → {target}")
     plan = BenchPlan.for_mode(quick, course_speed, repeats=repeats, scenarios=chosen)
-    suite = Suite(plan, target, found, sections, say=click.echo, resume=resume is not None)
+    suite = Suite(
+        plan, target, found, sections, say=click.echo, resume=resume is not None, keep=keep
+    )
     status = suite.run()
     click.echo(f"\nresults: {target / 'results.json'}, {target / 'summary.md'}")
     sys.exit(status)
