@@ -5,6 +5,7 @@ writes a report as a real run does)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 
 from exo_lab.bench.kept import keep_run
 from exo_lab.bench.suite import RESUME_KEYS, BenchPlan, Suite, main
+from exo_lab.bench.sweep import ScenarioResult, judged_table, sweep
 from exo_lab.stack.settings import LabSettings
 
 REPO = Path(__file__).resolve().parents[3]
@@ -141,3 +143,36 @@ def test_runs_reused_from_a_resumed_folder_are_kept_with_the_commit_they_ran_at(
     assert made.asked == []
     commits = {json.loads(p.read_text())["commit"] for p in (kept / "runs").glob("*/report.json")}
     assert commits == {"0ld0ld0"}
+
+
+# -- the docs' tables against the runs they came from --------------------------------------
+
+
+def _fully_kept() -> list[str]:
+    """The sweep scenarios whose every run (4 contestants × 3 repeats) is kept in the repo."""
+    if not (KEPT / "runs").is_dir():
+        return []
+    names = {p.name for p in (KEPT / "runs").iterdir()}
+    return [sc.name for sc in sweep(False)
+            if sum(n.startswith(f"{sc.name}-") and re.search(r"-r[123]$", n) is not None
+                   for n in names) == 12]  # fmt: skip
+
+
+def test_the_docs_tables_are_those_of_the_kept_runs(tmp_path: Path) -> None:
+    """Every scenario kept whole in docs/bench-runs/ is reprinted from its kept runs, with no
+    lab run, and its table is in docs/benchmarks.md as printed: a figure edited by hand, or
+    a table pasted from another run, fails here."""
+    scenarios = _fully_kept()
+    assert scenarios, "docs/bench-runs/ keeps no whole scenario of the judged sweep"
+    plan = BenchPlan.for_mode(False, repeats=3, scenarios=tuple(scenarios))
+    made = Stub()
+    suite = _suite(tmp_path, plan, KEPT, made)
+    suite.sweep()
+    assert made.asked == [], "a kept run does not match the judged plan's settings"
+    for path in (KEPT / "runs").iterdir():
+        body = json.loads((path / "report.json").read_text())
+        assert set(body) == {"config", "figures", "commit", "machine"} and body["commit"]
+    docs = (REPO / "docs" / "benchmarks.md").read_text()
+    for result in suite.sweep_results:
+        assert isinstance(result, ScenarioResult)
+        assert judged_table(result) in docs, f"{result.scenario.name}'s table is not in the docs"
