@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..files import write_atomically
+
 #: what a kept report holds of the lab's report.json (with `commit` and `machine` beside)
 KEPT_KEYS = ("config", "figures")
 
@@ -35,14 +37,12 @@ def kept_report(
 
 
 def keep_run(report: Path, into: Path, *, commit: str | None, machine: Mapping[str, Any]) -> None:
-    """Write `report`'s kept part to `into` in one step (a temporary file renamed over it):
-    an interrupted sitting leaves the earlier kept run or the new one, never half of one.
-    OSError or ValueError when the report cannot be read."""
+    """Write `report`'s kept part to `into` atomically: an interrupted sitting leaves the
+    earlier kept run or the new one, never half of one. OSError or ValueError when the report
+    cannot be read."""
     body = json.loads(report.read_text())
     if not isinstance(body, dict):
         raise ValueError(f"{report} is not a report")
     text = json.dumps(kept_report(body, commit=commit, machine=machine), indent=1, sort_keys=True)
     into.parent.mkdir(parents=True, exist_ok=True)
-    tmp = into.with_name(f".{into.name}.tmp")
-    tmp.write_text(text + "\n")
-    tmp.replace(into)
+    write_atomically(into, text + "\n")
