@@ -77,7 +77,9 @@ def test_dashboard_shows_the_loop() -> None:
 def test_rules_have_the_documented_shape(
     rules: list[dict[str, Any]], action: str, op: str, threshold: int
 ) -> None:
-    (rule,) = [r for r in rules if r["labels"].get("action") == action]
+    (rule,) = [
+        r for r in rules if r["labels"].get("action") == action and "trigger" not in r["labels"]
+    ]
     assert rule["uid"] and rule["title"]
     by_ref = {q["refId"]: q for q in rule["data"]}
     assert list(by_ref) == ["cpu", "threshold", *DEMAND_REF_IDS]
@@ -96,14 +98,15 @@ def test_rules_have_the_documented_shape(
     assert rule["execErrState"] == "OK"
 
 
-def test_demand_queries_are_instant_guarded_and_alike_in_both_rules(
+def test_demand_queries_are_instant_guarded_and_alike_in_every_rule(
     rules: list[dict[str, Any]],
 ) -> None:
     """Values only: instant (a range result never reaches `values`), never empty (one query
-    without data turns the whole rule into NoData in Grafana's eval.go), the same in both rules
+    without data turns the whole rule into NoData in Grafana's eval.go), the same in every rule
     (the scaler reads them from whichever rule fires)."""
     demand = [[q for q in r["data"] if q["refId"] in DEMAND_REF_IDS] for r in rules]
-    assert demand[0] == demand[1]
+    assert len(rules) == 3
+    assert all(d == demand[0] for d in demand)
     for query in demand[0]:
         model = query["model"]
         assert query["datasourceUid"] == DATASOURCE_UID
@@ -111,9 +114,31 @@ def test_demand_queries_are_instant_guarded_and_alike_in_both_rules(
         assert (model["instant"], model["range"]) == (True, False)
         # the guard; that it works is test_prometheus_rules' (a real Prometheus, no data)
         assert "or vector(0)" in model["expr"] or model["expr"] == "vector(time())"
-    for rule in rules:  # the condition still reads `cpu` alone
+    for rule in rules:  # the CPU rules' condition still reads `cpu` alone
         (condition,) = [q for q in rule["data"] if q["refId"] == rule["condition"]]
-        assert condition["model"]["expression"] == "cpu"
+        expected = "shed" if rule["labels"].get("trigger") == "shedding" else "cpu"
+        assert condition["model"]["expression"] == expected
+
+
+def test_the_shedding_rule_is_a_faster_up_trigger_the_cpu_policies_can_tell_apart(
+    rules: list[dict[str, Any]],
+) -> None:
+    """Issue 21's stretch: an up trigger on shed requests, without the CPU rule's minute of
+    pending, labelled so that the seed's CPU policies skip it; it carries the CPU value
+    (guarded) and the same demand signals, so the demand policy sizes from it alone."""
+    (rule,) = [r for r in rules if r["labels"].get("trigger") == "shedding"]
+    assert rule["labels"] == {"action": "scale_up", "trigger": "shedding"}
+    by_ref = {q["refId"]: q for q in rule["data"]}
+    assert list(by_ref) == ["shed", "threshold", "cpu", *DEMAND_REF_IDS]
+    assert "slow_web_shed_total" in by_ref["shed"]["model"]["expr"]
+    assert "or vector(0)" in by_ref["shed"]["model"]["expr"]
+    (evaluator,) = [c["evaluator"] for c in by_ref["threshold"]["model"]["conditions"]]
+    assert evaluator == {"type": "gt", "params": [0]}
+    assert by_ref["threshold"]["model"]["expression"] == "shed"
+    assert CPU_EXPR in by_ref["cpu"]["model"]["expr"]
+    assert "or vector(0)" in by_ref["cpu"]["model"]["expr"]
+    assert rule["for"] == "30s"
+    assert (rule["noDataState"], rule["execErrState"]) == ("OK", "OK")
 
 
 def test_contact_point_uses_env_interpolation(rules: list[dict[str, Any]]) -> None:

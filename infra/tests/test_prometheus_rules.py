@@ -59,7 +59,7 @@ def test_derived_rules_pass_promtool(tmp_path: Path) -> None:
         ["promtool", "check", "rules", str(rule_file)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 2 rules found" in done.stdout
+    assert "SUCCESS: 3 rules found" in done.stdout
 
 
 def _get(url: str) -> dict[str, Any]:
@@ -116,7 +116,8 @@ def test_expressions_evaluate_on_a_running_prometheus(tmp_path: Path, free_port:
         # rule NoData. 0 is the "unknown" the scaler falls back on; evaluated_at is the query's
         # own evaluation time.
         demand = _demand_queries()
-        assert set(demand) == {"arrivals", "cpu_per_request", "serving", "evaluated_at"}
+        # (`cpu` is the shedding rule's value query: the CPU rules' condition, guarded there)
+        assert set(demand) == {"cpu", "arrivals", "cpu_per_request", "serving", "evaluated_at"}
         for ref, expr in demand.items():
             at = time.time()
             answer = _get(

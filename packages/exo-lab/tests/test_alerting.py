@@ -50,16 +50,22 @@ def test_expression_windows_scale_with_speed() -> None:
 
 
 def test_rules_come_from_grafana_provisioning() -> None:
-    rules = {r.action: r for r in load_rules(PROVISIONING)}
+    rules = {r.uid: r for r in load_rules(PROVISIONING)}
     grafana = yaml.safe_load((PROVISIONING / "alerting" / "rules.yaml").read_text())
-    by_action = {r["labels"]["action"]: r for r in grafana["groups"][0]["rules"]}
-    assert set(rules) == {"scale_up", "scale_down"}
-    for action, rule in rules.items():
-        source = by_action[action]
+    by_uid = {r["uid"]: r for r in grafana["groups"][0]["rules"]}
+    assert set(rules) == {"exo-pool-cpu-high", "exo-pool-shedding", "exo-pool-cpu-low"}
+    for uid, rule in rules.items():
+        source = by_uid[uid]
         assert rule.expr == source["data"][0]["model"]["expr"]
         assert rule.pending == parse_duration(source["for"])
-    assert (rules["scale_up"].operator, rules["scale_up"].threshold) == (">", 80)
-    assert (rules["scale_down"].operator, rules["scale_down"].threshold) == ("<", 20)
+        assert rule.action == source["labels"]["action"]
+        assert dict(rule.labels) == source["labels"]
+    high, shedding = rules["exo-pool-cpu-high"], rules["exo-pool-shedding"]
+    assert (high.operator, high.threshold) == (">", 80)
+    assert (shedding.operator, shedding.threshold, shedding.pending) == (">", 0, 30)
+    assert shedding.labels["trigger"] == "shedding"
+    low = rules["exo-pool-cpu-low"]
+    assert (low.operator, low.threshold) == ("<", 20)
 
 
 def test_prometheus_rules_at_speed(tmp_path: Path) -> None:
@@ -71,14 +77,17 @@ def test_prometheus_rules_at_speed(tmp_path: Path) -> None:
         assert rule["for"] == format_duration(source.pending / 10)
         query = scale_expression(source.expr, 10)
         assert rule["expr"].startswith(f"(({query}) {source.operator} {source.threshold:g})")
-        assert rule["labels"] == {"action": source.action}
-        # What Grafana's `values` carry, as Alertmanager can: exo-scaler's policy reads it.
+        assert rule["labels"] == {**source.labels, "action": source.action}
+        # What Grafana's `values` carry, as Alertmanager can: exo-scaler's policy reads it
+        # (the condition's input under its refId: `cpu`, or the shedding rule's `shed`).
         assert rule["annotations"]["value"] == "{{ $value }}"
-        assert rule["annotations"]["value_cpu"] == '{{ printf "%f" $value }}'
+        condition = f"value_{source.ref_id}"
+        assert rule["annotations"][condition] == '{{ printf "%f" $value }}'
         assert rule["annotations"]["summary"] == source.annotations["summary"]
         # Every value query of the Grafana rule, derived from it and at speed: [1m] → [6s].
+        carried = ["cpu"] if source.ref_id != "cpu" else []
         assert [v.ref_id for v in source.value_queries] == [
-            "arrivals", "cpu_per_request", "serving", "evaluated_at",
+            *carried, "arrivals", "cpu_per_request", "serving", "evaluated_at",
         ]  # fmt: skip
         for value in source.value_queries:
             template = rule["annotations"][f"value_{value.ref_id}"]

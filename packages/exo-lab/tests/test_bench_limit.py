@@ -98,6 +98,12 @@ def test_the_webhook_records_intents_behind_the_token_for_the_next_tick(tmp_path
                                 headers={"Authorization": "Bearer secret"})  # fmt: skip
             assert answer.status_code == 200 and answer.json() == {"recorded": ["up"]}
             assert [i.direction for i in scaler.book.pending()] == [UP]
+            # The limit has exo-scaler's demand policy's triggers: the shedding rule's too.
+            scaler.book.take()
+            body["alerts"][0]["labels"]["trigger"] = "shedding"  # type: ignore[index]
+            answer = httpx.post(f"{url}/webhook", json=body, timeout=5,
+                                headers={"Authorization": "Bearer secret"})  # fmt: skip
+            assert answer.json() == {"recorded": ["up"]}
             status = httpx.get(f"{url}/status", timeout=5).json()
             assert status["scaler"] == "reactive-limit" and status["armed"] is False
 

@@ -125,6 +125,17 @@ def test_wrong_token_and_resolved_alerts_record_nothing(naive: Naive) -> None:
     assert naive.lines == []
 
 
+def test_the_shedding_trigger_is_not_the_naive_designs(naive: Naive) -> None:
+    """The naive design scales on the CPU rule, like the seed: the shedding rule's alerts
+    (exo-scaler's demand policy's faster trigger) are acknowledged and move nothing."""
+    shedding = alertmanager_payload("scale_up")
+    shedding["alerts"][0]["labels"]["trigger"] = "shedding"  # type: ignore[index]
+    response = naive.post(shedding)
+    assert response.status_code == 200 and response.json()["decisions"] == []
+    assert naive.scale_operations() == 0
+    assert len(naive.post(alertmanager_payload("scale_up")).json()["decisions"]) == 1
+
+
 def test_route_paths_take_the_direction_from_the_path(naive: Naive) -> None:
     # The course robot's bare POST /up, as exo-scaler accepts it.
     response = httpx.post(

@@ -260,7 +260,7 @@ def test_the_provisioning_passes_every_check() -> None:
         ),
         (
             RULES,
-            lambda b: rule(b, 1)["data"][4]["model"].update(expr='count(up{job="slow-web"} == 1)'),
+            lambda b: rule(b, 2)["data"][4]["model"].update(expr='count(up{job="slow-web"} == 1)'),
             "query serving can return no data (add `or vector(0)`)",
         ),
     ],
@@ -279,11 +279,19 @@ def test_project_rules_are_findings_the_converter_lets_through(
 
 
 def test_value_queries_are_the_demand_signals() -> None:
-    """What travels beside the condition's input: the demand signals, in both rules."""
+    """What travels beside the condition's input: the demand signals, in every rule; the
+    shedding rule, whose condition reads the shed rate, carries the CPU value too."""
     prov = checks.load(PROVISIONING, checks.deployment_environment())
-    for each in prov.rules["groups"][0]["rules"]:
-        refs = [q["refId"] for q in checks.value_queries(each)]
-        assert refs == ["arrivals", "cpu_per_request", "serving", "evaluated_at"]
+    demand = ["arrivals", "cpu_per_request", "serving", "evaluated_at"]
+    found = {
+        each["uid"]: [q["refId"] for q in checks.value_queries(each)]
+        for each in prov.rules["groups"][0]["rules"]
+    }
+    assert found == {
+        "exo-pool-cpu-high": demand,
+        "exo-pool-shedding": ["cpu", *demand],
+        "exo-pool-cpu-low": demand,
+    }
 
 
 def test_dashboard_on_another_datasource_is_a_finding(tmp_path: Path) -> None:

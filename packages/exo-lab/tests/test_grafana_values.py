@@ -74,7 +74,8 @@ def promtool_test(tmp_path: Path, rules: list[ScalingRule], series: list[Any], c
 
 
 def scale_up(rules: list[ScalingRule]) -> ScalingRule:
-    (rule,) = [r for r in rules if r.action == "scale_up"]
+    """The CPU rule that scales up (the shedding rule has the same action, another trigger)."""
+    (rule,) = [r for r in rules if r.action == "scale_up" and "trigger" not in r.labels]
     return rule
 
 
@@ -82,8 +83,10 @@ def test_value_queries_come_from_the_grafana_rule() -> None:
     grafana = yaml.safe_load((PROVISIONING / "alerting" / "rules.yaml").read_text())
     for rule, source in zip(load_rules(PROVISIONING), grafana["groups"][0]["rules"], strict=True):
         exprs = {q["refId"]: q["model"]["expr"] for q in source["data"] if "expr" in q["model"]}
-        assert [v.ref_id for v in rule.value_queries] == list(DEMAND)
-        assert {v.ref_id: v.expr for v in rule.value_queries} == {r: exprs[r] for r in DEMAND}
+        # the shedding rule's condition reads the shed rate: the CPU value rides along
+        refs = ("cpu", *DEMAND) if rule.ref_id != "cpu" else DEMAND
+        assert [v.ref_id for v in rule.value_queries] == list(refs)
+        assert {v.ref_id: v.expr for v in rule.value_queries} == {r: exprs[r] for r in refs}
         assert {v.datasource_uid for v in rule.value_queries} == {"exo-prometheus"}
 
 
@@ -122,6 +125,53 @@ def test_annotations_carry_the_demand_at_evaluation(tmp_path: Path) -> None:
         }
     ]
     promtool_test(tmp_path, [rule], series, checks)
+
+
+def test_the_shedding_rule_fires_before_the_cpu_rule_with_the_whole_step(tmp_path: Path) -> None:
+    """A load step at 2m on one idle member: from then it serves 5/s at 100 % CPU and sheds
+    9/s. The shedding rule (for: 30s) is pending from the first evaluation that sees a shed
+    (2m20s) and fires at 2m50s, carrying the whole step in `arrivals` (14/s: the 30 s window;
+    the minute's still averages the quiet before) and the CPU value as `value_cpu`. The CPU
+    rule (for: 1m) on the same CPU is still pending then. A member that sheds nothing never
+    fires it, at any CPU."""
+
+    def series(shed: str) -> list[dict[str, str]]:
+        return [
+            {"series": BUSY, "values": "0+10x12 120x18"},  # idle until the step, then 100 %
+            {"series": web(REQUESTS, 1, route="/", status="200"), "values": "0x12 0+50x18"},
+            {"series": web("slow_web_shed_total", 1, route="/"), "values": shed},
+            {"series": web("slow_web_work_cpu_seconds_total", 1), "values": "0x12 0+2.5x18"},
+            {"series": web("up", 1), "values": "1x30"},
+        ]
+
+    rules = load_rules(PROVISIONING)
+    (shedding,) = [r for r in rules if r.labels.get("trigger") == "shedding"]
+    labels = {"action": "scale_up", "trigger": "shedding"}
+    fired = {
+        **shedding.annotations,
+        "value": "6",  # the condition's input: the shed rate over the minute
+        "value_shed": "6.000000",
+        "value_cpu": "83.333333",  # the minute's average, the quiet before the step in it
+        "value_arrivals": "14.000000",  # 5 served + 9 shed: the 30 s window's, the whole step
+        "value_cpu_per_request": "0.050000",
+        "value_serving": "1.000000",
+        "value_evaluated_at": "170.000000",
+    }
+    checks = [
+        {"eval_time": t, "alertname": "exo_pool_shedding", "exp_alerts": []}
+        for t in ("2m", "2m20s", "2m40s")
+    ] + [
+        {
+            "eval_time": "2m50s",
+            "alertname": "exo_pool_shedding",
+            "exp_alerts": [{"exp_labels": labels, "exp_annotations": fired}],
+        },
+        {"eval_time": "2m50s", "alertname": "exo_pool_cpu_high", "exp_alerts": []},
+    ]
+    promtool_test(tmp_path, [shedding, scale_up(rules)], series("0x12 0+90x18"), checks)
+    quiet = [{"eval_time": t, "alertname": "exo_pool_shedding", "exp_alerts": []}
+             for t in ("2m20s", "2m50s", "4m")]  # fmt: skip
+    promtool_test(tmp_path, [shedding], series("0x30"), quiet)
 
 
 def test_a_value_query_without_data_silences_the_rule_as_in_grafana(tmp_path: Path) -> None:

@@ -237,3 +237,27 @@ def test_signals_that_never_scale_are_acknowledged_and_counted(
     assert client.get("/up", headers=BEARER).json()["recorded"] == ["up"]
     assert client.post("/down", headers=BEARER).json()["recorded"] == ["down"]
     assert pending(client) == {"up", "down"}
+
+
+@pytest.mark.parametrize(
+    ("policy", "acts"), [("demand", True), ("step", False), ("proportional", False)]
+)
+def test_only_the_demand_policy_acts_on_the_shedding_trigger(
+    make_client: Callable[..., TestClient],
+    fixture_bytes: Callable[[str], bytes],
+    policy: str,
+    acts: bool,
+) -> None:
+    client = make_client(policy=policy)
+    status = client.get("/status").json()
+    assert status["triggers"] == (["cpu", "shedding"] if acts else ["cpu"])
+    answer = client.post("/webhook", content=fixture_bytes("grafana_shedding_up.json"),
+                         headers=BEARER)  # fmt: skip
+    assert answer.status_code == 200
+    assert answer.json()["recorded"] == (["up"] if acts else [])
+    assert pending(client) == ({"up"} if acts else set())
+    ignored = 'exo_scaler_alerts_ignored_total{reason="other-trigger"} 1.0'
+    assert (ignored in client.get("/metrics").text) is not acts
+    # The CPU rule's alert still scales under every policy.
+    cpu = client.post("/webhook", content=fixture_bytes("grafana_demand_up.json"), headers=BEARER)
+    assert cpu.json()["recorded"] == ["up"]

@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 
 from exo_scaler.decision import Direction
-from exo_scaler.webhooks import PayloadError, parse_alert_payload
+from exo_scaler.webhooks import (
+    ALL_TRIGGERS,
+    CPU_TRIGGERS,
+    PayloadError,
+    Skip,
+    parse_alert_payload,
+)
 
 UP, DOWN = Direction.UP, Direction.DOWN
 
@@ -89,7 +95,7 @@ def test_one_unknown_direction_refuses_the_whole_body(
 
 # -- signal hygiene: what never scales (DESIGN.md §4) -------------------------------------------
 
-from exo_scaler.webhooks import Skip, alert_signals, parse_number  # noqa: E402
+from exo_scaler.webhooks import alert_signals, parse_number  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -195,3 +201,36 @@ def test_which_value_an_alert_carries() -> None:
     annotated = {"annotations": {"value": "oops", "cpu": "77"}, "values": {"A": 91.7}}
     assert alert_value(annotated) == 77.0  # the provisioned annotation wins over `values`
     assert alert_value({"values": None, "annotations": None}) is None
+
+
+def test_the_cpu_policies_skip_the_shedding_trigger_the_demand_policy_acts_on(
+    fixture_bytes: Callable[[str], bytes],
+) -> None:
+    """The seed's CPU policies see what they saw before the shedding rule existed; the demand
+    policy reads the shedding alert's signals, the CPU value from `cpu`, not the shed rate."""
+    shedding = fixture_bytes("grafana_shedding_up.json")
+    cpu_only = parse_alert_payload(shedding, label="action", triggers=CPU_TRIGGERS)
+    assert cpu_only.directions == ()
+    assert cpu_only.skipped == (Skip.OTHER_TRIGGER,)
+    assert "'shedding' trigger" in cpu_only.ignored[0]
+    assert cpu_only.signals == {}
+    both = parse_alert_payload(shedding, label="action", triggers=ALL_TRIGGERS)
+    assert both.directions == (UP,) and both.skipped == ()
+    assert both.signals[UP] == {
+        "cpu": 97.4,
+        "arrivals": 35.2,
+        "cpu_per_request": 0.1,
+        "serving": 1.0,
+        "evaluated_at": 1764869900.008,
+    }
+    # An alert without a trigger label is a CPU alert: every policy acts on it.
+    for triggers in (CPU_TRIGGERS, ALL_TRIGGERS):
+        plain = parse_alert_payload(
+            fixture_bytes("grafana_demand_up.json"), label="action", triggers=triggers
+        )
+        assert plain.directions == (UP,)
+    # A trigger nobody acts on is skipped, not refused.
+    other = json.loads(shedding)
+    other["alerts"][0]["labels"]["trigger"] = "latency"
+    unknown = parse_alert_payload(json.dumps(other).encode(), label="action", triggers=ALL_TRIGGERS)
+    assert unknown.directions == () and unknown.skipped == (Skip.OTHER_TRIGGER,)

@@ -18,12 +18,14 @@ from .record import DecisionLogError, DecisionRecord, read_decision_log
 from .settings import MAX_BODY_BYTES, ScalerSettings, SettingsError
 from .strategy import STRATEGIES, Wish
 from .target import InFlight, Launched, Member, MemberState, PoolStatus, PoolTarget
-from .webhooks import ParsedPayload, PayloadError, parse_alert_payload
+from .webhooks import ALL_TRIGGERS, CPU_TRIGGERS, ParsedPayload, PayloadError, parse_alert_payload
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ALL_TRIGGERS",
     "CAPS",
+    "CPU_TRIGGERS",
     "MAX_BODY_BYTES",
     "STRATEGIES",
     "AuthMiddleware",

@@ -32,6 +32,7 @@ from .metrics import ScalerMetrics, StateCollector
 from .overview import gauges, status_json
 from .scaler import Scaler
 from .settings import SIGNAL_NAMES, ScalerSettings
+from .strategy import TRIGGERS
 from .target import PoolTarget
 from .webhooks import ParsedPayload, PayloadError, parse_alert_payload
 
@@ -180,6 +181,7 @@ async def _receive(request: Request, route: Direction | None) -> Response:
             route_direction=route,
             value_annotations=settings.value_annotations,
             signal_refs={name: settings.signal_ref(name) for name in SIGNAL_NAMES},
+            triggers=TRIGGERS[settings.policy],
         )
     except PayloadError as exc:
         result = "malformed" if exc.status == 400 else "invalid"

@@ -8,6 +8,7 @@ from .intents import Direction
 from .metrics import Gauges
 from .scaler import Scaler
 from .settings import SIGNAL_NAMES
+from .strategy import TRIGGERS
 
 
 def status_json(scaler: Scaler) -> dict[str, Any]:
@@ -36,6 +37,8 @@ def status_json(scaler: Scaler) -> dict[str, Any]:
         "in_flight": in_flight.to_json() if in_flight else None,
         "auth": "none" if settings.no_auth else "token",
         "policy": settings.policy,
+        # The alerts the policy acts on (webhooks.py, "Triggers"); others are skipped.
+        "triggers": sorted(TRIGGERS[settings.policy]),
         # What the demand policy reads and sizes with (README, "demand").
         "signals": {name: settings.signal_ref(name) for name in SIGNAL_NAMES},
         "member_cores": settings.member_cores,

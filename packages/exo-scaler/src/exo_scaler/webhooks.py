@@ -23,6 +23,12 @@ Signals that never scale (DESIGN.md §4), each skipped with a `Skip` reason:
   sends one firing alert labelled `alertname=TestAlert`, `instance=Grafana` (annotation
   `summary: Notification test`) through the real notifier (notify/test_receivers.go).
 - on `/up` and `/down`, an alert whose direction label names the other direction.
+
+Triggers: an alert's `trigger` label says what fired it; an alert without one is a CPU alert
+(`cpu`: the 80 %/20 % rules, any other caller). The demand policy also acts on the shedding
+rule (`trigger: shedding`: members answering 503 now, issue 21's faster trigger); the CPU
+policies are the seed's and act on the CPU rules alone, so they skip it (`other-trigger`) and
+see exactly what they saw before it existed. The caller passes the triggers it acts on.
 """
 
 from __future__ import annotations
@@ -45,6 +51,12 @@ TEST_ALERTNAME = "TestAlert"
 # copy of the same function (pkg/services/ngalert/notifier/channels/testreceivers.go).
 TEST_INSTANCES = frozenset({"Grafana", "Alertmanager"})
 DEFAULT_VALUE_ANNOTATIONS: tuple[str, ...] = ("value", "cpu")
+TRIGGER_LABEL = "trigger"
+CPU_TRIGGER = "cpu"  # an alert without a trigger label
+SHEDDING_TRIGGER = "shedding"
+#: the triggers of the CPU policies (and of anyone who does not say)
+CPU_TRIGGERS: frozenset[str] = frozenset({CPU_TRIGGER})
+ALL_TRIGGERS: frozenset[str] = frozenset({CPU_TRIGGER, SHEDDING_TRIGGER})
 
 
 class Skip(StrEnum):
@@ -57,6 +69,7 @@ class Skip(StrEnum):
     STATE_REASON = "state-reason"
     TEST_NOTIFICATION = "test-notification"
     CONTRADICTS_ROUTE = "contradicts-route"
+    OTHER_TRIGGER = "other-trigger"
 
 
 DIRECTION_VALUES: Mapping[str, Direction] = {
@@ -219,8 +232,10 @@ def parse_alert_payload(
     route_direction: Direction | None = None,
     value_annotations: Sequence[str] = DEFAULT_VALUE_ANNOTATIONS,
     signal_refs: Mapping[str, str] | None = None,
+    triggers: frozenset[str] = CPU_TRIGGERS,
 ) -> ParsedPayload:
     """Directions of the firing alerts; from the route when given, else from `label`.
+    Alerts of a trigger not in `triggers` are skipped (module docstring).
 
     A route (`/up`, `/down`) also accepts an empty body or any JSON object without `alerts`,
     as simple callers (the course's robot, curl) send.
@@ -253,6 +268,15 @@ def parse_alert_payload(
         if reason is not None:
             name = alert.get("labels", {}).get("alertname", "")
             skip(reason, f"alerts[{index}] ({name[:40]}) is a {reason.value} signal")
+            continue
+        trigger = alert.get("labels", {}).get(TRIGGER_LABEL, CPU_TRIGGER)
+        if trigger not in triggers:
+            name = alert.get("labels", {}).get("alertname", "")
+            skip(
+                Skip.OTHER_TRIGGER,
+                f"alerts[{index}] ({name[:40]}) is a {trigger[:40]!r} trigger; this policy "
+                f"acts on {', '.join(sorted(triggers))}",
+            )
             continue
         value = alert.get("labels", {}).get(label)
         named = DIRECTION_VALUES.get(value.strip().lower()) if value is not None else None

@@ -37,6 +37,7 @@ from starlette.responses import JSONResponse, Response
 
 from exo_client import NO_RETRY, ClientSettings, ConflictError, ExoApiError, ExoClient
 from exo_scaler import (
+    ALL_TRIGGERS,
     Decision,
     DecisionRecord,
     Direction,
@@ -185,7 +186,7 @@ class LimitScaler:
 def _receiver(route: Direction | None) -> Callable[[Request], Awaitable[Response]]:
     async def receive(request: Request) -> Response:
         scaler: LimitScaler = request.app.state.scaler
-        parsed = await read_alerts(request, route)
+        parsed = await read_alerts(request, route, triggers=ALL_TRIGGERS)
         if isinstance(parsed, Response):
             return parsed
         recorded = scaler.book.record(parsed.directions, route.value if route else parsed.source)

@@ -32,6 +32,7 @@ from starlette.routing import Route
 
 from exo_client import NO_RETRY, ClientSettings, ConflictError, ExoApiError, ExoClient
 from exo_scaler import (
+    CPU_TRIGGERS,
     MAX_BODY_BYTES,
     Authenticator,
     AuthMiddleware,
@@ -130,13 +131,18 @@ class NaiveScaler:
 
 
 async def read_alerts(
-    request: Request, route: Direction | None, label: str = "action"
+    request: Request,
+    route: Direction | None,
+    label: str = "action",
+    triggers: frozenset[str] = CPU_TRIGGERS,
 ) -> ParsedPayload | Response:
     """The webhook's alerts as exo-scaler parses them, or the error answer to give (413, 4xx).
-    Shared with the reactive limit (bench/limit.py)."""
+    Shared with the reactive limit (bench/limit.py). The naive design is the CPU rule's: like
+    the seed, it skips the shedding rule's alerts (the limit acts on both, as exo-scaler's
+    demand policy does)."""
     try:
         raw = await read_limited(request, MAX_BODY_BYTES)
-        return parse_alert_payload(raw, label=label, route_direction=route)
+        return parse_alert_payload(raw, label=label, route_direction=route, triggers=triggers)
     except BodyTooLarge as exc:
         return JSONResponse({"error": str(exc)}, status_code=413)
     except PayloadError as exc:
