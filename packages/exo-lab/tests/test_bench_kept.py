@@ -148,28 +148,39 @@ def test_runs_reused_from_a_resumed_folder_are_kept_with_the_commit_they_ran_at(
 # -- the docs' tables against the runs they came from --------------------------------------
 
 
-def _fully_kept() -> list[str]:
-    """The sweep scenarios whose every run (4 contestants × 3 repeats) is kept in the repo."""
-    if not (KEPT / "runs").is_dir():
+#: every folder of judged runs kept beside the docs: docs/bench-runs/ (the CPU trigger's
+#: exo-scaler) and each later keep folder under it (docs/bench-runs/README.md)
+KEPT_FOLDERS = sorted(p.parent for p in KEPT.rglob("runs") if p.is_dir())
+
+
+def _fully_kept(kept: Path) -> list[str]:
+    """The sweep scenarios whose every run (4 contestants × 3 repeats) is kept in `kept`."""
+    if not (kept / "runs").is_dir():
         return []
-    names = {p.name for p in (KEPT / "runs").iterdir()}
+    names = {p.name for p in (kept / "runs").iterdir()}
     return [sc.name for sc in sweep(False)
             if sum(n.startswith(f"{sc.name}-") and re.search(r"-r[123]$", n) is not None
                    for n in names) == 12]  # fmt: skip
 
 
-def test_the_docs_tables_are_those_of_the_kept_runs(tmp_path: Path) -> None:
-    """Every scenario kept whole in docs/bench-runs/ is reprinted from its kept runs, with no
-    lab run, and its table is in docs/benchmarks.md as printed: a figure edited by hand, or
-    a table pasted from another run, fails here."""
-    scenarios = _fully_kept()
-    assert scenarios, "docs/bench-runs/ keeps no whole scenario of the judged sweep"
+def test_the_kept_folders_are_found() -> None:
+    assert KEPT in KEPT_FOLDERS, "docs/bench-runs/runs is gone"
+
+
+@pytest.mark.parametrize("kept", KEPT_FOLDERS, ids=lambda p: str(p.relative_to(REPO)))
+def test_the_docs_tables_are_those_of_the_kept_runs(tmp_path: Path, kept: Path) -> None:
+    """Every scenario kept whole in a folder of docs/bench-runs/ is reprinted from its kept
+    runs, with no lab run, and its table is in docs/benchmarks.md as printed: a figure edited
+    by hand, or a table pasted from another run, fails here."""
+    scenarios = _fully_kept(kept)
+    if not scenarios:
+        pytest.skip(f"{kept.relative_to(REPO)} keeps no whole scenario yet")
     plan = BenchPlan.for_mode(False, repeats=3, scenarios=tuple(scenarios))
     made = Stub()
-    suite = _suite(tmp_path, plan, KEPT, made)
+    suite = _suite(tmp_path, plan, kept, made)
     suite.sweep()
     assert made.asked == [], "a kept run does not match the judged plan's settings"
-    for path in (KEPT / "runs").iterdir():
+    for path in (kept / "runs").iterdir():
         body = json.loads((path / "report.json").read_text())
         assert set(body) == {"config", "figures", "commit", "machine"} and body["commit"]
     docs = (REPO / "docs" / "benchmarks.md").read_text()
