@@ -132,6 +132,8 @@ def test_the_shedding_rule_is_a_faster_up_trigger_the_cpu_policies_can_tell_apar
     assert list(by_ref) == ["shed", "threshold", "cpu", *DEMAND_REF_IDS]
     assert "slow_web_shed_total" in by_ref["shed"]["model"]["expr"]
     assert "or vector(0)" in by_ref["shed"]["model"]["expr"]
+    for ref in ("shed", "cpu"):  # one number each, as every query of a rule
+        assert (by_ref[ref]["model"]["instant"], by_ref[ref]["model"]["range"]) == (True, False)
     (evaluator,) = [c["evaluator"] for c in by_ref["threshold"]["model"]["conditions"]]
     assert evaluator == {"type": "gt", "params": [0]}
     assert by_ref["threshold"]["model"]["expression"] == "shed"

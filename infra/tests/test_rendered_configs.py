@@ -141,7 +141,7 @@ def test_scaler_unit_matches_the_cli_contract(monitor_files: dict[str, Any]) -> 
     assert options["--policy"] == "demand"
     assert options["--member-cores"] == "1"
     assert "--value-ref" not in options
-    # Each signal read from Grafana's `values` by a refId both scaling rules have.
+    # Each signal read from Grafana's `values` by a refId every scaling rule has.
     rules = yaml.safe_load((PROVISIONING_DIR / "alerting" / "rules.yaml").read_text())
     ref_ids = [{q["refId"] for q in r["data"]} for r in rules["groups"][0]["rules"]]
     named = dict(signal.split("=", 1) for signal in signals)

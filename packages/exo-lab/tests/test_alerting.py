@@ -68,6 +68,13 @@ def test_rules_come_from_grafana_provisioning() -> None:
     assert (low.operator, low.threshold) == ("<", 20)
 
 
+LABELS = {
+    "exo-pool-cpu-high": {"action": "scale_up"},
+    "exo-pool-shedding": {"action": "scale_up", "trigger": "shedding"},
+    "exo-pool-cpu-low": {"action": "scale_down"},
+}
+
+
 def test_prometheus_rules_at_speed(tmp_path: Path) -> None:
     rules = load_rules(PROVISIONING)
     body = prometheus_rule_file(rules, speed=10)
@@ -77,7 +84,7 @@ def test_prometheus_rules_at_speed(tmp_path: Path) -> None:
         assert rule["for"] == format_duration(source.pending / 10)
         query = scale_expression(source.expr, 10)
         assert rule["expr"].startswith(f"(({query}) {source.operator} {source.threshold:g})")
-        assert rule["labels"] == {**source.labels, "action": source.action}
+        assert rule["labels"] == LABELS[source.uid]
         # What Grafana's `values` carry, as Alertmanager can: exo-scaler's policy reads it
         # (the condition's input under its refId: `cpu`, or the shedding rule's `shed`).
         assert rule["annotations"]["value"] == "{{ $value }}"

@@ -163,8 +163,22 @@ def _fully_kept(kept: Path) -> list[str]:
                    for n in names) == 12]  # fmt: skip
 
 
-def test_the_kept_folders_are_found() -> None:
+@pytest.mark.parametrize("kept", KEPT_FOLDERS, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_kept_run_is_a_whole_kept_report_of_the_judged_plan(kept: Path) -> None:
+    """Whole scenarios or not: each kept run holds its settings, figures, commit and machine,
+    under the name the judged plan gives a run of its scenario and contestant."""
     assert KEPT in KEPT_FOLDERS, "docs/bench-runs/runs is gone"
+    names = {sc.name for sc in sweep(False)}
+    runs = list((kept / "runs").iterdir())
+    assert runs
+    for path in runs:
+        body = json.loads((path / "report.json").read_text())
+        assert set(body) == {"config", "figures", "commit", "machine"} and body["commit"]
+        scenario, contestant, repeat = re.fullmatch(
+            r"(.+)-(naive|seed|exo-scaler|limit)-r([123])", path.name
+        ).groups()  # type: ignore[union-attr]
+        assert scenario in names
+        assert body["config"]["scaler"] == contestant
 
 
 @pytest.mark.parametrize("kept", KEPT_FOLDERS, ids=lambda p: str(p.relative_to(REPO)))

@@ -53,14 +53,27 @@ def web(metric: str, member: int, **labels: str) -> str:
     return f"{metric}{{{pairs}}}"
 
 
-def promtool_test(tmp_path: Path, rules: list[ScalingRule], series: list[Any], checks: Any) -> None:
+def promtool_test(
+    tmp_path: Path,
+    rules: list[ScalingRule],
+    series: list[Any],
+    checks: Any,
+    exprs: list[dict[str, Any]] | None = None,
+) -> None:
     promtool = shutil.which("promtool")
     assert promtool, "promtool (Debian package prometheus) is required"
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(prometheus_rule_file(rules)))
     test = {
         "rule_files": ["rules.yml"],
         "evaluation_interval": "10s",
-        "tests": [{"interval": "10s", "input_series": series, "alert_rule_test": checks}],
+        "tests": [
+            {
+                "interval": "10s",
+                "input_series": series,
+                "alert_rule_test": checks,
+                **({"promql_expr_test": exprs} if exprs else {}),
+            }
+        ],
     }
     (tmp_path / "test.yml").write_text(yaml.safe_dump(test, sort_keys=False))
     run = subprocess.run(
@@ -168,7 +181,19 @@ def test_the_shedding_rule_fires_before_the_cpu_rule_with_the_whole_step(tmp_pat
         },
         {"eval_time": "2m50s", "alertname": "exo_pool_cpu_high", "exp_alerts": []},
     ]
-    promtool_test(tmp_path, [shedding, scale_up(rules)], series("0x12 0+90x18"), checks)
+    # ... and the CPU rule is pending then, not idle: it would fire, a minute later.
+    pending = {
+        "expr": 'ALERTS{alertname="exo_pool_cpu_high"}',
+        "eval_time": "2m50s",
+        "exp_samples": [
+            {
+                "labels": 'ALERTS{alertname="exo_pool_cpu_high",alertstate="pending",'
+                'action="scale_up"}',
+                "value": 1,
+            }
+        ],
+    }
+    promtool_test(tmp_path, [shedding, scale_up(rules)], series("0x12 0+90x18"), checks, [pending])
     quiet = [{"eval_time": t, "alertname": "exo_pool_shedding", "exp_alerts": []}
              for t in ("2m20s", "2m50s", "4m")]  # fmt: skip
     promtool_test(tmp_path, [shedding], series("0x30"), quiet)

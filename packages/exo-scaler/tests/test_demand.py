@@ -87,6 +87,17 @@ def test_from_one_member_two_first_then_the_need_in_one_round(settings: ScalerSe
     assert (small.to_size, [c.cap for c in small.capped_by]) == (4, ["bounds"])
 
 
+def test_one_member_that_covers_the_need_is_held(settings: ScalerSettings) -> None:
+    """A stray shed fires the shedding rule for a minute (its rate window) on a member far
+    below the line: no 2-first step when one member covers the need and CPU."""
+    stray = decide(settings, UP, 1, signals(worth(0.5), 1, cpu=45.0))
+    assert (stray.to_size, stray.reason) == (1, Reason.AT_NEED)
+    assert stray.wish is not None and "the pool of 1 covers it" in stray.wish.why
+    # The need says 1 but CPU on the one member is over the line: 2 first, as ever.
+    hot = decide(settings, UP, 1, signals(worth(0.5), 1, cpu=85.0))
+    assert (hot.to_size, hot.reason) == (2, Reason.SCALED)
+
+
 def test_members_provisioning_count_as_capacity(settings: ScalerSettings) -> None:
     # 5 asked for, 3 of them still provisioning: the need (5) is covered, the alert firing on
     # the 2 serving adds nothing.

@@ -219,6 +219,8 @@ class BenchHooks(RunHooks):
         except (httpx.HTTPError, ValueError):
             return
         for alert in alerts.get("data", {}).get("alerts", []):
+            if alert.get("labels", {}).get("trigger"):
+                continue  # the CPU rules' marks, beside the CPU rule's reaction floor
             action = alert.get("labels", {}).get("action", "")
             key = f"{alert.get('state')}:{action}"
             if key not in self.alert_active_at and alert.get("activeAt"):
@@ -396,8 +398,10 @@ class BenchHooks(RunHooks):
         )
 
     def alert_ranges(self, action: str) -> dict[str, float | None]:
-        """First lab time the alert with `action` was pending and firing after the load began,
-        from Prometheus' ALERTS series (resolution: one rule evaluation)."""
+        """First lab time the CPU rule with `action` was pending and firing after the load
+        began, from Prometheus' ALERTS series (resolution: one rule evaluation). The shedding
+        rule (labelled `trigger`) is left out: the reaction floor beside these marks is the CPU
+        rule's, and a demand-policy decision it triggered comes before them."""
         assert self.clock is not None
         step = max(0.05, self.s.lab(15) / 2)
         found: dict[str, float | None] = {"pending": None, "firing": None}
@@ -405,7 +409,7 @@ class BenchHooks(RunHooks):
             body = httpx.get(
                 f"{self.stack.prometheus_url}/api/v1/query_range",
                 params={
-                    "query": f'ALERTS{{action="{action}"}}',
+                    "query": f'ALERTS{{action="{action}",trigger=""}}',
                     "start": f"{self.clock.wall:.3f}",
                     "end": f"{time.time():.3f}",
                     "step": f"{step:.3f}",

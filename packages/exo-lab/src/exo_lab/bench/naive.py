@@ -1,9 +1,11 @@
 """The naive autoscaler: the baseline the benchmark compares exo-scaler with.
 
-The common design of public solutions to this assignment: every firing webhook scales the pool
-by one at once. It reads the size from the API on each webhook, ignores the pool's state, keeps
-no tick, no single flight and no record of operations in progress, and scales down with
-`scale` (Exoscale picks who leaves; no evict, no drain).
+The common design of public solutions to this assignment: every firing webhook of the CPU
+rules scales the pool by one at once (the shedding rule's alerts are exo-scaler's demand
+policy's trigger, not this design's: skipped, as the seed skips them). It reads the size from
+the API on each webhook, ignores the pool's state, keeps no tick, no single flight and no
+record of operations in progress, and scales down with `scale` (Exoscale picks who leaves; no
+evict, no drain).
 
 Only the policy is its own. The payload parser, the body limit, the authentication and the
 decision log are exo-scaler's (its public pieces), so the benchmark compares two policies, not

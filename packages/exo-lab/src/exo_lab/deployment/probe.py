@@ -35,7 +35,7 @@ from ..measure import RunClock, SettlePlan
 from ..measure.probe import query_scalar
 from ..report.quality import member_rps_at_line, oracle_demand
 from ..report.run_report import MemberLife, Observation
-from ..stack.grafana import load_rules, scale_expression
+from ..stack.grafana import cpu_rule, load_rules, scale_expression
 from .outputs import Deployment
 
 #: production seconds of the scaler's tick when /status does not say
@@ -130,7 +130,7 @@ class DeploymentProbe:
     def prepare(self) -> Calibration:
         s = self.settings
         rules = load_rules(s.provisioning)
-        self.cpu_expr = scale_expression(rules[0].expr, s.speed)
+        self.cpu_expr = scale_expression(cpu_rule(rules).expr, s.speed)
         self.status = self._get_json(urljoin(self.scaler_url, "status"))
         if not isinstance(self.status.get("min"), int):
             raise TargetError(f"{self.scaler_url}status has no bounds: is this exo-scaler?")

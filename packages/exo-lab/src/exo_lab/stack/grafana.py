@@ -181,6 +181,15 @@ def load_rules(
     return rules
 
 
+def cpu_rule(rules: list[ScalingRule], operator: str = ">") -> ScalingRule:
+    """The CPU rule of a direction (`>`: the scale-up one), not the shedding rule beside it:
+    the one whose condition reads the `cpu` query and that carries no `trigger` label."""
+    for rule in rules:
+        if rule.operator == operator and rule.ref_id == "cpu" and "trigger" not in rule.labels:
+            return rule
+    raise ProvisioningError(f"rules.yaml has no CPU rule with {operator!r}")
+
+
 def load_webhook_route(
     provisioning: Path, environment: Mapping[str, str] | None = None
 ) -> WebhookRoute:

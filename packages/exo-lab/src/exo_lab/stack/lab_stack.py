@@ -30,6 +30,7 @@ from .grafana import (
     ScalingRule,
     WebhookRoute,
     alertmanager_config,
+    cpu_rule,
     grafana_environment,
     load_rules,
     load_webhook_route,
@@ -157,7 +158,7 @@ class LabStack:
         self.route = load_webhook_route(s.provisioning)
         # Refused before any process starts; rendered for the real pool once it exists.
         self._role_policies(_NO_ID, _NO_ID)
-        self.cpu_expr = scale_expression(self.rules[0].expr, s.speed)
+        self.cpu_expr = scale_expression(cpu_rule(self.rules).expr, s.speed)
 
     def _start_zone(self) -> None:
         """Zone, members and NLB, in this process."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .grafana import ScalingRule, WebhookRoute, format_duration
+from .grafana import ScalingRule, WebhookRoute, cpu_rule, format_duration
 from .settings import LabSettings, ProductionTimings
 
 #: exo-scaler's `--signal NAME=REFID`: each signal at the refId of the same name in
@@ -257,7 +257,7 @@ def reaction_floor(
     start is real in the lab and not counted here.
     """
     t, m = timings, timings.member
-    up = next(r for r in rules if r.operator == ">")
+    up = cpu_rule(rules)
     floor = {
         "scrape (half an interval on average)": t.scrape_interval / 2,
         "rate window filling past the line (about half the window)": 30.0,

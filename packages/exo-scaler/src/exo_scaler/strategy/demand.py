@@ -1,7 +1,8 @@
 """`demand` (the default): size the pool from what arrives, not from CPU, which saturates.
 
 A saturated member reads ~100 % CPU at 1.1× or at 4× what it can carry, so CPU says *when* (the
-80 %/20 % alerts stay the trigger) but not *how many*. Requests that arrive (served + shed) and
+80 %/20 % alerts, and the faster shedding rule beside them: grafana-provisioning/README.md)
+but not *how many*. Requests that arrive (served + shed) and
 the CPU-seconds one served request costs do:
 
     need = ceil(arrivals × cpu_per_request ÷ (member_cores × target_utilisation))
@@ -164,6 +165,11 @@ def demand(inputs: Inputs) -> Wish:
                     then=then)  # fmt: skip
 
     if direction is Direction.UP:
+        if size <= 1 and floor <= 1:
+            # One member covers the need (a stray shed fires the shedding rule for a minute:
+            # its rate window); the CPU rule alone never gets here, its 80 % on one member
+            # asks for 2.
+            return wish(size, f"{said}; the pool of {size} covers it", desired=floor)
         if size <= 1:
             then = floor if floor > 2 else None
             more = f", then {then} once that operation has ended" if then else ""
