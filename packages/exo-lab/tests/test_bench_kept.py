@@ -174,7 +174,7 @@ def test_every_kept_run_is_a_whole_kept_report_of_the_judged_plan(kept: Path) ->
     for path in runs:
         body = json.loads((path / "report.json").read_text())
         assert set(body) == {"config", "figures", "commit", "machine"} and body["commit"]
-        scenario, contestant, repeat = re.fullmatch(
+        scenario, contestant, _repeat = re.fullmatch(
             r"(.+)-(naive|seed|exo-scaler|limit)-r([123])", path.name
         ).groups()  # type: ignore[union-attr]
         assert scenario in names
